@@ -1,0 +1,17 @@
+"""Advantage estimators, registered by name in ``ADVANTAGES``."""
+
+from safegrpo.advantages.group import (
+    ADVANTAGES,
+    broadcast_segments,
+    gdpo_advantages,
+    grpo_advantages,
+    segment_advantages,
+)
+
+__all__ = [
+    "ADVANTAGES",
+    "broadcast_segments",
+    "gdpo_advantages",
+    "grpo_advantages",
+    "segment_advantages",
+]

@@ -1,0 +1,3 @@
+from safegrpo.core.registry import Registry
+
+__all__ = ["Registry"]

@@ -1,0 +1,76 @@
+"""Typed containers passed between rollout, scoring and optimisation.
+
+Shape letters: B batch (= prompts x G), G group size, T completion tokens, P prompt tokens,
+K reward components, S segments (list ranks / diffusion timesteps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class AdvantageResult:
+    """Output of an advantage estimator."""
+
+    advantages: Tensor  # [B] or [B, S]
+    valid: Tensor  # [B] bool: False where the reward was NaN (excluded from the loss)
+    stats: dict[str, float] = field(default_factory=dict)  # zero_std_groups, singleton_groups...
+
+
+@dataclass(frozen=True)
+class LMRollout:
+    """G sampled completions per prompt, flattened to B = prompts * G rows."""
+
+    prompt_ids: Tensor  # [B, P] left-padded
+    prompt_mask: Tensor  # [B, P] 1 = real token
+    completion_ids: Tensor  # [B, T] right-padded (pad after EOS)
+    completion_mask: Tensor  # [B, T] 1 = generated token up to and including EOS
+    old_logprobs: Tensor  # [B, T] behaviour-policy log-probs at sampling time
+    ref_logprobs: Tensor | None  # [B, T] reference log-probs (None when kl is off)
+    group_ids: Tensor  # [B] long: rows sharing a prompt share an id
+    prompts: tuple[str, ...]  # B prompt strings
+    completions: tuple[str, ...]  # B decoded completions
+
+    def __post_init__(self) -> None:
+        b, t = self.completion_ids.shape
+        for name in ("completion_mask", "old_logprobs"):
+            if getattr(self, name).shape != (b, t):
+                raise ValueError(f"LMRollout.{name} shape {tuple(getattr(self, name).shape)} != {(b, t)}")
+        if self.group_ids.shape != (b,) or len(self.prompts) != b or len(self.completions) != b:
+            raise ValueError("LMRollout: group_ids, prompts and completions must have B entries")
+
+    @property
+    def batch_size(self) -> int:
+        return self.completion_ids.shape[0]
+
+    def select(self, idx: Tensor) -> LMRollout:
+        """Rows ``idx`` [b] (for minibatching)."""
+        il = idx.tolist()
+        return replace(
+            self,
+            prompt_ids=self.prompt_ids[idx],
+            prompt_mask=self.prompt_mask[idx],
+            completion_ids=self.completion_ids[idx],
+            completion_mask=self.completion_mask[idx],
+            old_logprobs=self.old_logprobs[idx],
+            ref_logprobs=None if self.ref_logprobs is None else self.ref_logprobs[idx],
+            group_ids=self.group_ids[idx],
+            prompts=tuple(self.prompts[i] for i in il),
+            completions=tuple(self.completions[i] for i in il),
+        )
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """Rewards of one rollout: total and per-component breakdown."""
+
+    total: Tensor  # [B] float, NaN where unscorable
+    components: dict[str, Tensor]  # name -> [B]
+    info: tuple[dict, ...] = ()  # B per-sample extras (decision, tier...) for logging
+
+    def component_means(self) -> dict[str, float]:
+        return {k: float(torch.nanmean(v.float())) for k, v in self.components.items()}

@@ -1,0 +1,141 @@
+"""Clipped-surrogate policy loss for GRPO and its aggregation variants.
+
+Per token: L_t = -min(r_t A, clip(r_t, 1 - eps_low, 1 + eps_high) A) (+ beta * KL_t).
+Ratios: ``token`` r_t = pi/pi_old per token (PPO/GRPO); ``sequence`` r = exp(mean_t log pi/pi_old)
+shared by every token of a sequence (GSPO, arXiv:2507.18071).
+Aggregation over masked tokens [B, T]:
+- ``grpo``: mean over each sequence's tokens, then over sequences (arXiv:2402.03300);
+- ``bnpo``: sum over all tokens / number of tokens in this (micro)batch;
+- ``dapo``: sum / number of tokens in the whole optimisation batch (``num_tokens``), so
+  gradient accumulation over micro-batches equals one big token-mean (arXiv:2503.14476);
+- ``dr_grpo``: sum / (B * max_len) with a constant max_len (arXiv:2503.20783).
+Asymmetric clipping (eps_high > eps_low) is DAPO's clip-higher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from safegrpo.core.registry import Registry
+from safegrpo.losses.kl import kl_estimate
+
+AGGREGATIONS: Registry = Registry("loss aggregation")
+
+
+def _masked_sum(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum()
+
+
+@AGGREGATIONS.register("grpo")
+def _agg_grpo(x: Tensor, mask: Tensor, **_: object) -> Tensor:
+    per_seq = (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    return per_seq.mean()
+
+
+@AGGREGATIONS.register("bnpo")
+def _agg_bnpo(x: Tensor, mask: Tensor, **_: object) -> Tensor:
+    return _masked_sum(x, mask) / mask.sum().clamp(min=1)
+
+
+@AGGREGATIONS.register("dapo")
+def _agg_dapo(x: Tensor, mask: Tensor, *, num_tokens: float | None = None, **_: object) -> Tensor:
+    denom = mask.sum().clamp(min=1) if num_tokens is None else torch.as_tensor(float(num_tokens))
+    return _masked_sum(x, mask) / denom
+
+
+@AGGREGATIONS.register("dr_grpo")
+def _agg_dr_grpo(x: Tensor, mask: Tensor, *, max_len: int | None = None, **_: object) -> Tensor:
+    length = x.shape[-1] if max_len is None else max_len
+    return _masked_sum(x, mask) / (x.shape[0] * length)
+
+
+def aggregate(name: str, x: Tensor, mask: Tensor, **kw: object) -> Tensor:
+    """x, mask [B, T] -> scalar, by the named aggregation."""
+    return AGGREGATIONS.get(name)(x, mask.to(x.dtype), **kw)
+
+
+def clipped_surrogate(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    ratio_level: Literal["token", "sequence"] = "token",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-token surrogate loss.
+
+    logp, old_logp, mask [B, T]; advantages [B] or [B, T].
+    Returns (loss [B, T], ratio [B, T], clipped [B, T] bool: the clip was active).
+    """
+    eps_high = eps_low if eps_high is None else eps_high
+    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
+    log_ratio = logp - old_logp
+    if ratio_level == "token":
+        ratio = torch.exp(log_ratio)
+    elif ratio_level == "sequence":
+        m = mask.to(logp.dtype)
+        seq = (log_ratio * m).sum(-1) / m.sum(-1).clamp(min=1)
+        ratio = torch.exp(seq).unsqueeze(-1).expand_as(logp)
+    else:
+        raise ValueError(f"ratio_level must be token|sequence, got {ratio_level!r}")
+    unclipped = ratio * adv
+    clipped_ratio = ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    clipped = clipped_ratio * adv
+    loss = -torch.minimum(unclipped, clipped)
+    active = clipped < unclipped
+    return loss, ratio, active
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    loss: Tensor  # scalar
+    metrics: dict[str, float]
+
+
+def grpo_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    ref_logp: Tensor | None = None,
+    beta: float = 0.0,
+    kl_estimator: str = "k3",
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    ratio_level: Literal["token", "sequence"] = "token",
+    agg: str = "grpo",
+    num_tokens: float | None = None,
+    max_len: int | None = None,
+) -> LossOutput:
+    """Full GRPO objective. Tensors [B, T] (advantages [B] or [B, T]); returns scalar + metrics."""
+    mask_f = mask.to(logp.dtype)
+    pg, ratio, active = clipped_surrogate(
+        logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level
+    )
+    per_token = pg
+    metrics: dict[str, float] = {}
+    if beta > 0.0:
+        if ref_logp is None:
+            raise ValueError("beta > 0 needs ref_logp")
+        kl = kl_estimate(kl_estimator, logp, ref_logp)
+        per_token = per_token + beta * kl
+        metrics["kl"] = float(_masked_sum(kl.detach(), mask_f) / mask_f.sum().clamp(min=1))
+    loss = aggregate(agg, per_token, mask_f, num_tokens=num_tokens, max_len=max_len)
+    with torch.no_grad():
+        n = mask_f.sum().clamp(min=1)
+        lr = (logp - old_logp).detach()
+        metrics.update(
+            clipfrac=float(_masked_sum(active.to(logp.dtype), mask_f) / n),
+            ratio_mean=float(_masked_sum(ratio.detach(), mask_f) / n),
+            # k3 estimate of KL(old || new): the usual "approx_kl" diagnostic.
+            approx_kl=float(_masked_sum(torch.exp(lr) - 1 - lr, mask_f) / n),
+            pg_loss=float(aggregate(agg, pg.detach(), mask_f, num_tokens=num_tokens, max_len=max_len)),
+        )
+    return LossOutput(loss, metrics)

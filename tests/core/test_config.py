@@ -1,0 +1,40 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from safegrpo.core.config import ConfigError, from_dict, load_config
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 1e-3
+    mode: str = "a"
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    steps: int = 3
+    flag: bool = False
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("steps: 5\ninner:\n  lr: 0.5\n")
+    cfg = load_config(Outer, p, ["inner.mode=b", "flag=true"])
+    assert cfg == Outer(inner=Inner(lr=0.5, mode="b"), steps=5, flag=True)
+
+
+def test_errors_name_the_field():
+    with pytest.raises(ConfigError, match="inner.lrr"):
+        from_dict(Outer, {"inner": {"lrr": 1}})
+    with pytest.raises(ConfigError, match="steps: expected int"):
+        from_dict(Outer, {"steps": "many"})
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        from_dict(Outer, {"inner": {"lr": -1}})
+    with pytest.raises(ConfigError, match="section.field=value"):
+        load_config(Outer, None, ["steps"])
