@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from safegrpo.advantages import ADVANTAGES, broadcast_segments, gdpo_advantages, grpo_advantages, segment_advantages
+from safegrpo.advantages import (
+    ADVANTAGES,
+    broadcast_segments,
+    gdpo_advantages,
+    grpo_advantages,
+    segment_advantages,
+)
 
 
 def loop_grpo(rewards, gids, scale="group", eps=1e-4):

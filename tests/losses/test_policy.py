@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS, aggregate, clipped_surrogate, grpo_loss, kl_estimate
+from safegrpo.losses import (
+    AGGREGATIONS,
+    KL_ESTIMATORS,
+    aggregate,
+    clipped_surrogate,
+    grpo_loss,
+    kl_estimate,
+)
 
 
 def test_clipped_surrogate_hand_computed():

@@ -1,0 +1,1 @@
+"""OpenEnv-compatible environments: ``envs/<name>/{models.py, client.py, server/}``."""

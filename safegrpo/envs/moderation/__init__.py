@@ -1,0 +1,1 @@
+"""Moderation arena: a defender decides allow / transform / reject for image-generation prompts."""

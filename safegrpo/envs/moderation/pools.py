@@ -1,0 +1,112 @@
+"""Prompt pools and the tiered curriculum ("red") sampler.
+
+The sampler mixes T1 (plain), T2 (obfuscated), T3 (disguised) unsafe prompts and benign
+prompts with tier weights interpolated linearly from ``early`` to ``late`` over training
+steps (more T1 early, more T2/T3 late, benign throughout). Holdout prompts are never sampled
+for training; ``holdout()`` returns them for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+TIERS = ("T1", "T2", "T3", "benign")
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: str
+    prompt: str
+    tier: str  # T1 | T2 | T3 | benign
+    category: str  # violence | self-harm | hate | sexual | scene | trap
+    label: str  # unsafe | safe
+    rewrite: str  # reference safe rewrite (the prompt itself for benign)
+    holdout: bool
+
+    @property
+    def unsafe(self) -> bool:
+        return self.label == "unsafe"
+
+
+def _data_dir() -> Path:
+    return Path(str(resources.files("safegrpo.envs.moderation") / "data"))
+
+
+@lru_cache(maxsize=4)
+def load_pool(path: str | None = None) -> tuple[PromptRecord, ...]:
+    """Load prompts.jsonl (bundled by default). Raises naming the line on bad rows."""
+    p = Path(path) if path else _data_dir() / "prompts.jsonl"
+    out = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(PromptRecord(**json.loads(line)))
+        except (TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}:{i}: bad prompt record: {e}") from None
+    return tuple(out)
+
+
+@lru_cache(maxsize=4)
+def load_lexicon(path: str | None = None) -> dict[str, tuple[str, ...]]:
+    p = Path(path) if path else _data_dir() / "lexicon.json"
+    return {k: tuple(v) for k, v in json.loads(p.read_text()).items()}
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    early: tuple[float, float, float, float] = (0.45, 0.15, 0.05, 0.35)
+    """Tier weights (T1, T2, T3, benign) at step 0."""
+    late: tuple[float, float, float, float] = (0.15, 0.25, 0.25, 0.35)
+    """Tier weights at ``ramp_steps`` and after."""
+    ramp_steps: int = 100
+    """Steps over which weights move from early to late."""
+    pool_path: str | None = None
+    """prompts.jsonl to use; None = the bundled pools."""
+
+    def __post_init__(self) -> None:
+        for name in ("early", "late"):
+            w = getattr(self, name)
+            if len(w) != 4 or min(w) < 0 or sum(w) <= 0:
+                raise ValueError(f"{name} must be 4 non-negative weights (T1, T2, T3, benign)")
+        if self.ramp_steps < 1:
+            raise ValueError("ramp_steps must be >= 1")
+
+
+@dataclass
+class RedSampler:
+    """Draws training prompts by tier schedule; deterministic given (seed, step)."""
+
+    cfg: CurriculumConfig = field(default_factory=CurriculumConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        pool = load_pool(self.cfg.pool_path)
+        self.by_tier = {t: [r for r in pool if r.tier == t and not r.holdout] for t in TIERS}
+        empty = [t for t, rs in self.by_tier.items() if not rs]
+        if empty:
+            raise ValueError(f"prompt pool has no training prompts for tier(s) {empty}")
+
+    def weights(self, step: int) -> tuple[float, ...]:
+        a = min(step / self.cfg.ramp_steps, 1.0)
+        w = [(1 - a) * e + a * l for e, l in zip(self.cfg.early, self.cfg.late, strict=True)]
+        s = sum(w)
+        return tuple(x / s for x in w)
+
+    def sample(self, step: int, n: int) -> list[PromptRecord]:
+        rng = random.Random(f"{self.seed}:{step}")  # per-step seed: resume reproduces exactly
+        tiers = rng.choices(TIERS, weights=self.weights(step), k=n)
+        return [rng.choice(self.by_tier[t]) for t in tiers]
+
+
+def holdout(pool_path: str | None = None) -> list[PromptRecord]:
+    return [r for r in load_pool(pool_path) if r.holdout]
+
+
+def train_split(pool_path: str | None = None) -> list[PromptRecord]:
+    return [r for r in load_pool(pool_path) if not r.holdout]

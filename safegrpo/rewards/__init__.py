@@ -1,0 +1,1 @@
+"""Rewards compose judges and return a per-component breakdown ``{name: Tensor[B]}``."""
