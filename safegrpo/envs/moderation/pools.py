@@ -94,7 +94,7 @@ class RedSampler:
 
     def weights(self, step: int) -> tuple[float, ...]:
         a = min(step / self.cfg.ramp_steps, 1.0)
-        w = [(1 - a) * e + a * l for e, l in zip(self.cfg.early, self.cfg.late, strict=True)]
+        w = [(1 - a) * e + a * late for e, late in zip(self.cfg.early, self.cfg.late, strict=True)]
         s = sum(w)
         return tuple(x / s for x in w)
 
