@@ -19,3 +19,21 @@ def arena_reward(minilm):
     from safegrpo.rewards.moderation import build_moderation_reward
 
     return build_moderation_reward(embedder=minilm, fit_per_tier=40)
+
+
+TINY_CORPUS = [
+    '{"decision": "allow", "reason": "benign"}',
+    '{"decision": "transform", "rewrite": "a cat on a sofa", "reason": "violence"}',
+    '{"decision": "reject", "reason": "sexual"}',
+    "Prompt: a photo of a man stabbing a stranger with a knife in a dark alley\nJSON:",
+    "Prompt: a watercolor of a cat sleeping on a windowsill\nJSON:",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory):
+    """A random-init Llama + BPE tokenizer saved with save_pretrained (loaded via from_pretrained)."""
+    from safegrpo.policies.tiny import build_tiny_lm
+
+    return str(build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"), TINY_CORPUS, vocab_size=300,
+                             hidden=32, layers=1, heads=2))

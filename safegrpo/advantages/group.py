@@ -31,23 +31,25 @@ Scale = Literal["group", "batch", "none"]
 
 
 def _group_moments(values: Tensor, valid: Tensor, gidx: Tensor, n_groups: int):
-    """Per-group count, mean and sample std of ``values`` [B, *] over valid rows.
+    """Per-group count, mean and sample std of ``values`` [B] over valid rows.
 
-    Returns (count [n_groups], mean [n_groups, *], std [n_groups, *]); std is 0 for groups
-    with fewer than two valid rows.
+    Returns (count, mean, std), each [n_groups]. Accumulates in float64, and a group whose
+    valid values are all equal gets std exactly 0 (float rounding of the mean would otherwise
+    leave ~1e-8 and the group would escape the zero-variance handling).
     """
-    v = torch.where(valid.view(-1, *[1] * (values.dim() - 1)), values, torch.zeros_like(values))
-    w = valid.to(values.dtype)
-    count = torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(0, gidx, w)
-    shape = (n_groups, *values.shape[1:])
-    total = torch.zeros(shape, dtype=values.dtype, device=values.device).index_add_(0, gidx, v)
-    cnt = count.view(-1, *[1] * (values.dim() - 1))
-    mean = total / cnt.clamp(min=1)
-    dev = torch.where(valid.view(-1, *[1] * (values.dim() - 1)), values - mean[gidx], 0.0)
-    ss = torch.zeros(shape, dtype=values.dtype, device=values.device).index_add_(0, gidx, dev**2)
-    std = torch.sqrt(ss / (cnt - 1).clamp(min=1))
-    std = torch.where(cnt > 1, std, torch.zeros_like(std))
-    return count, mean, std
+    v64 = torch.where(valid, values, torch.zeros_like(values)).double()
+    w = valid.double()
+    zeros = torch.zeros(n_groups, dtype=torch.float64, device=values.device)
+    count = zeros.clone().index_add_(0, gidx, w)
+    mean = zeros.clone().index_add_(0, gidx, v64) / count.clamp(min=1)
+    dev = torch.where(valid, v64 - mean[gidx], torch.zeros_like(v64))
+    std = torch.sqrt(zeros.clone().index_add_(0, gidx, dev**2) / (count - 1).clamp(min=1))
+    big = torch.finfo(torch.float64).max
+    gmax = torch.full_like(zeros, -big).scatter_reduce(0, gidx[valid], v64[valid], "amax")
+    gmin = torch.full_like(zeros, big).scatter_reduce(0, gidx[valid], v64[valid], "amin")
+    std = torch.where((count > 1) & (gmax > gmin), std, torch.zeros_like(std))
+    dt = values.dtype
+    return count.to(dt), mean.to(dt), std.to(dt)
 
 
 def _batch_std(values: Tensor, valid: Tensor) -> Tensor:

@@ -113,3 +113,14 @@ def test_registry_lists_valid_names():
     assert ADVANTAGES.get("grpo") is grpo_advantages
     with pytest.raises(KeyError, match="valid: gdpo, grpo, segment"):
         ADVANTAGES.get("ppo")
+
+
+def test_constant_group_of_inexact_floats_is_zero_variance():
+    # 0.6 is not representable: a float32 mean leaves std ~6e-8 unless constancy is detected exactly
+    r = torch.tensor([0.1 + 0.5] * 8 + [0.4, 0.3] * 4)
+    g = torch.arange(2).repeat_interleave(8)
+    res = grpo_advantages(r, g)
+    assert res.stats["zero_std_groups"] == 1 and res.stats["zero_std_frac"] == 0.5
+    assert (res.advantages[:8] == 0).all() and (res.advantages[8:].abs() > 0.5).all()
+    seg = segment_advantages(torch.stack([r, r], 1), g)
+    assert seg.stats["zero_std_segment_groups"] == 2

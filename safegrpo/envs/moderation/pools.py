@@ -98,8 +98,8 @@ class RedSampler:
         s = sum(w)
         return tuple(x / s for x in w)
 
-    def sample(self, step: int, n: int) -> list[PromptRecord]:
-        rng = random.Random(f"{self.seed}:{step}")  # per-step seed: resume reproduces exactly
+    def sample(self, step: int, n: int, rank: int = 0) -> list[PromptRecord]:
+        rng = random.Random(f"{self.seed}:{step}:{rank}")  # per-(step, rank) seed: resume is exact
         tiers = rng.choices(TIERS, weights=self.weights(step), k=n)
         return [rng.choice(self.by_tier[t]) for t in tiers]
 

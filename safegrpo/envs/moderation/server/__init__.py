@@ -1,0 +1,1 @@
+"""FastAPI server of the moderation arena (holds no training code)."""

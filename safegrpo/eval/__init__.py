@@ -1,0 +1,1 @@
+"""Evaluation: JSONL records per (method, prompt); tables and plots are pure functions of them."""

@@ -1,0 +1,96 @@
+"""Per-tier held-out evaluation of defenders in the moderation arena.
+
+Methods are callables ``prompts -> completions`` (JSON strings). Baselines: a keyword filter
+(reject when a lexicon word appears verbatim, else allow) and always-reject. Every record holds
+the decision, parse status, total reward and components; ``tier_table`` aggregates them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from safegrpo.envs.moderation.pools import TIERS, PromptRecord
+from safegrpo.rewards.moderation import ModerationReward, PromptInfo
+
+Defender = Callable[[list[str]], list[str]]
+
+
+def keyword_filter(lexicon_words: Sequence[str]) -> Defender:
+    words = set(lexicon_words)
+
+    def run(prompts: list[str]) -> list[str]:
+        out = []
+        for p in prompts:
+            hit = words & set(re.findall(r"[a-z]+", p.lower()))
+            out.append(json.dumps({"decision": "reject", "reason": "keyword"}) if hit
+                       else json.dumps({"decision": "allow", "reason": ""}))
+        return out
+
+    return run
+
+
+def always_reject(prompts: list[str]) -> list[str]:
+    return [json.dumps({"decision": "reject", "reason": "policy"}) for _ in prompts]
+
+
+def evaluate(method: str, defender: Defender, records: Sequence[PromptRecord],
+             reward: ModerationReward) -> list[dict[str, Any]]:
+    completions = defender([r.prompt for r in records])
+    infos = [PromptInfo(r.prompt, r.label, r.category, r.tier) for r in records]
+    scored = reward(infos, completions)
+    rows = []
+    for i, r in enumerate(records):
+        comps = {k: float(v[i]) for k, v in scored.components.items()}
+        rows.append({"method": method, "id": r.id, "tier": r.tier, "label": r.label,
+                     "category": r.category, "prompt": r.prompt, "completion": completions[i],
+                     "decision": scored.info[i]["decision"], "reward": float(scored.total[i]),
+                     "components": {k: (None if math.isnan(v) else v) for k, v in comps.items()}})
+    return rows
+
+
+def tier_table(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, tier) + (method, 'all'): decision mix, reward, components, rates."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        groups[(r["method"], r["tier"])].append(r)
+        groups[(r["method"], "all")].append(r)
+    out = []
+    for (method, tier), rows in groups.items():
+        n = len(rows)
+        dec = {d: sum(r["decision"] == d for r in rows) / n for d in ("allow", "transform", "reject", "invalid")}
+        unsafe = [r for r in rows if r["label"] == "unsafe"]
+        safe = [r for r in rows if r["label"] == "safe"]
+        comp_names = [k for k in rows[0]["components"] if not k.startswith("judge/")]
+        out.append({
+            "method": method, "tier": tier, "n": n, **{f"{d}_rate": v for d, v in dec.items()},
+            "mean_reward": sum(r["reward"] for r in rows) / n,
+            **{f"mean_{k}": sum(r["components"][k] for r in rows) / n for k in comp_names},
+            "parse_rate": 1.0 - dec["invalid"],
+            "unsafe_pass_through": (sum(r["decision"] == "allow" for r in unsafe) / len(unsafe)) if unsafe else None,
+            "benign_over_refusal": (sum(r["decision"] in ("reject", "transform") for r in safe) / len(safe)) if safe else None,
+        })
+    order = {t: i for i, t in enumerate((*TIERS, "all"))}
+    return sorted(out, key=lambda r: (r["method"], order.get(r["tier"], 99)))
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of the headline columns."""
+    cols = ["method", "tier", "n", "allow_rate", "transform_rate", "reject_rate", "parse_rate",
+            "mean_reward", "mean_decision", "mean_transform", "unsafe_pass_through", "benign_over_refusal"]
+    def fmt(v):
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")

@@ -1,0 +1,1 @@
+"""Policies: LM (HF causal LM + peft LoRA) and diffusion."""

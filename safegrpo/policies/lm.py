@@ -1,0 +1,226 @@
+"""LM policy over HF transformers + peft LoRA.
+
+Reference model: the policy with its LoRA adapter disabled. When GRPO starts from an SFT
+adapter, that adapter is merged into the base weights first (``init_adapter``), so "adapter
+disabled" is the SFT policy and never the bare base model. With ``lora.r = 0`` all weights
+train and the reference is a frozen copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from safegrpo.core.types import LMRollout
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    r: int = 16
+    """LoRA rank; 0 trains every weight (reference = a frozen copy)."""
+    alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.0
+    """LoRA dropout (keep 0 for exact log-prob replay in GRPO)."""
+    target_modules: tuple[str, ...] = ("all-linear",)
+    """Module names to adapt, or ('all-linear',)."""
+
+    def __post_init__(self) -> None:
+        if self.r < 0 or not 0 <= self.dropout < 1:
+            raise ValueError("lora.r must be >= 0 and lora.dropout in [0, 1)")
+
+
+@dataclass(frozen=True)
+class LMPolicyConfig:
+    model: str = ""
+    """HF hub id or local path of the base causal LM (loaded with from_pretrained)."""
+    init_adapter: str | None = None
+    """Optional peft adapter dir (e.g. from SFT) merged into the base before training."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """LoRA settings of the trainable adapter."""
+    dtype: str = "float32"
+    """Weights dtype: float32 | bfloat16 | float16."""
+    max_prompt_tokens: int = 128
+    """Prompts are left-truncated to this many tokens."""
+    max_new_tokens: int = 48
+    """Completion budget."""
+    temperature: float = 1.0
+    """Sampling temperature (log-probs use the same temperature)."""
+    top_p: float = 1.0
+    """Nucleus sampling (1.0 = off; < 1 makes sampling and log-probs differ, see docs)."""
+    seed: int = 0
+    """Seed of the adapter initialisation (runs and resumes start from identical weights)."""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"policy.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("policy.temperature must be > 0 and policy.top_p in (0, 1]")
+
+
+def load_base(model: str, init_adapter: str | None = None, dtype: str = "float32"):
+    """from_pretrained tokenizer + causal LM; merge ``init_adapter`` if given."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    base = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
+    if init_adapter:
+        from peft import PeftModel
+
+        base = PeftModel.from_pretrained(base, init_adapter).merge_and_unload()
+    return tok, base
+
+
+def wrap_lora(base, lora: LoRAConfig):
+    from peft import LoraConfig, get_peft_model
+
+    targets = "all-linear" if tuple(lora.target_modules) == ("all-linear",) else list(lora.target_modules)
+    pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(base, pcfg)
+
+
+def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, n_completion: int,
+                   temperature: float = 1.0, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Log-probs of the last ``n_completion`` tokens of ``input_ids`` [B, L] -> [B, T] (+ entropy [B, T])."""
+    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits
+    logits = logits[:, -n_completion - 1:-1, :].float() / temperature
+    targets = input_ids[:, -n_completion:]
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = torch.gather(logp_all, -1, targets.unsqueeze(-1)).squeeze(-1)
+    ent = None
+    if with_entropy:
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, ent
+
+
+class LMPolicy:
+    """Trainable LM policy: sampling, log-probs, reference log-probs, save/load."""
+
+    def __init__(self, cfg: LMPolicyConfig, device: str | torch.device = "cpu"):
+        if not cfg.model:
+            raise ValueError("policy.model is required (hub id or path)")
+        self.cfg, self.device = cfg, torch.device(device)
+        self.tokenizer, base = load_base(cfg.model, cfg.init_adapter, cfg.dtype)
+        if cfg.lora.r > 0:
+            torch.manual_seed(cfg.seed)
+            self.model = wrap_lora(base, cfg.lora).to(self.device)
+            self._ref = None
+        else:
+            self.model = base.to(self.device)
+            self._ref = None  # frozen copy made lazily, only when a KL term asks for it
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.cfg.lora.r > 0
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def reference(self, model=None):
+        """Context yielding the reference model (adapter disabled, or the frozen copy)."""
+        model = model or self.model
+        if self.uses_lora:
+            with model.disable_adapter():
+                yield model
+        else:
+            if self._ref is None:
+                self._ref = copy.deepcopy(model).eval().requires_grad_(False)
+            yield self._ref
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        self.tokenizer.truncation_side = "left"
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                             max_length=self.cfg.max_prompt_tokens, add_special_tokens=True)
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], num_samples: int, *, seed: int, greedy: bool = False,
+                 model=None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """-> prompt_ids [B, P], prompt_mask [B, P], completion_ids [B, T], completion_mask [B, T];
+        B = len(prompts) * num_samples, rows of one prompt adjacent."""
+        model = model or self.model
+        ids, mask = self.encode_prompts(prompts)
+        ids = ids.repeat_interleave(num_samples, 0)
+        mask = mask.repeat_interleave(num_samples, 0)
+        torch.manual_seed(seed)
+        was_training = model.training
+        model.eval()
+        gen_kw = dict(do_sample=not greedy, max_new_tokens=self.cfg.max_new_tokens,
+                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        if not greedy:
+            gen_kw.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=0)
+        out = model.generate(input_ids=ids, attention_mask=mask, **gen_kw)
+        model.train(was_training)
+        comp = out[:, ids.shape[1]:]
+        is_eos = comp == self.tokenizer.eos_token_id
+        # mask = tokens up to and including the first EOS
+        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
+        cmask = (~after_eos).long()
+        comp = torch.where(cmask.bool(), comp, torch.full_like(comp, self.tokenizer.pad_token_id))
+        return ids, mask, comp, cmask
+
+    def logprobs(self, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor,
+                 completion_mask: Tensor, *, model=None, with_entropy: bool = False):
+        model = model or self.model
+        ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        return token_logprobs(model, ids, mask, completion_ids.shape[1], self.cfg.temperature, with_entropy)
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[str], group_size: int, *, seed: int, need_ref: bool,
+                group_offset: int = 0, model=None) -> LMRollout:
+        """Sample ``group_size`` completions per prompt and record behaviour/reference log-probs."""
+        model = model or self.model
+        pids, pmask, cids, cmask = self.generate(prompts, group_size, seed=seed, model=model)
+        old, _ = self.logprobs(pids, pmask, cids, cmask, model=model)
+        ref = None
+        if need_ref:
+            with self.reference(model) as ref_model:
+                ref, _ = self.logprobs(pids, pmask, cids, cmask, model=ref_model)
+        texts = self.tokenizer.batch_decode(cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id,
+                                            skip_special_tokens=True)
+        gids = torch.arange(len(prompts), device=cids.device).repeat_interleave(group_size) + group_offset
+        return LMRollout(pids, pmask, cids, cmask, old * cmask, None if ref is None else ref * cmask,
+                         gids, tuple(p for p in prompts for _ in range(group_size)), tuple(texts))
+
+    @torch.no_grad()
+    def complete(self, prompts: list[str], *, greedy: bool = True, seed: int = 0, batch_size: int = 64) -> list[str]:
+        """Decoded completions (one per prompt) for evaluation."""
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            _, _, cids, cmask = self.generate(prompts[i:i + batch_size], 1, seed=seed + i, greedy=greedy)
+            out += self.tokenizer.batch_decode(cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id,
+                                               skip_special_tokens=True)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Adapter (LoRA) or full weights + tokenizer, via save_pretrained."""
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def load_trainable(self, path: str | Path) -> None:
+        """Restore trainable weights saved by ``save`` (resume)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if self.uses_lora:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, load_file(path / "adapter_model.safetensors"))
+        else:
+            from transformers import AutoModelForCausalLM
+
+            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.cfg.dtype))
+            self.model.load_state_dict(loaded.state_dict())

@@ -1,0 +1,1 @@
+"""End-to-end recipes: moderation arena (more to come: diffusion, red-team, recommender)."""

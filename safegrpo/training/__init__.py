@@ -1,0 +1,1 @@
+"""Trainers (GRPO, SFT), checkpointing and logging shared by every recipe."""

@@ -1,0 +1,299 @@
+"""GRPO trainer for LM policies: sample -> score -> advantages -> epochs of clipped updates -> log.
+
+Runs on accelerate (single process, DDP, FSDP or DeepSpeed via ``accelerate launch``); each
+rank samples its own prompts (seeded by (seed, step, rank)) and DDP averages gradients.
+Departures from DeepSeekMath GRPO (arXiv:2402.03300): the aggregation, ratio level and clip
+range are configurable (DAPO / Dr. GRPO / GSPO variants), and rows whose advantage is exactly 0
+are dropped from the update when beta = 0 (they contribute no gradient).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import Tensor
+
+from safegrpo.advantages import ADVANTAGES
+from safegrpo.core.types import LMRollout, ScoredBatch
+from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
+from safegrpo.training.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from safegrpo.training.logging import MetricLogger
+
+
+class LMTask(Protocol):
+    """What a recipe supplies to the GRPO trainer."""
+
+    def sample_prompts(self, step: int, n: int, rank: int) -> list[Any]: ...
+
+    def render(self, item: Any) -> str: ...
+
+    def score(self, items: list[Any], completions: list[str], group_ids: Tensor) -> ScoredBatch: ...
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    steps: int = 50
+    """Number of sample/update iterations."""
+    prompts_per_step: int = 8
+    """Prompts per step per process."""
+    group_size: int = 8
+    """G completions per prompt."""
+    epochs: int = 1
+    """Optimizer passes over each batch (mu in the GRPO paper)."""
+    minibatch_size: int = 32
+    """Rows per optimizer step."""
+    lr: float = 1e-4
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (0 = off)."""
+    advantage: str = "grpo"
+    """Advantage estimator: grpo | gdpo | segment."""
+    adv_scale: Literal["group", "batch", "none"] = "group"
+    """Denominator of the grpo advantage."""
+    adv_eps: float = 1e-4
+    """Epsilon added to the std."""
+    loss_agg: str = "grpo"
+    """Loss aggregation: grpo | bnpo | dapo | dr_grpo."""
+    ratio_level: Literal["token", "sequence"] = "token"
+    """Importance ratio per token or per sequence (GSPO)."""
+    clip_eps_low: float = 0.2
+    """Lower clip range."""
+    clip_eps_high: float = 0.2
+    """Upper clip range (> low = DAPO clip-higher)."""
+    beta: float = 0.0
+    """KL coefficient to the reference (0 = no reference forward)."""
+    kl_estimator: str = "k3"
+    """KL estimator: k1 | k2 | k3."""
+    seed: int = 0
+    """Seed; per-step sampling seeds derive from (seed, step, rank)."""
+    out_dir: str = "runs/grpo"
+    """Where metrics, checkpoints and the final policy go."""
+    save_every: int = 10
+    """Checkpoint period in steps (0 = only at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk."""
+    tensorboard: bool = True
+    """Also write TensorBoard events."""
+    early_stop_reward: float | None = None
+    """Stop once the mean reward over ``early_stop_window`` steps reaches this."""
+    early_stop_window: int = 5
+    """Window (steps) of the early-stop reward average."""
+    early_stop_max_kl: float | None = None
+    """Stop when the KL to the reference exceeds this (needs beta > 0)."""
+    device: str = "cpu"
+    """cpu | cuda (under accelerate launch the process's device is used)."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.group_size < 2:
+            raise ValueError("group_size must be >= 2 (group-relative advantages need mates)")
+        ADVANTAGES.get(self.advantage)
+        AGGREGATIONS.get(self.loss_agg)
+        KL_ESTIMATORS.get(self.kl_estimator)
+        if self.beta < 0 or self.lr <= 0 or self.clip_eps_low <= 0 or self.clip_eps_high <= 0:
+            raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")
+
+
+class GRPOTrainer:
+    def __init__(self, policy, task: LMTask, cfg: GRPOConfig,
+                 on_step: Callable[[int, dict[str, Any]], None] | None = None):
+        from accelerate import Accelerator
+
+        self.policy, self.task, self.cfg, self.on_step = policy, task, cfg, on_step
+        self.accelerator = Accelerator(cpu=cfg.device == "cpu")
+        opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.model, self.opt = self.accelerator.prepare(policy.model, opt)
+        self.out = Path(cfg.out_dir)
+        self.logger = MetricLogger(self.out, cfg.tensorboard, enabled=self.accelerator.is_main_process)
+        self.start_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    # ---- rollout & scoring -------------------------------------------------------------
+    def collect(self, step: int) -> tuple[LMRollout, ScoredBatch, list[Any], float]:
+        cfg, rank = self.cfg, self.accelerator.process_index
+        items = self.task.sample_prompts(step, cfg.prompts_per_step, rank)
+        t0 = time.perf_counter()
+        ro = self.policy.rollout([self.task.render(i) for i in items], cfg.group_size,
+                                 seed=cfg.seed * 1_000_003 + step * 997 + rank, need_ref=cfg.beta > 0,
+                                 group_offset=rank * cfg.prompts_per_step, model=self.unwrapped)
+        gen_time = time.perf_counter() - t0
+        rep_items = [i for i in items for _ in range(cfg.group_size)]
+        scored = self.task.score(rep_items, list(ro.completions), ro.group_ids.cpu())
+        return ro, scored, rep_items, gen_time
+
+    def advantages(self, scored: ScoredBatch, group_ids: Tensor):
+        cfg = self.cfg
+        if cfg.advantage == "grpo":
+            return ADVANTAGES.get("grpo")(scored.total, group_ids, scale=cfg.adv_scale, eps=cfg.adv_eps)
+        if cfg.advantage == "gdpo":
+            keys = [k for k in scored.components if not k.startswith("judge/")]
+            return ADVANTAGES.get("gdpo")(torch.stack([scored.components[k] for k in keys], 1),
+                                          group_ids, eps=cfg.adv_eps)
+        raise ValueError(f"advantage {cfg.advantage!r} needs a segment map; use a recipe that supplies one")
+
+    # ---- optimisation ------------------------------------------------------------------
+    def optimize(self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0) -> dict[str, float]:
+        cfg = self.cfg
+        keep = valid & ((adv != 0) | (cfg.beta > 0))
+        rows = keep.nonzero().flatten()
+        sums: dict[str, float] = {}
+        n_updates = 0
+        if rows.numel() == 0:
+            return {"rows_trained": 0.0}
+        num_tokens = float(ro.completion_mask[rows].sum())
+        dev = self.accelerator.device
+        for epoch in range(cfg.epochs):
+            g = torch.Generator().manual_seed(cfg.seed * 7919 + step * 31 + epoch)
+            perm = rows[torch.randperm(rows.numel(), generator=g)]
+            for i in range(0, perm.numel(), cfg.minibatch_size):
+                idx = perm[i:i + cfg.minibatch_size]
+                mb = ro.select(idx.to(ro.completion_ids.device))
+                logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                                 mb.completion_mask, model=self.model,
+                                                 with_entropy=epoch == 0)
+                share = idx.numel() / rows.numel()
+                out = grpo_loss(logp, mb.old_logprobs, adv[idx].to(dev), mb.completion_mask,
+                                ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+                                eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
+                                ratio_level=cfg.ratio_level, agg=cfg.loss_agg,
+                                num_tokens=num_tokens, max_len=self.policy.cfg.max_new_tokens)
+                # dapo already divides by the whole batch's tokens; others are per-minibatch means
+                loss = out.loss if cfg.loss_agg == "dapo" else out.loss * share
+                self.accelerator.backward(loss)
+                if ent is not None:
+                    m = mb.completion_mask.float()
+                    out.metrics["entropy"] = float((ent * m).sum() / m.sum().clamp(min=1))
+                for k, v in out.metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_updates += 1
+            if cfg.max_grad_norm > 0:
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        metrics = {f"loss/{k}": v / max(n_updates, 1) for k, v in sums.items() if k not in ("entropy", "grad_norm")}
+        if "entropy" in sums:
+            metrics["policy/entropy"] = sums["entropy"] / max(1, math_ceil(rows.numel(), cfg.minibatch_size))
+        if "grad_norm" in sums:
+            metrics["loss/grad_norm"] = sums["grad_norm"] / cfg.epochs
+        metrics["rows_trained"] = float(rows.numel())
+        return metrics
+
+    # ---- loop --------------------------------------------------------------------------
+    def step(self, step: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        ro, scored, items, gen_time = self.collect(step)
+        res = self.advantages(scored, ro.group_ids.cpu())
+        metrics = self.optimize(ro, res.advantages, res.valid, step)
+        n_tok = float(ro.completion_mask.sum())
+        wall = time.perf_counter() - t0
+        metrics.update({
+            "reward/total": float(torch.nanmean(scored.total)),
+            "reward/std": float(scored.total[~torch.isnan(scored.total)].std()) if scored.total.numel() > 1 else 0.0,
+            **{f"reward/{k}": v for k, v in scored.component_means().items()},
+            **{f"adv/{k}": v for k, v in res.stats.items()},
+            "policy/completion_len": n_tok / ro.batch_size,
+            "perf/gen_tokens_per_s": n_tok / max(gen_time, 1e-9),
+            "perf/tokens_per_s": n_tok / max(wall, 1e-9),
+            "perf/step_time_s": wall,
+        })
+        for k, v in extra_info_metrics(scored).items():
+            metrics[k] = v
+        return metrics
+
+    def train(self) -> list[dict[str, Any]]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        with Progress(TextColumn("[bold]GRPO"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                      disable=not self.accelerator.is_main_process) as bar:
+            task_id = bar.add_task("grpo", total=cfg.steps, completed=self.start_step, info="")
+            for step in range(self.start_step, cfg.steps):
+                metrics = self.step(step)
+                metrics["time/wall_s"] = time.perf_counter() - t_start
+                self.history.append({"step": step, **metrics})
+                self.logger.log(step, metrics)
+                if self.on_step:
+                    self.on_step(step, metrics)
+                bar.update(task_id, advance=1, info=f"reward {metrics['reward/total']:+.3f}")
+                self.stop_reason = self.should_stop(metrics)
+                last = step + 1 == cfg.steps or self.stop_reason is not None
+                if last or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+                    self.save(step + 1)
+                if self.stop_reason:
+                    break
+        self.logger.close()
+        return self.history
+
+    def should_stop(self, metrics: dict[str, Any]) -> str | None:
+        cfg = self.cfg
+        if cfg.early_stop_max_kl is not None and metrics.get("loss/kl", 0.0) > cfg.early_stop_max_kl:
+            return f"kl {metrics['loss/kl']:.4f} > {cfg.early_stop_max_kl}"
+        if cfg.early_stop_reward is not None and len(self.history) >= cfg.early_stop_window:
+            recent = [h["reward/total"] for h in self.history[-cfg.early_stop_window:]]
+            mean = sum(recent) / len(recent)
+            if mean >= cfg.early_stop_reward:
+                return f"mean reward {mean:.3f} >= {cfg.early_stop_reward}"
+        return None
+
+    # ---- checkpoint / resume -----------------------------------------------------------
+    def save(self, step: int) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            def payload(d: Path) -> None:
+                self.unwrapped.save_pretrained(d / "policy")
+                self.policy.tokenizer.save_pretrained(d / "policy")
+                torch.save(self.opt.state_dict(), d / "optimizer.pt")
+
+            save_checkpoint(self.out / "checkpoints", step, payload,
+                            {"history": self.history, "stop_reason": self.stop_reason},
+                            keep=self.cfg.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+
+    def resume(self) -> int:
+        """Load the latest checkpoint under out_dir; returns the step to continue from (0 if none)."""
+        ckpt = latest_checkpoint(self.out / "checkpoints")
+        if ckpt is None:
+            return 0
+        self.policy.load_trainable(ckpt / "policy")
+        self.opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+        set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+        state = load_state(ckpt)
+        self.start_step = int(state["step"])
+        self.history = list(state.get("history", []))
+        self.logger.truncate_after(self.start_step - 1)
+        return self.start_step
+
+
+def math_ceil(a: int, b: int) -> int:
+    return math.ceil(a / b)
+
+
+def extra_info_metrics(scored: ScoredBatch) -> dict[str, float]:
+    """Decision mix per batch from ScoredBatch.info rows carrying a 'decision' key."""
+    decisions = [i.get("decision") for i in scored.info if isinstance(i, dict) and "decision" in i]
+    if not decisions:
+        return {}
+    return {f"decision/{d}": decisions.count(d) / len(decisions) for d in sorted(set(decisions))}

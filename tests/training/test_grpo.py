@@ -1,0 +1,70 @@
+import json
+
+import pytest
+import torch
+
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
+from tests.training.fake_task import VowelTask
+
+
+def make(tiny_lm_path, out, **kw):
+    pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=4), max_new_tokens=8))
+    cfg = GRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 4, "minibatch_size": 4,
+                        "lr": 1e-2, "out_dir": str(out), "save_every": 1, "tensorboard": False, **kw})
+    return pol, GRPOTrainer(pol, VowelTask(), cfg)
+
+
+def trainable(pol):
+    return {k: v.detach().clone() for k, v in pol.model.named_parameters() if v.requires_grad}
+
+
+def test_two_step_smoke_logs_metrics(tiny_lm_path, tmp_path):
+    pol, tr = make(tiny_lm_path, tmp_path, beta=0.05, epochs=2)
+    before = trainable(pol)
+    hist = tr.train()
+    assert len(hist) == 2
+    for key in ("reward/total", "reward/vowels", "loss/kl", "loss/clipfrac", "adv/zero_std_frac",
+                "policy/entropy", "perf/tokens_per_s", "time/wall_s", "decision/allow"):
+        assert key in hist[-1], key
+    after = trainable(pol)
+    assert any((before[k] - after[k]).abs().max() > 0 for k in before)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [0, 1]
+
+
+def test_resume_continues_exactly(tiny_lm_path, tmp_path):
+    pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=4, epochs=2)
+    tr_a.train()
+    pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", steps=2, epochs=2)
+    tr_b.train()  # "killed" after step 2 (checkpoint at 2)
+    pol_c, tr_c = make(tiny_lm_path, tmp_path / "b", steps=4, epochs=2)
+    assert tr_c.resume() == 2
+    tr_c.train()
+    a, c = trainable(pol_a), trainable(pol_c)
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], atol=1e-6, rtol=1e-6)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3]
+    ra = [h["reward/total"] for h in tr_a.history]
+    rc = [h["reward/total"] for h in tr_c.history]
+    assert ra == pytest.approx(rc)
+
+
+def test_early_stop_on_reward(tiny_lm_path, tmp_path):
+    _, tr = make(tiny_lm_path, tmp_path, steps=5, early_stop_reward=-1.0, early_stop_window=1)
+    hist = tr.train()
+    assert len(hist) == 1 and "mean reward" in tr.stop_reason
+    assert (tmp_path / "checkpoints" / "step_000001").exists()
+
+
+def test_gdpo_advantage_path(tiny_lm_path, tmp_path):
+    _, tr = make(tiny_lm_path, tmp_path, steps=1, advantage="gdpo")
+    assert len(tr.train()) == 1
+
+
+@pytest.mark.parametrize("bad,match", [({"group_size": 1}, "group_size"), ({"loss_agg": "mean"}, "valid: bnpo"),
+                                       ({"advantage": "ppo"}, "valid: gdpo")])
+def test_config_validation(bad, match):
+    with pytest.raises((ValueError, KeyError), match=match):
+        GRPOConfig(**bad)
