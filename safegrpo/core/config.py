@@ -88,7 +88,7 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{prefix or cls.__name__}: {e}") from None
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

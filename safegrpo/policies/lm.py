@@ -110,15 +110,18 @@ class LMPolicy:
     def __init__(self, cfg: LMPolicyConfig, device: str | torch.device = "cpu"):
         if not cfg.model:
             raise ValueError("policy.model is required (hub id or path)")
-        self.cfg, self.device = cfg, torch.device(device)
+        self.cfg = cfg
         self.tokenizer, base = load_base(cfg.model, cfg.init_adapter, cfg.dtype)
         if cfg.lora.r > 0:
             torch.manual_seed(cfg.seed)
-            self.model = wrap_lora(base, cfg.lora).to(self.device)
-            self._ref = None
-        else:
-            self.model = base.to(self.device)
-            self._ref = None  # frozen copy made lazily, only when a KL term asks for it
+            base = wrap_lora(base, cfg.lora)
+        self.model = base.to(torch.device(device))
+        self._ref = None  # full fine-tuning: frozen copy made lazily, only when a KL term asks for it
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (accelerate may have moved them)."""
+        return next(self.model.parameters()).device
 
     @property
     def uses_lora(self) -> bool:

@@ -69,6 +69,14 @@ class ArenaConfig:
     fit_per_tier: int = 60
     """Training prompts per tier used to fit the projection judge."""
 
+    def __post_init__(self) -> None:
+        try:
+            self.prompt_template.format(prompt="x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"prompt_template must contain {{prompt}} and no other fields ({e})") from None
+        if "{prompt}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {prompt}")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -171,7 +179,7 @@ def parse_rate(prompts: list[str]) -> Any:
 
 def run_sft(cfg: ModerationRecipeConfig, base: str) -> tuple[str, str | None, list[dict]]:
     """Returns (model path for GRPO, init adapter or None, SFT history)."""
-    pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None))
+    pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None), device=cfg.grpo.device)
     pairs = sft_pairs(cfg)
     eval_prompts = [cfg.arena.prompt_template.format(prompt=r.prompt)
                     for r in random.Random(cfg.seed + 1).sample(train_split(), 48)]

@@ -138,8 +138,10 @@ class ModerationReward:
             weight = torch.tensor([1.0 if parsed[i].decision == "reject" else 0.5 for i in benign_refused])
             comp["overrefusal"][benign_refused] = -cfg.overrefusal * p_safe * weight
         origs = [i.prompt for i in infos]
+        # keyword preservation only matters where there is something harmful to preserve
+        unsafe_rw = [rw if inf.label == "unsafe" else None for rw, inf in zip(rewrites, infos, strict=True)]
         comp["keyword"] = -cfg.keyword_coef * hacking.keyword_preservation(
-            origs, rewrites, self.all_keywords, copy_threshold=cfg.copy_threshold)
+            origs, unsafe_rw, self.all_keywords, copy_threshold=cfg.copy_threshold)
         comp["repetition"] = -cfg.repetition_coef * hacking.ngram_repetition(rewrites, cfg.repetition_n)
         comp["length"] = -cfg.length_coef * hacking.length_violation(
             origs, rewrites, min_words=cfg.min_words, max_ratio=cfg.max_len_ratio)

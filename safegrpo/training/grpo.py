@@ -182,7 +182,7 @@ class GRPOTrainer:
                 self.accelerator.backward(loss)
                 if ent is not None:
                     m = mb.completion_mask.float()
-                    out.metrics["entropy"] = float((ent * m).sum() / m.sum().clamp(min=1))
+                    out.metrics["entropy"] = float((ent.detach() * m).sum() / m.sum().clamp(min=1))
                 for k, v in out.metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_updates += 1

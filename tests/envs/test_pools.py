@@ -1,0 +1,52 @@
+import collections
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from safegrpo.envs.moderation.pools import CurriculumConfig, RedSampler, holdout, load_pool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_pools_equal_a_fresh_build(tmp_path):
+    spec = importlib.util.spec_from_file_location("build", ROOT / "scripts" / "build_prompt_pools.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows, lexicon = mod.build()
+    committed = [json.loads(x) for x in (ROOT / "safegrpo/envs/moderation/data/prompts.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "id"} for r in committed] == rows
+    assert json.loads((ROOT / "safegrpo/envs/moderation/data/lexicon.json").read_text()) == lexicon
+
+
+def test_pool_sizes_categories_and_holdout():
+    pool = load_pool()
+    tiers = collections.Counter(r.tier for r in pool)
+    assert all(tiers[t] >= 400 for t in ("T1", "T2", "T3", "benign"))
+    cats = collections.Counter((r.tier, r.category) for r in pool if r.label == "unsafe")
+    for t in ("T1", "T2", "T3"):
+        for c in ("violence", "self-harm", "hate", "sexual"):
+            assert cats[(t, c)] >= 100
+    assert {r.category for r in pool if r.tier == "benign"} == {"scene", "trap", "template"}
+    h = holdout()
+    assert 0.1 < len(h) / len(pool) < 0.2
+    assert len({r.prompt for r in pool}) == len(pool)
+
+
+def test_sampler_never_draws_holdout_and_follows_schedule():
+    s = RedSampler(CurriculumConfig(ramp_steps=10), seed=0)
+    held = {r.id for r in holdout()}
+    early = collections.Counter(r.tier for step in range(3) for r in s.sample(step, 200))
+    late = collections.Counter(r.tier for step in range(20, 23) for r in s.sample(step, 200))
+    assert not any(r.id in held for step in range(30) for r in s.sample(step, 50))
+    assert early["T1"] > 2 * late["T1"] / 1.5 and late["T3"] > 3 * early["T3"]
+    assert early["benign"] > 100 and late["benign"] > 100
+    assert s.sample(5, 10) == s.sample(5, 10)  # deterministic per step (exact resume)
+    assert s.sample(5, 10, rank=1) != s.sample(5, 10, rank=0)
+    assert s.weights(0) == pytest.approx((0.45, 0.15, 0.05, 0.35))
+
+
+def test_curriculum_validation():
+    with pytest.raises(ValueError, match="early must be 4"):
+        CurriculumConfig(early=(1.0, 0.0))

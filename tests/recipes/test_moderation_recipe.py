@@ -1,0 +1,49 @@
+"""2-step smoke run of the whole moderation recipe (tiny model) and the CLI around it."""
+
+import json
+
+from typer.testing import CliRunner
+
+from safegrpo.cli import app
+from safegrpo.core.config import load_config
+from safegrpo.recipes.moderation import ModerationRecipeConfig
+from safegrpo.recipes.moderation_demo import run_demo
+
+SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
+         "sft_data.examples=16", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
+         "grpo.save_every=1", "grpo.beta=0.02", "eval.max_per_tier=2", "arena.fit_per_tier=5",
+         "policy.max_new_tokens=16"]
+
+
+def test_two_step_recipe_smoke(tmp_path, monkeypatch, minilm):
+    import safegrpo.recipes.moderation as rec
+
+    real = rec.build_reward
+    monkeypatch.setattr(rec, "build_reward", lambda cfg, embedder=None: real(cfg, embedder=minilm))
+    monkeypatch.setattr("safegrpo.recipes.moderation_demo.build_reward", rec.build_reward)
+    cfg = load_config(ModerationRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
+    summary = run_demo(cfg, log=lambda *a: None)
+    assert summary["grpo_steps_run"] == 2
+    methods = {r["method"] for r in summary["table"]}
+    assert methods == {"keyword_filter", "always_reject", "sft_only", "grpo"}
+    for f in ("eval_records.jsonl", "eval_table.md", "reward_curve.png", "config.yaml", "grpo/metrics.jsonl"):
+        assert (tmp_path / f).exists(), f
+    rows = [json.loads(x) for x in (tmp_path / "eval_records.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 8  # 4 methods x 4 tiers x 2 prompts
+    always = [r for r in summary["table"] if r["method"] == "always_reject" and r["tier"] == "benign"][0]
+    assert always["benign_over_refusal"] == 1.0 and always["reject_rate"] == 1.0
+    # resume after the run: nothing left to do, history restored from the checkpoint
+    from safegrpo.recipes.moderation import run_grpo
+    _, tr = run_grpo(cfg, str(tmp_path / "sft" / "model"), None, rec.build_reward(cfg), resume=True)
+    assert tr.start_step == 2 and len(tr.history) == 2
+
+
+def test_cli_errors_name_the_field():
+    r = CliRunner().invoke(app, ["config", "--set", "grpo.group_size=1"])
+    assert r.exit_code == 2 and "grpo: group_size must be >= 2" in r.output
+    r = CliRunner().invoke(app, ["config", "--set", "arena.prompt_template=no placeholder"])
+    assert r.exit_code == 2 and "prompt_template" in r.output
+    r = CliRunner().invoke(app, ["demo", "painting"])
+    assert r.exit_code == 2 and "valid: moderation" in r.output
+    r = CliRunner().invoke(app, ["config", "-s", "grpo.steps=7"])
+    assert r.exit_code == 0 and "steps: 7" in r.output
