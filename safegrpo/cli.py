@@ -30,7 +30,16 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override,
 
 
 def _offline_env() -> None:
+    """Quiet third-party progress bars and deprecation chatter; keep our own output readable."""
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir: str | None = None):
@@ -70,7 +79,7 @@ def demo(
 
     from safegrpo.recipes.moderation_demo import run_demo
 
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     summary = run_demo(cfg, resume=resume, log=console.print)
     table = Table(title="Held-out evaluation (per tier)")
     cols = ["method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate", "mean_reward",
@@ -102,7 +111,7 @@ def train_moderation(config: ConfigOpt = None, overrides: SetOpt = None,
 
     save_run_config(cfg)
     base = prepare_base(cfg)
-    model, adapter = (base, None) if skip_sft else run_sft(cfg, base)[:2]
+    model, adapter = (base, None) if skip_sft else run_sft(cfg, base, resume=resume)[:2]
     _, trainer = run_grpo(cfg, model, adapter, build_reward(cfg), resume=resume)
     typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                            "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None}))

@@ -177,16 +177,23 @@ def parse_rate(prompts: list[str]) -> Any:
     return fn
 
 
-def run_sft(cfg: ModerationRecipeConfig, base: str) -> tuple[str, str | None, list[dict]]:
-    """Returns (model path for GRPO, init adapter or None, SFT history)."""
+def run_sft(cfg: ModerationRecipeConfig, base: str, resume: bool = False) -> tuple[str, str | None, list[dict]]:
+    """Returns (model path for GRPO, init adapter or None, SFT history). With ``resume`` a finished
+    SFT stage (its saved model) is reused instead of retrained."""
+    out = Path(cfg.out_dir) / "sft" / "model"
+    done = (out / "adapter_config.json").exists() or (out / "config.json").exists()
+    if resume and done:
+        from safegrpo.training.logging import read_jsonl
+
+        hist = read_jsonl(out.parent / "metrics.jsonl") if (out.parent / "metrics.jsonl").exists() else [{}]
+        return (base, str(out), hist) if cfg.sft_lora.r > 0 else (str(out), None, hist)
     pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None), device=cfg.grpo.device)
     pairs = sft_pairs(cfg)
     eval_prompts = [cfg.arena.prompt_template.format(prompt=r.prompt)
                     for r in random.Random(cfg.seed + 1).sample(train_split(), 48)]
     sft_cfg = replace(cfg.sft, out_dir=str(Path(cfg.out_dir) / "sft"), seed=cfg.seed)
     hist = sft_train(pol, pairs, sft_cfg, eval_fn=parse_rate(eval_prompts))
-    out = str(Path(sft_cfg.out_dir) / "model")
-    return (base, out, hist) if cfg.sft_lora.r > 0 else (out, None, hist)
+    return (base, str(out), hist) if cfg.sft_lora.r > 0 else (str(out), None, hist)
 
 
 def grpo_policy_config(cfg: ModerationRecipeConfig, model: str, adapter: str | None) -> LMPolicyConfig:

@@ -59,7 +59,7 @@ def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> di
     log(f"[1/4] base model: {base}")
     reward = build_reward(cfg)
     log(f"[2/4] SFT warm start ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)")
-    model, adapter, sft_hist = run_sft(cfg, base)
+    model, adapter, sft_hist = run_sft(cfg, base, resume=resume)
     log(f"      SFT parse rate by epoch: {[round(h.get('sft/parse_rate', 0), 3) for h in sft_hist]}")
     sft_policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, lora=replace(cfg.policy.lora, r=0)))
     log(f"[3/4] GRPO: {cfg.grpo.steps} steps x {cfg.grpo.prompts_per_step} prompts x G={cfg.grpo.group_size}")

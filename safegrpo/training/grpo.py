@@ -9,7 +9,6 @@ are dropped from the update when beta = 0 (they contribute no gradient).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +51,9 @@ class GRPOConfig:
     epochs: int = 1
     """Optimizer passes over each batch (mu in the GRPO paper)."""
     minibatch_size: int = 32
-    """Rows per optimizer step."""
+    """Rows per forward/backward pass."""
+    grad_accum: int = 1
+    """Minibatches accumulated per optimizer step (rows per step = minibatch_size * grad_accum)."""
     lr: float = 1e-4
     """AdamW learning rate."""
     weight_decay: float = 0.0
@@ -97,7 +98,7 @@ class GRPOConfig:
     """cpu | cuda (under accelerate launch the process's device is used)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size"):
+        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.group_size < 2:
@@ -153,51 +154,55 @@ class GRPOTrainer:
 
     # ---- optimisation ------------------------------------------------------------------
     def optimize(self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0) -> dict[str, float]:
+        """``epochs`` passes; each optimizer step covers ``grad_accum`` minibatches of rows."""
         cfg = self.cfg
-        keep = valid & ((adv != 0) | (cfg.beta > 0))
-        rows = keep.nonzero().flatten()
-        sums: dict[str, float] = {}
-        n_updates = 0
+        rows = (valid & ((adv != 0) | (cfg.beta > 0))).nonzero().flatten()
         if rows.numel() == 0:
             return {"rows_trained": 0.0}
-        num_tokens = float(ro.completion_mask[rows].sum())
-        dev = self.accelerator.device
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         for epoch in range(cfg.epochs):
             g = torch.Generator().manual_seed(cfg.seed * 7919 + step * 31 + epoch)
             perm = rows[torch.randperm(rows.numel(), generator=g)]
-            for i in range(0, perm.numel(), cfg.minibatch_size):
-                idx = perm[i:i + cfg.minibatch_size]
-                mb = ro.select(idx.to(ro.completion_ids.device))
-                logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                                 mb.completion_mask, model=self.model,
-                                                 with_entropy=epoch == 0)
-                share = idx.numel() / rows.numel()
-                out = grpo_loss(logp, mb.old_logprobs, adv[idx].to(dev), mb.completion_mask,
-                                ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
-                                eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
-                                ratio_level=cfg.ratio_level, agg=cfg.loss_agg,
-                                num_tokens=num_tokens, max_len=self.policy.cfg.max_new_tokens)
-                # dapo already divides by the whole batch's tokens; others are per-minibatch means
-                loss = out.loss if cfg.loss_agg == "dapo" else out.loss * share
-                self.accelerator.backward(loss)
-                if ent is not None:
-                    m = mb.completion_mask.float()
-                    out.metrics["entropy"] = float((ent.detach() * m).sum() / m.sum().clamp(min=1))
-                for k, v in out.metrics.items():
+            mbs = list(perm.split(cfg.minibatch_size))
+            for w in range(0, len(mbs), cfg.grad_accum):
+                window = mbs[w:w + cfg.grad_accum]
+                metrics = self._update(ro, adv, window, with_entropy=epoch == 0)
+                for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
-                n_updates += 1
-            if cfg.max_grad_norm > 0:
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(
-                    self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-        metrics = {f"loss/{k}": v / max(n_updates, 1) for k, v in sums.items() if k not in ("entropy", "grad_norm")}
-        if "entropy" in sums:
-            metrics["policy/entropy"] = sums["entropy"] / max(1, math_ceil(rows.numel(), cfg.minibatch_size))
-        if "grad_norm" in sums:
-            metrics["loss/grad_norm"] = sums["grad_norm"] / cfg.epochs
-        metrics["rows_trained"] = float(rows.numel())
-        return metrics
+                    counts[k] = counts.get(k, 0) + 1
+        out = {(k if "/" in k else f"loss/{k}"): v / counts[k] for k, v in sums.items()}
+        out["rows_trained"] = float(rows.numel())
+        return out
+
+    def _update(self, ro: LMRollout, adv: Tensor, window: list[Tensor], with_entropy: bool) -> dict[str, float]:
+        """One optimizer step over the minibatches in ``window`` (gradient accumulation)."""
+        cfg, dev = self.cfg, self.accelerator.device
+        win_rows = sum(int(i.numel()) for i in window)
+        # dapo: token-mean over the whole accumulation window (arXiv:2503.14476)
+        win_tokens = float(sum(ro.completion_mask[i.to(ro.completion_mask.device)].sum() for i in window))
+        sums: dict[str, float] = {}
+        for idx in window:
+            mb = ro.select(idx.to(ro.completion_ids.device))
+            logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                             mb.completion_mask, model=self.model, with_entropy=with_entropy)
+            out = grpo_loss(logp, mb.old_logprobs, adv[idx].to(dev), mb.completion_mask,
+                            ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+                            eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
+                            ratio_level=cfg.ratio_level, agg=cfg.loss_agg,
+                            num_tokens=win_tokens, max_len=self.policy.cfg.max_new_tokens)
+            share = idx.numel() / win_rows
+            self.accelerator.backward(out.loss if cfg.loss_agg == "dapo" else out.loss * share)
+            if ent is not None:
+                m = mb.completion_mask.float()
+                out.metrics["policy/entropy"] = float((ent.detach() * m).sum() / m.sum().clamp(min=1))
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + v * share
+        if cfg.max_grad_norm > 0:
+            sums["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return sums
 
     # ---- loop --------------------------------------------------------------------------
     def step(self, step: int) -> dict[str, Any]:
@@ -285,10 +290,6 @@ class GRPOTrainer:
         self.history = list(state.get("history", []))
         self.logger.truncate_after(self.start_step - 1)
         return self.start_step
-
-
-def math_ceil(a: int, b: int) -> int:
-    return math.ceil(a / b)
 
 
 def extra_info_metrics(scored: ScoredBatch) -> dict[str, float]:

@@ -53,3 +53,35 @@ def test_parse_action_never_raises():
 def test_config_validation():
     with pytest.raises(ValueError, match="3 entries"):
         ModerationRewardConfig(safe_matrix=(1.0, 2.0))
+
+
+class HalfSafeImages:
+    def score(self, images):
+        return torch.full((len(images),), 0.5)
+
+
+def test_visual_factor_applies_when_an_image_generator_is_configured(arena_reward):
+    import numpy as np
+
+    good = '{"decision":"transform","rewrite":"a sketch of a teenager sitting quietly, looking hopeful in a bathroom","reason":"x"}'
+    seen = []
+
+    def gen(texts):
+        seen.extend(texts)
+        return [np.full((32, 32, 3), 128, dtype=np.uint8) for _ in texts]
+
+    with_images = dc_replace_reward(arena_reward, visual_judge=HalfSafeImages(), image_generator=gen)
+    base = arena_reward([UNSAFE], [good])
+    out = with_images([UNSAFE], [good])
+    assert seen == ["a sketch of a teenager sitting quietly, looking hopeful in a bathroom"]
+    assert out.components["judge/visual"][0] == 0.5
+    torch.testing.assert_close(out.components["transform"], base.components["transform"] * 0.5)
+
+
+def dc_replace_reward(r, **kw):
+    import copy
+
+    new = copy.copy(r)
+    for k, v in kw.items():
+        setattr(new, k, v)
+    return new

@@ -68,3 +68,21 @@ def test_gdpo_advantage_path(tiny_lm_path, tmp_path):
 def test_config_validation(bad, match):
     with pytest.raises((ValueError, KeyError), match=match):
         GRPOConfig(**bad)
+
+
+@pytest.mark.parametrize("agg", ["dapo", "grpo"])
+def test_grad_accumulation_equals_one_big_minibatch(tiny_lm_path, tmp_path, agg):
+    pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=1, minibatch_size=8, grad_accum=1, loss_agg=agg)
+    pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", steps=1, minibatch_size=4, grad_accum=2, loss_agg=agg)
+    tr_a.train()
+    tr_b.train()
+    a, b = trainable(pol_a), trainable(pol_b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+def test_several_optimizer_steps_per_batch_go_off_policy(tiny_lm_path, tmp_path):
+    _, tr = make(tiny_lm_path, tmp_path, steps=1, minibatch_size=2, epochs=2)
+    m = tr.train()[-1]
+    assert m["loss/ratio_mean"] != pytest.approx(1.0, abs=1e-7)
+    assert m["loss/approx_kl"] > 0
