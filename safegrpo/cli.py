@@ -127,6 +127,40 @@ def serve_arena(host: str = "127.0.0.1", port: int = 8000, seed: int = 0) -> Non
     uvicorn.run(build_default_app(seed=seed), host=host, port=port)
 
 
+@serve_app.command("scorer")
+def serve_scorer(
+    judge: Annotated[str, typer.Option(help="profanity | hf_classifier | projection")] = "profanity",
+    model: Annotated[str | None, typer.Option(help="model id/path for hf_classifier")] = None,
+    label: Annotated[str, typer.Option(help="label whose probability is the score (hf_classifier)")] = "toxic",
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    api_key_env: Annotated[str | None, typer.Option(help="name of an env var holding the API key")] = None,
+    max_items: int = 1024,
+    timeout_s: float = 60.0,
+) -> None:
+    """Serve a judge as POST /score {texts, prompts?} -> {scores} (binds 127.0.0.1 by default)."""
+    import uvicorn
+
+    from safegrpo.judges import build_judge
+    from safegrpo.judges.serving.app import ScorerServerConfig, create_scorer_app
+
+    _offline_env()
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise typer.BadParameter(f"environment variable {api_key_env} is empty or unset", param_hint="--api-key-env")
+    kwargs = {"model": model, "label": label} if judge == "hf_classifier" else {}
+    if judge == "hf_classifier" and not model:
+        raise typer.BadParameter("hf_classifier needs --model (hub id or path)", param_hint="--model")
+    try:
+        j = build_judge(judge, **kwargs)
+    except KeyError as e:
+        raise typer.BadParameter(str(e.args[0]), param_hint="--judge") from None
+    cfg = ScorerServerConfig(max_items=max_items, timeout_s=timeout_s, api_key=key)
+    uvicorn.run(create_scorer_app(j, judge, cfg), host=host, port=port)
+
+
 @app.command("config")
 def show_config(recipe: Annotated[str, typer.Argument()] = "moderation", config: ConfigOpt = None,
                 overrides: SetOpt = None) -> None:

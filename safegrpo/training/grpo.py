@@ -96,6 +96,9 @@ class GRPOConfig:
     """Stop when the KL to the reference exceeds this (needs beta > 0)."""
     device: str = "cpu"
     """cpu | cuda (under accelerate launch the process's device is used)."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast of the policy forward. Passed explicitly so a process-wide accelerate state left
+    by another library (TRL leaves bf16) can never change it silently."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size", "grad_accum"):
@@ -116,7 +119,7 @@ class GRPOTrainer:
         from accelerate import Accelerator
 
         self.policy, self.task, self.cfg, self.on_step = policy, task, cfg, on_step
-        self.accelerator = Accelerator(cpu=cfg.device == "cpu")
+        self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)
         self.out = Path(cfg.out_dir)

@@ -47,3 +47,13 @@ def test_cli_errors_name_the_field():
     assert r.exit_code == 2 and "valid: moderation" in r.output
     r = CliRunner().invoke(app, ["config", "-s", "grpo.steps=7"])
     assert r.exit_code == 0 and "steps: 7" in r.output
+
+
+def test_cli_serve_scorer_rejects_bad_input(monkeypatch):
+    r = CliRunner().invoke(app, ["serve", "scorer", "--judge", "hf_classifier"])
+    assert r.exit_code == 2 and "--model" in r.output
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    r = CliRunner().invoke(app, ["serve", "scorer", "--api-key-env", "NO_SUCH_KEY"])
+    assert r.exit_code == 2 and "NO_SUCH_KEY" in r.output
+    r = CliRunner().invoke(app, ["serve", "scorer", "--judge", "bogus"])
+    assert r.exit_code == 2 and "valid:" in r.output

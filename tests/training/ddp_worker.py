@@ -29,6 +29,9 @@ def main(model_path: str, out_dir: str) -> None:
                "moved": float((flat - init).abs().max()), "rank_rewards": rewards.tolist()}
         with open(os.path.join(out_dir, "ddp.json"), "w") as f:
             json.dump(rec, f)
+    acc.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # clean gloo teardown before interpreter exit
 
 
 if __name__ == "__main__":

@@ -86,3 +86,16 @@ def test_several_optimizer_steps_per_batch_go_off_policy(tiny_lm_path, tmp_path)
     m = tr.train()[-1]
     assert m["loss/ratio_mean"] != pytest.approx(1.0, abs=1e-7)
     assert m["loss/approx_kl"] > 0
+def test_conflicting_shared_state_fails_loudly(tiny_lm_path, tmp_path):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    Accelerator(cpu=True, mixed_precision="bf16")  # e.g. what TRL's trainer leaves behind
+    try:
+        from tests.training.test_grpo import make
+        with pytest.raises(ValueError):
+            make(tiny_lm_path, tmp_path, steps=1)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()

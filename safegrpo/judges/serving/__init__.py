@@ -1,0 +1,1 @@
+"""HTTP serving of judges: ``POST /score {texts, prompts?} -> {scores}``."""

@@ -1,0 +1,111 @@
+"""Scorer server in-process: TestClient for the API, a uvicorn thread (port 0) for the client."""
+
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from fastapi.testclient import TestClient
+
+from safegrpo.judges.serving.app import ScorerServerConfig, create_scorer_app
+from safegrpo.judges.serving.client import ScorerClient, ScorerError
+from safegrpo.judges.toxicity import RemoteJudge
+
+
+class LenJudge:
+    def __init__(self, delay=0.0):
+        self.calls, self.delay = [], delay
+
+    def score(self, batch, prompts=None):
+        self.calls.append((list(batch), prompts))
+        time.sleep(self.delay)
+        return torch.tensor([float("nan") if t == "?" else len(t) / 10 for t in batch])
+
+
+def test_score_health_bounds_and_key():
+    judge = LenJudge()
+    app = create_scorer_app(judge, "len", ScorerServerConfig(max_items=3, max_chars=10, api_key="s3cret"))
+    with TestClient(app) as tc:
+        assert tc.get("/health").json() == {"status": "ok", "judge": "len"}
+        ok = tc.post("/score", json={"texts": ["ab", "?"], "prompts": ["p", "q"]}, headers={"X-API-Key": "s3cret"})
+        assert ok.json() == {"scores": [pytest.approx(0.2), None], "judge": "len"}
+        assert judge.calls[-1][1] == ["p", "q"]
+        assert tc.post("/score", json={"texts": ["a"]}).status_code == 401
+        assert tc.post("/score", json={"texts": ["a"]}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        h = {"Authorization": "Bearer s3cret"}
+        r = tc.post("/score", json={"texts": ["a"] * 4}, headers=h)
+        assert r.status_code == 413 and "at most 3" in r.json()["detail"]
+        assert tc.post("/score", json={"texts": ["x" * 11]}, headers=h).status_code == 413
+        r = tc.post("/score", json={"texts": ["a", "b"], "prompts": ["p"]}, headers=h)
+        assert r.status_code == 422 and "prompts has 1" in r.text
+        assert tc.post("/score", json={"text": ["a"]}, headers=h).status_code == 422
+
+
+def test_timeout_is_504():
+    app = create_scorer_app(LenJudge(delay=0.5), "slow", ScorerServerConfig(timeout_s=0.05))
+    with TestClient(app) as tc:
+        r = tc.post("/score", json={"texts": ["a"]})
+        assert r.status_code == 504 and "longer than" in r.json()["detail"]
+
+
+def test_concurrent_requests_are_micro_batched():
+    judge = LenJudge(delay=0.05)
+    app = create_scorer_app(judge, "len", ScorerServerConfig(max_wait_ms=50, max_batch=64))
+    with TestClient(app) as tc:
+        results = {}
+
+        def hit(i):
+            results[i] = tc.post("/score", json={"texts": [f"t{i}", f"tt{i}"]}).json()["scores"]
+
+        threads = [threading.Thread(target=hit, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(results[i] == [pytest.approx(len(f"t{i}") / 10), pytest.approx(len(f"tt{i}") / 10)] for i in range(6))
+    assert len(judge.calls) < 6  # some requests shared a judge call
+
+
+@pytest.fixture()
+def live(request):
+    judge = LenJudge()
+    server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len"), host="127.0.0.1", port=0, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    th.join(timeout=5)
+
+
+def test_client_and_remote_judge_against_live_server(live):
+    c = ScorerClient(live)
+    assert c.health()["judge"] == "len"
+    assert c.score(["abc", "?"]) == [pytest.approx(0.3), None]
+    s = RemoteJudge(live).score(["abcd", "?"])
+    assert s[0].item() == pytest.approx(0.4) and torch.isnan(s[1])
+
+
+def test_client_retries_5xx_then_fails_loudly_and_never_retries_4xx():
+    calls = {"n": 0}
+
+    def handler(request):
+        calls["n"] += 1
+        if request.url.path == "/bad":
+            return httpx.Response(422, json={"detail": "bad input"})
+        return httpx.Response(503, json={"detail": "overloaded"}) if calls["n"] < 3 else httpx.Response(200, json={"scores": [1.0], "judge": "x"})
+
+    c = ScorerClient(http=httpx.Client(transport=httpx.MockTransport(handler), base_url="http://t"), retries=3, backoff_s=0)
+    assert c.score(["a"]) == [1.0] and calls["n"] == 3
+    calls["n"] = 0
+    with pytest.raises(ScorerError, match="422: bad input"):
+        c._request("GET", "/bad")
+    assert calls["n"] == 1
+    dead = ScorerClient("http://127.0.0.1:9", retries=1, backoff_s=0, timeout=0.5)
+    with pytest.raises(ScorerError, match="unreachable"):
+        dead.score(["a"])
