@@ -79,15 +79,23 @@ def tier_table(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["method"], order.get(r["tier"], 99)))
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of the headline columns."""
-    cols = ["method", "tier", "n", "allow_rate", "transform_rate", "reject_rate", "parse_rate",
-            "mean_reward", "mean_decision", "mean_transform", "unsafe_pass_through", "benign_over_refusal"]
+HEADLINE = ["method", "tier", "n", "allow_rate", "transform_rate", "reject_rate", "parse_rate",
+            "mean_reward", "unsafe_pass_through", "benign_over_refusal"]
+
+
+def _md(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> list[str]:
     def fmt(v):
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    return lines + ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+
+
+def format_table(rows: Sequence[dict[str, Any]], components: bool = False) -> str:
+    """Markdown: headline columns, or (``components=True``) the mean of every reward component."""
+    if not components:
+        return "\n".join(_md(rows, HEADLINE))
+    comp = sorted({k for r in rows for k in r if k.startswith("mean_") and k != "mean_reward"})
+    return "\n".join(_md(rows, ["method", "tier", "mean_reward", *comp]))
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:

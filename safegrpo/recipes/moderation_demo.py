@@ -74,7 +74,7 @@ def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> di
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
     (out / "eval_table.json").write_text(json.dumps(table, indent=1))
-    md = format_table(table)
+    md = format_table(table) + "\n\nMean reward components:\n\n" + format_table(table, components=True)
     (out / "eval_table.md").write_text(md + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
     summary = {"wall_time_s": time.perf_counter() - t0, "grpo_steps_run": len(trainer.history),
