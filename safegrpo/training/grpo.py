@@ -21,13 +21,7 @@ from torch import Tensor
 from safegrpo.advantages import ADVANTAGES
 from safegrpo.core.types import LMRollout, ScoredBatch
 from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
-from safegrpo.training.checkpoint import (
-    latest_checkpoint,
-    load_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from safegrpo.training.logging import MetricLogger
+from safegrpo.training.base import RLTrainerBase
 
 
 class LMTask(Protocol):
@@ -113,7 +107,7 @@ class GRPOConfig:
             raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")
 
 
-class GRPOTrainer:
+class GRPOTrainer(RLTrainerBase):
     def __init__(self, policy, task: LMTask, cfg: GRPOConfig,
                  on_step: Callable[[int, dict[str, Any]], None] | None = None):
         from accelerate import Accelerator
@@ -122,11 +116,7 @@ class GRPOTrainer:
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)
-        self.out = Path(cfg.out_dir)
-        self.logger = MetricLogger(self.out, cfg.tensorboard, enabled=self.accelerator.is_main_process)
-        self.start_step = 0
-        self.history: list[dict[str, Any]] = []
-        self.stop_reason: str | None = None
+        self.init_loop(cfg)
 
     @property
     def unwrapped(self):
@@ -229,70 +219,15 @@ class GRPOTrainer:
             metrics[k] = v
         return metrics
 
-    def train(self) -> list[dict[str, Any]]:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    # ---- checkpoint payload (the loop, early stop and resume live in RLTrainerBase) ----
+    def save_payload(self, d: Path) -> None:
+        self.unwrapped.save_pretrained(d / "policy")
+        self.policy.tokenizer.save_pretrained(d / "policy")
+        torch.save(self.opt.state_dict(), d / "optimizer.pt")
 
-        cfg = self.cfg
-        t_start = time.perf_counter()
-        with Progress(TextColumn("[bold]GRPO"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                      disable=not self.accelerator.is_main_process) as bar:
-            task_id = bar.add_task("grpo", total=cfg.steps, completed=self.start_step, info="")
-            for step in range(self.start_step, cfg.steps):
-                metrics = self.step(step)
-                metrics["time/wall_s"] = time.perf_counter() - t_start
-                self.history.append({"step": step, **metrics})
-                self.logger.log(step, metrics)
-                if self.on_step:
-                    self.on_step(step, metrics)
-                bar.update(task_id, advance=1, info=f"reward {metrics['reward/total']:+.3f}")
-                self.stop_reason = self.should_stop(metrics)
-                last = step + 1 == cfg.steps or self.stop_reason is not None
-                if last or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-                    self.save(step + 1)
-                if self.stop_reason:
-                    break
-        self.logger.close()
-        return self.history
-
-    def should_stop(self, metrics: dict[str, Any]) -> str | None:
-        cfg = self.cfg
-        if cfg.early_stop_max_kl is not None and metrics.get("loss/kl", 0.0) > cfg.early_stop_max_kl:
-            return f"kl {metrics['loss/kl']:.4f} > {cfg.early_stop_max_kl}"
-        if cfg.early_stop_reward is not None and len(self.history) >= cfg.early_stop_window:
-            recent = [h["reward/total"] for h in self.history[-cfg.early_stop_window:]]
-            mean = sum(recent) / len(recent)
-            if mean >= cfg.early_stop_reward:
-                return f"mean reward {mean:.3f} >= {cfg.early_stop_reward}"
-        return None
-
-    # ---- checkpoint / resume -----------------------------------------------------------
-    def save(self, step: int) -> None:
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            def payload(d: Path) -> None:
-                self.unwrapped.save_pretrained(d / "policy")
-                self.policy.tokenizer.save_pretrained(d / "policy")
-                torch.save(self.opt.state_dict(), d / "optimizer.pt")
-
-            save_checkpoint(self.out / "checkpoints", step, payload,
-                            {"history": self.history, "stop_reason": self.stop_reason},
-                            keep=self.cfg.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
-
-    def resume(self) -> int:
-        """Load the latest checkpoint under out_dir; returns the step to continue from (0 if none)."""
-        ckpt = latest_checkpoint(self.out / "checkpoints")
-        if ckpt is None:
-            return 0
-        self.policy.load_trainable(ckpt / "policy")
-        self.opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-        set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
-        state = load_state(ckpt)
-        self.start_step = int(state["step"])
-        self.history = list(state.get("history", []))
-        self.logger.truncate_after(self.start_step - 1)
-        return self.start_step
+    def load_payload(self, d: Path) -> None:
+        self.policy.load_trainable(d / "policy")
+        self.opt.load_state_dict(torch.load(d / "optimizer.pt", weights_only=False))
 
 
 def extra_info_metrics(scored: ScoredBatch) -> dict[str, float]:
