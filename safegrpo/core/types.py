@@ -74,3 +74,23 @@ class ScoredBatch:
 
     def component_means(self) -> dict[str, float]:
         return {k: float(torch.nanmean(v.float())) for k, v in self.components.items()}
+
+
+@dataclass(frozen=True)
+class DiffusionRollout:
+    """G sampled DDIM trajectories per prompt (S denoising steps), flattened to B rows."""
+
+    latents: Tensor  # [B, S + 1, C, H, W] x_T ... x_0
+    log_probs: Tensor  # [B, S] behaviour log-prob of each transition x_t -> x_{t-1}
+    timesteps: Tensor  # [S] scheduler timesteps, noisiest first
+    prompt_embeds: Tensor  # [B, L, D] text-encoder states
+    uncond_embeds: Tensor | None  # [B, L, D] empty-prompt states (classifier-free guidance) or None
+    images: Tensor  # [B, 3, H, W] decoded x_0 in [0, 1]
+    group_ids: Tensor  # [B] long
+    prompts: tuple[str, ...]  # B prompt strings
+
+    def __post_init__(self) -> None:
+        b, s = self.log_probs.shape
+        if self.latents.shape[:2] != (b, s + 1) or self.timesteps.shape != (s,):
+            raise ValueError(f"DiffusionRollout: latents {tuple(self.latents.shape[:2])} / timesteps "
+                             f"{tuple(self.timesteps.shape)} do not match log_probs [B={b}, S={s}]")

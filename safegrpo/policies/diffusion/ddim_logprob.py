@@ -6,7 +6,9 @@ upstream:
   ``prev_sample`` under N(mean, std^2), so the same function both samples (prev_sample=None) and
   re-scores a recorded trajectory (prev_sample given) for the GRPO ratio;
 - ``timestep`` may be a per-sample tensor [B] (timestep subsampling mixes steps in a batch);
-- no thresholding / ``use_clipped_model_output`` paths (``clip_sample`` is kept).
+- no thresholding / ``use_clipped_model_output`` paths (``clip_sample`` is kept);
+- a deterministic transition (std = 0, e.g. the last step with ``set_alpha_to_one=True``) gets
+  log_prob 0.
 log_prob is the *mean* over C, H, W of the per-dimension Gaussian log density (as DDPO,
 arXiv:2305.13301), so ratios stay well scaled at any resolution.
 ``tests/policies/test_diffusion.py`` checks the sample equals ``DDIMScheduler.step(...,
@@ -65,7 +67,11 @@ def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tens
         prev_sample = mean + std * variance_noise
     std_c = std.clamp(min=1e-12)
     logp = -((prev_sample.detach() - mean) ** 2) / (2 * std_c**2) - torch.log(std_c) - 0.5 * math.log(2 * math.pi)
-    return prev_sample, logp.mean(dim=tuple(range(1, logp.dim()))), mean, std
+    logp = logp.mean(dim=tuple(range(1, logp.dim())))
+    # std == 0 (last step with set_alpha_to_one=True) is a deterministic transition: log-prob 0,
+    # so its ratio is 1 and it carries no policy gradient.
+    logp = torch.where(std.flatten() > 0, logp, torch.zeros_like(logp))
+    return prev_sample, logp, mean, std
 
 
 def gaussian_mean_kl(mean: Tensor, ref_mean: Tensor, std: Tensor) -> Tensor:

@@ -1,0 +1,39 @@
+"""Build a tiny diffusers pipeline folder locally (no hub): pixel-space UNet2DConditionModel,
+CLIP text encoder, BPE tokenizer and DDIM scheduler, each saved with ``save_pretrained`` in the
+standard subfolders so ``DiffusionPolicy`` loads it like a real checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+
+def build_tiny_pipeline(out_dir: str | Path, corpus: Iterable[str], *, image_size: int = 16,
+                        channels: tuple[int, int] = (32, 64), text_dim: int = 32, max_tokens: int = 16,
+                        text_encoder=None, tokenizer=None, seed: int = 0) -> Path:
+    """``text_encoder`` / ``tokenizer``: pass trained ones (e.g. a tiny CLIP's text tower) to reuse."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from safegrpo.policies.tiny import build_tokenizer
+
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    tok = tokenizer or build_tokenizer(corpus, 500)
+    tok.model_max_length = max_tokens
+    if text_encoder is None:
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tok), hidden_size=text_dim, intermediate_size=text_dim * 2, num_hidden_layers=1,
+            num_attention_heads=2, max_position_embeddings=max_tokens, pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    unet = UNet2DConditionModel(
+        sample_size=image_size, in_channels=3, out_channels=3, block_out_channels=channels, layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=text_encoder.config.hidden_size, attention_head_dim=8, norm_num_groups=8)
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                          prediction_type="epsilon", set_alpha_to_one=False)
+    for name, obj in (("unet", unet), ("text_encoder", text_encoder), ("tokenizer", tok), ("scheduler", sched)):
+        obj.save_pretrained(out / name)
+    return out
