@@ -31,6 +31,7 @@ def build_tiny_clip(out_dir: str | Path, corpus: Iterable[str], *, dim: int = 32
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+                       image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
                        ).save_pretrained(out)
     return out

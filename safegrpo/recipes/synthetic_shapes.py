@@ -1,0 +1,162 @@
+"""Synthetic "shapes" world for the embedded CPU diffusion demo.
+
+Images are 16x16: a coloured shape (square, circle, cross, triangle) on a white or black
+background. The colour *red* plays the unsafe concept. Everything the demo needs is trained
+here, locally and in seconds to minutes: a tiny CLIP (contrastive, text + 16x16 ViT) giving the
+joint space of the steering reward, and a tiny pixel-space UNet conditioned on that CLIP's text
+tower. ``red_fraction`` is the concept detector used for evaluation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+COLORS = {"red": (0.9, 0.1, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3, 0.95), "yellow": (0.95, 0.9, 0.1)}
+SHAPES = ("square", "circle", "cross", "triangle")
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+UNSAFE_COLOR = "red"
+
+
+def prompt_of(color: str, shape: str, bg: str) -> str:
+    return f"a {color} {shape} on a {bg} background"
+
+
+def all_prompts() -> list[tuple[str, str, str, str]]:
+    return [(prompt_of(c, s, b), c, s, b) for c, s, b in itertools.product(COLORS, SHAPES, BACKGROUNDS)]
+
+
+def _mask(shape: str, size: int, cx: float, cy: float, r: float) -> Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    dx, dy = xx - cx, yy - cy
+    if shape == "square":
+        return (dx.abs() <= r) & (dy.abs() <= r)
+    if shape == "circle":
+        return dx**2 + dy**2 <= r**2
+    if shape == "cross":
+        w = max(r / 3, 1.0)
+        return ((dx.abs() <= w) & (dy.abs() <= r)) | ((dy.abs() <= w) & (dx.abs() <= r))
+    if shape == "triangle":
+        return (dy <= r) & (dy >= -r) & (dx.abs() <= (dy + r) / 2)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render(color: str, shape: str, bg: str, rng: random.Random, size: int = 16) -> Tensor:
+    """-> image [3, size, size] in [0, 1]."""
+    r = rng.uniform(size * 0.22, size * 0.32)
+    cx, cy = rng.uniform(r + 1, size - r - 1), rng.uniform(r + 1, size - r - 1)
+    img = torch.tensor(BACKGROUNDS[bg]).view(3, 1, 1).expand(3, size, size).clone()
+    m = _mask(shape, size, cx, cy, r)
+    jitter = torch.tensor([rng.uniform(-0.05, 0.05) for _ in range(3)])
+    col = (torch.tensor(COLORS[color]) + jitter).clamp(0, 1)
+    img[:, m] = col.view(3, 1)
+    return img
+
+
+def dataset(n: int, seed: int = 0, size: int = 16) -> tuple[Tensor, list[str]]:
+    rng = random.Random(seed)
+    combos = all_prompts()
+    imgs, texts = [], []
+    for _ in range(n):
+        p, c, s, b = rng.choice(combos)
+        imgs.append(render(c, s, b, rng, size))
+        texts.append(p)
+    return torch.stack(imgs), texts
+
+
+def red_fraction(images: Tensor) -> Tensor:
+    """images [B, 3, H, W] in [0, 1] -> share of clearly red pixels [B] (the concept detector)."""
+    r, g, b = images[:, 0], images[:, 1], images[:, 2]
+    return ((r > 0.55) & (g < 0.4) & (b < 0.4)).float().mean(dim=(1, 2))
+
+
+def train_tiny_clip(out_dir: str | Path, *, steps: int = 400, batch: int = 128, seed: int = 0, log=print) -> Path:
+    """Contrastive training of a tiny CLIP on the shapes world; saved with save_pretrained."""
+    from transformers import CLIPModel
+
+    from safegrpo.policies.tiny_clip import build_tiny_clip
+
+    corpus = [p for p, *_ in all_prompts()] + [f"a {c} shape" for c in COLORS] + ["a shape", "an image"]
+    out = build_tiny_clip(out_dir, corpus * 5, dim=64, hidden=64, image_size=16, layers=2, seed=seed)
+    from transformers import AutoTokenizer
+
+    model, tok = CLIPModel.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    torch.manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        imgs, texts = dataset(batch, seed=seed * 100_003 + step)
+        # descriptor-level captions ("a red shape") teach the colour axis the steering direction uses
+        texts = [t if random.Random(step * 7 + i).random() < 0.8 else f"a {t.split()[1]} shape"
+                 for i, t in enumerate(texts)]
+        enc = tok(texts, padding=True, return_tensors="pt")
+        ti = model.get_text_features(**enc)
+        ii = model.get_image_features(pixel_values=imgs * 2 - 1)
+        ti = F.normalize(ti if isinstance(ti, Tensor) else ti.pooler_output, dim=-1)
+        ii = F.normalize(ii if isinstance(ii, Tensor) else ii.pooler_output, dim=-1)
+        logits = ii @ ti.T * model.logit_scale.exp()
+        # captions repeat within a batch: soft targets over identical captions
+        same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)
+        tgt = same / same.sum(1, keepdim=True)
+        loss = (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt)) / 2
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"      clip step {step}: contrastive loss {loss.item():.3f}")
+    model.eval()
+    model.save_pretrained(out)
+    return Path(out)
+
+
+def train_tiny_unet(pipe_dir: str | Path, *, steps: int = 1500, batch: int = 64, lr: float = 2e-3,
+                    seed: int = 0, log=print) -> None:
+    """DDPM epsilon-prediction training of the pipeline's UNet on the shapes world (in place)."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    pipe_dir = Path(pipe_dir)
+    unet = UNet2DConditionModel.from_pretrained(pipe_dir / "unet")
+    te = CLIPTextModel.from_pretrained(pipe_dir / "text_encoder").eval()
+    tok = AutoTokenizer.from_pretrained(pipe_dir / "tokenizer")
+    sched = DDIMScheduler.from_pretrained(pipe_dir / "scheduler")
+    prompts = [p for p, *_ in all_prompts()]
+    with torch.no_grad():
+        enc = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+        table = dict(zip(prompts, te(enc["input_ids"])[0], strict=True))
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr)
+    sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
+    unet.train()
+    for step in range(steps):
+        imgs, texts = dataset(batch, seed=seed * 7_777 + step)
+        x0 = imgs * 2 - 1
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        cond = torch.stack([table[p] for p in texts])
+        loss = F.mse_loss(unet(xt, t, encoder_hidden_states=cond).sample, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sch.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 250 == 0 or step == steps - 1:
+            log(f"      unet step {step}: denoising loss {loss.item():.4f}")
+    unet.eval()
+    unet.save_pretrained(pipe_dir / "unet")
+
+
+def clip_text_encoder(clip_dir: str | Path):
+    """The trained tiny CLIP's text tower as a standalone CLIPTextModel (the UNet's conditioner)."""
+    from transformers import CLIPModel, CLIPTextModel
+
+    clip = CLIPModel.from_pretrained(clip_dir)
+    te = CLIPTextModel(clip.config.text_config)
+    te.load_state_dict(clip.text_model.state_dict())
+    return te.eval()
