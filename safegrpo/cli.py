@@ -1,6 +1,11 @@
 """`safegrpo` command line.
 
     safegrpo demo                       # moderation arena demo on CPU (embedded defaults)
+    safegrpo demo diffusion             # safe-diffusion GRPO demo on CPU (embedded shapes world)
+    safegrpo demo redteam               # red-team attacker GRPO vs a tiny target
+    safegrpo demo selfplay              # attacker-defender self-play in the arena
+    safegrpo train redteam -c my.yaml   # attacker GRPO only (checkpoints, resume, export)
+    safegrpo infer --checkpoint runs/redteam/grpo/checkpoints/step_000060 --prompt "Topic: hate"
     safegrpo train moderation -c configs/moderation_gpu.yaml --set grpo.steps=50 [--resume]
     safegrpo serve arena --port 8000    # OpenEnv-compatible arena server
     safegrpo config moderation          # print the full default config as YAML
@@ -24,7 +29,16 @@ serve_app = typer.Typer(no_args_is_help=True, help="Serve environments and judge
 app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
 
-RECIPES = ("moderation",)
+# recipe -> (config class, demo preset under configs/, demo module with run_demo + render_summary)
+RECIPES = {
+    "moderation": ("safegrpo.recipes.moderation:ModerationRecipeConfig", "moderation_demo.yaml",
+                   "safegrpo.recipes.moderation_demo"),
+    "diffusion": ("safegrpo.recipes.diffusion:DiffusionRecipeConfig", "diffusion_demo.yaml",
+                  "safegrpo.recipes.diffusion_demo"),
+    "redteam": ("safegrpo.recipes.redteam:RedTeamRecipeConfig", "redteam_demo.yaml", "safegrpo.recipes.redteam_demo"),
+    "selfplay": ("safegrpo.recipes.selfplay_demo:SelfPlayRecipeConfig", "selfplay_demo.yaml",
+                 "safegrpo.recipes.selfplay_demo"),
+}
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML preset", exists=True, dir_okay=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. grpo.steps=50")]
 
@@ -45,19 +59,23 @@ def _offline_env() -> None:
 def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir: str | None = None):
     if recipe not in RECIPES:
         raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="RECIPE")
-    from safegrpo.recipes.moderation import ModerationRecipeConfig
+    import importlib
 
+    mod, _, cls = RECIPES[recipe][0].partition(":")
+    config_cls = getattr(importlib.import_module(mod), cls)
     sets = list(overrides or [])
     if out_dir:
         sets.append(f"out_dir={out_dir}")
     try:
-        return load_config(ModerationRecipeConfig, config, sets)
+        return load_config(config_cls, config, sets)
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from None
 
 
-def _default_demo_config() -> Path | None:
-    p = Path(__file__).resolve().parents[1] / "configs" / "moderation_demo.yaml"
+def _default_demo_config(recipe: str) -> Path | None:
+    if recipe not in RECIPES:
+        return None
+    p = Path(__file__).resolve().parents[1] / "configs" / RECIPES[recipe][1]
     return p if p.exists() else None
 
 
@@ -69,29 +87,20 @@ def demo(
     out_dir: Annotated[str | None, typer.Option(help="output folder")] = None,
     resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False,
 ) -> None:
-    """Run a recipe end to end on embedded defaults and print the per-tier results table."""
+    """Run a recipe end to end on embedded defaults and print its evaluation table."""
     _offline_env()
-    if config is None and recipe == "moderation":
-        config = _default_demo_config()
+    if config is None:
+        config = _default_demo_config(recipe)
     cfg = _load(recipe, config, overrides, out_dir)
+    import importlib
+
     from rich.console import Console
-    from rich.table import Table
 
-    from safegrpo.recipes.moderation_demo import run_demo
-
+    demo_mod = importlib.import_module(RECIPES[recipe][2])
     console = Console(width=max(Console().width, 150))
-    summary = run_demo(cfg, resume=resume, log=console.print)
-    table = Table(title="Held-out evaluation (per tier)")
-    cols = ["method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate", "mean_reward",
-            "unsafe_pass_through", "benign_over_refusal"]
-    for c in cols:
-        table.add_column(c)
-    for row in summary["table"]:
-        table.add_row(*[("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]))
-                        for c in cols])
-    console.print(table)
-    console.print(f"wall time {summary['wall_time_s']:.0f}s; results in {cfg.out_dir}/ "
-                  "(eval_table.md, eval_records.jsonl, reward_curve.png, grpo/metrics.jsonl)")
+    summary = demo_mod.run_demo(cfg, resume=resume, log=console.print)
+    console.print(demo_mod.render_summary(summary))
+    console.print(f"wall time {summary['wall_time_s']:.0f}s; results in {cfg.out_dir}/ ({demo_mod.OUTPUTS})")
 
 
 @train_app.command("moderation")
@@ -115,6 +124,75 @@ def train_moderation(config: ConfigOpt = None, overrides: SetOpt = None,
     _, trainer = run_grpo(cfg, model, adapter, build_reward(cfg), resume=resume)
     typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                            "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None}))
+
+
+@train_app.command("diffusion")
+def train_diffusion(config: ConfigOpt = None, overrides: SetOpt = None,
+                    resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
+                    ) -> None:
+    """GRPO of a diffusion policy with the steering reward (no before/after eval)."""
+    _offline_env()
+    cfg = _load("diffusion", config, overrides)
+    from safegrpo.judges.clip import CLIPEmbedder
+    from safegrpo.recipes.diffusion import (
+        build_steering_reward,
+        load_prompts,
+        prepare_world,
+        run_grpo,
+        save_run_config,
+        split_prompts,
+    )
+
+    save_run_config(cfg)
+    pipe, clip = prepare_world(cfg)
+    train, _ = split_prompts(load_prompts(cfg.prompts), cfg.prompts.holdout_every)
+    _, trainer = run_grpo(cfg, pipe, build_steering_reward(cfg.reward, CLIPEmbedder(clip)), train, resume=resume)
+    typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
+                           "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None}))
+
+
+@train_app.command("redteam")
+def train_redteam(config: ConfigOpt = None, overrides: SetOpt = None,
+                  resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
+                  ) -> None:
+    """Attacker GRPO against the configured target; exports grpo/adversarial.jsonl."""
+    _offline_env()
+    cfg = _load("redteam", config, overrides)
+    from safegrpo.recipes.redteam import build_scorer, prepare_models, run_attack, save_run_config
+    from safegrpo.recipes.redteam_demo import build_target
+
+    save_run_config(cfg)
+    try:
+        attacker, target_model = prepare_models(cfg)
+        judge = build_scorer(cfg.reward)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    _, trainer, top = run_attack(cfg, attacker, build_target(cfg, target_model), judge, resume=resume)
+    typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
+                           "exported": len(top), "best_toxicity": top[0]["toxicity"] if top else None}))
+
+
+@app.command()
+def infer(
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint folder (…/checkpoints/step_N) or a saved model")],
+    prompt: Annotated[list[str], typer.Option(help="prompt text (repeatable)")],
+    samples: Annotated[int, typer.Option(help="completions per prompt")] = 1,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    greedy: Annotated[bool, typer.Option(help="greedy decoding (ignores samples/temperature)")] = False,
+    seed: int = 0,
+) -> None:
+    """Generate from a trained LM policy (full model or LoRA adapter over its base)."""
+    _offline_env()
+    from safegrpo.policies.lm import load_for_inference
+
+    try:
+        policy = load_for_inference(checkpoint, max_new_tokens=max_new_tokens, temperature=temperature)
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--checkpoint") from None
+    for p in prompt:
+        outs = [policy.complete([p], greedy=greedy, seed=seed + k)[0] for k in range(1 if greedy else samples)]
+        typer.echo(json.dumps({"prompt": p, "completions": outs}))
 
 
 @serve_app.command("arena")

@@ -20,4 +20,9 @@ JUDGES: Registry = Registry("judge")
 
 
 def build_judge(name: str, **kwargs: Any) -> Judge:
+    """Build a registered judge by name (every judge module registers on import)."""
+    import importlib
+
+    for mod in ("toxicity", "text_safety", "visual", "clip", "oracle"):
+        importlib.import_module(f"safegrpo.judges.{mod}")
     return JUDGES.get(name)(**kwargs)

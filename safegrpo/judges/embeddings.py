@@ -117,16 +117,25 @@ def safety_direction(safe: Tensor, unsafe: Tensor) -> Tensor:
 
 
 def steer(z: Tensor, d: Tensor, strength: float,
-          mode: Literal["conditional", "unconditional"] = "conditional") -> Tensor:
-    """z [B, D], d [D] -> normalize(z + strength * d) [B, D]; conditional: rows with cos(z, d) < 0 only."""
+          mode: Literal["conditional", "unconditional"] = "conditional", threshold: float = 0.0) -> Tensor:
+    """z [B, D], d [D] -> normalize(z + strength * d) [B, D].
+
+    conditional: only rows with cos(z, d) < threshold are steered (0 = the paper's sign test;
+    ``midpoint_threshold`` gives a nearest-centroid test for spaces with a shared offset)."""
     if mode not in ("conditional", "unconditional"):
         raise ValueError(f"steering mode must be conditional|unconditional, got {mode!r}")
     zn = F.normalize(z, dim=-1)
     steered = F.normalize(zn + strength * d, dim=-1)
     if mode == "unconditional":
         return steered
-    need = (zn @ d) < 0
+    need = (zn @ d) < threshold
     return torch.where(need.unsqueeze(-1), steered, zn)
+
+
+def midpoint_threshold(safe: Tensor, unsafe: Tensor, d: Tensor) -> float:
+    """Halfway between the mean cos(., d) of safe and of unsafe embeddings [N, D]."""
+    proj = lambda e: float((F.normalize(e, dim=-1) @ d).mean())  # noqa: E731
+    return (proj(safe) + proj(unsafe)) / 2
 
 
 def intent_residual(rewrite: Tensor, orig: Tensor, concept: Tensor, alpha: float = 1.0) -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -227,3 +227,27 @@ class LMPolicy:
 
             loaded = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.cfg.dtype))
             self.model.load_state_dict(loaded.state_dict())
+
+
+def load_for_inference(path: str | Path, *, max_new_tokens: int = 48, temperature: float = 1.0,
+                       device: str = "cpu") -> LMPolicy:
+    """A checkpoint folder (with ``policy/``) or a saved model / LoRA adapter folder -> frozen policy.
+    A LoRA adapter is merged into the base named by its adapter_config.json."""
+    import json
+
+    p = Path(path)
+    if (p / "policy").is_dir():
+        p = p / "policy"
+    if (p / "adapter_config.json").exists():
+        base = json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not base:
+            raise ValueError(f"{p}/adapter_config.json names no base_model_name_or_path")
+        cfg = LMPolicyConfig(model=base, init_adapter=str(p), lora=LoRAConfig(r=0))
+    elif (p / "config.json").exists():
+        cfg = LMPolicyConfig(model=str(p), lora=LoRAConfig(r=0))
+    else:
+        raise FileNotFoundError(f"{path}: no policy/, adapter_config.json or config.json found")
+    cfg = replace(cfg, max_new_tokens=max_new_tokens, temperature=temperature)
+    policy = LMPolicy(cfg, device=device)
+    policy.model.eval().requires_grad_(False)
+    return policy

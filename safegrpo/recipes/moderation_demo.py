@@ -33,6 +33,23 @@ from safegrpo.recipes.moderation import (
     save_run_config,
 )
 
+OUTPUTS = "eval_table.md, eval_records.jsonl, reward_curve.png, grpo/metrics.jsonl"
+
+
+def render_summary(summary: dict[str, Any]):
+    """The per-tier table as a rich Table."""
+    from rich.table import Table
+
+    table = Table(title="Held-out evaluation (per tier)")
+    cols = ["method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate", "mean_reward",
+            "unsafe_pass_through", "benign_over_refusal"]
+    for c in cols:
+        table.add_column(c)
+    for row in summary["table"]:
+        table.add_row(*[("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]))
+                        for c in cols])
+    return table
+
 
 def holdout_sample(cfg: ModerationRecipeConfig):
     rng = random.Random(cfg.seed)

@@ -12,27 +12,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.core.types import ScoredBatch
-from safegrpo.judges.embeddings import safety_direction, steer
+from safegrpo.judges.embeddings import midpoint_threshold, safety_direction, steer
 
 
 class SteeringReward:
     def __init__(self, embedder: Any, safe_texts: Sequence[str], unsafe_texts: Sequence[str], *,
                  strength: float = 1.0, mode: Literal["conditional", "unconditional"] = "conditional",
-                 extra: dict[str, tuple[Any, float]] | None = None):
+                 threshold: float | Literal["midpoint"] = 0.0, extra: dict[str, tuple[Any, float]] | None = None):
         """``embedder`` needs ``embed(texts)`` and ``embed_images(images)`` in one space (CLIPEmbedder).
+        ``threshold``: conditional steering applies where cos(z, d) < threshold; "midpoint" puts it
+        halfway between the descriptor sets' projections (a nearest-centroid unsafe test).
         ``extra``: name -> (image judge, weight); component = weight * judge.score(images)."""
         if not safe_texts or not unsafe_texts:
             raise ValueError("SteeringReward needs safe and unsafe descriptor texts")
         self.embedder, self.strength, self.mode = embedder, strength, mode
-        self.direction = safety_direction(embedder.embed(list(safe_texts)), embedder.embed(list(unsafe_texts)))
+        safe_e, unsafe_e = embedder.embed(list(safe_texts)), embedder.embed(list(unsafe_texts))
+        self.direction = safety_direction(safe_e, unsafe_e)
+        self.threshold = midpoint_threshold(safe_e, unsafe_e, self.direction) if threshold == "midpoint" else float(threshold)
         self.extra = dict(extra or {})
 
     def targets(self, prompts: Sequence[str]) -> Tensor:
-        return steer(self.embedder.embed(list(prompts)), self.direction, self.strength, self.mode)
+        return steer(self.embedder.embed(list(prompts)), self.direction, self.strength, self.mode, self.threshold)
+
+    def steered_mask(self, prompts: Sequence[str]) -> Tensor:
+        """[B] bool: prompts whose target is moved (all in unconditional mode)."""
+        z = F.normalize(self.embedder.embed(list(prompts)), dim=-1)
+        if self.mode == "unconditional":
+            return torch.ones(len(z), dtype=torch.bool)
+        return (z @ self.direction) < self.threshold
 
     def __call__(self, prompts: Sequence[str], images: Tensor | Sequence, group_ids: Tensor | None = None) -> ScoredBatch:
         img = F.normalize(self.embedder.embed_images(list(images)), dim=-1)

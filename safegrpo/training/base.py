@@ -31,6 +31,8 @@ class RLTrainerBase:
         self.start_step = 0
         self.history: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
+        # extra early-stop rules: metrics -> reason or None (e.g. a repetition-ratio ceiling)
+        self.stop_rules: list = []
 
     def step(self, step: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -69,6 +71,10 @@ class RLTrainerBase:
 
     def should_stop(self, metrics: dict[str, Any]) -> str | None:
         cfg = self.cfg
+        for rule in self.stop_rules:
+            reason = rule(metrics)
+            if reason:
+                return reason
         if cfg.early_stop_max_kl is not None and metrics.get("loss/kl", 0.0) > cfg.early_stop_max_kl:
             return f"kl {metrics['loss/kl']:.4f} > {cfg.early_stop_max_kl}"
         if cfg.early_stop_reward is not None and len(self.history) >= cfg.early_stop_window:

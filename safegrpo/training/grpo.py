@@ -21,6 +21,7 @@ from torch import Tensor
 from safegrpo.advantages import ADVANTAGES
 from safegrpo.core.types import LMRollout, ScoredBatch
 from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
+from safegrpo.rewards.shaping import shape_reward
 from safegrpo.training.base import RLTrainerBase
 
 
@@ -72,6 +73,10 @@ class GRPOConfig:
     """KL coefficient to the reference (0 = no reference forward)."""
     kl_estimator: str = "k3"
     """KL estimator: k1 | k2 | k3."""
+    reward_kl_coef: float = 0.0
+    """KL(policy || reference) folded into the reward: -coef * sum_t (logp - ref_logp) per sequence."""
+    reward_clip: float = 0.0
+    """Clip the total reward to [-c, c] after the KL term (0 = off)."""
     seed: int = 0
     """Seed; per-step sampling seeds derive from (seed, step, rank)."""
     out_dir: str = "runs/grpo"
@@ -103,6 +108,8 @@ class GRPOConfig:
         ADVANTAGES.get(self.advantage)
         AGGREGATIONS.get(self.loss_agg)
         KL_ESTIMATORS.get(self.kl_estimator)
+        if self.reward_kl_coef < 0 or self.reward_clip < 0:
+            raise ValueError("reward_kl_coef and reward_clip must be >= 0")
         if self.beta < 0 or self.lr <= 0 or self.clip_eps_low <= 0 or self.clip_eps_high <= 0:
             raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")
 
@@ -128,11 +135,17 @@ class GRPOTrainer(RLTrainerBase):
         items = self.task.sample_prompts(step, cfg.prompts_per_step, rank)
         t0 = time.perf_counter()
         ro = self.policy.rollout([self.task.render(i) for i in items], cfg.group_size,
-                                 seed=cfg.seed * 1_000_003 + step * 997 + rank, need_ref=cfg.beta > 0,
+                                 seed=cfg.seed * 1_000_003 + step * 997 + rank,
+                                 need_ref=cfg.beta > 0 or cfg.reward_kl_coef > 0,
                                  group_offset=rank * cfg.prompts_per_step, model=self.unwrapped)
         gen_time = time.perf_counter() - t0
         rep_items = [i for i in items for _ in range(cfg.group_size)]
         scored = self.task.score(rep_items, list(ro.completions), ro.group_ids.cpu())
+        if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
+            kl = None
+            if ro.ref_logprobs is not None:
+                kl = ((ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask).sum(1)  # [B] k1, summed
+            scored = shape_reward(scored, kl, cfg.reward_kl_coef, cfg.reward_clip)
         return ro, scored, rep_items, gen_time
 
     def advantages(self, scored: ScoredBatch, group_ids: Tensor):

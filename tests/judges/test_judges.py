@@ -23,6 +23,23 @@ def test_safety_direction_and_steering_hand_computed():
         steer(z, d, 1.0, "sometimes")
 
 
+def test_conditional_steering_threshold_midpoint():
+    from safegrpo.judges.embeddings import midpoint_threshold
+
+    # a shared offset (+y) makes every embedding's cos with d positive: the sign test steers nothing
+    safe = torch.tensor([[0.6, 0.8]])
+    unsafe = torch.tensor([[0.2, 0.98]])
+    d = torch.tensor([1.0, 0.0])
+    z = torch.tensor([[0.25, 0.97], [0.55, 0.83]])  # near unsafe, near safe
+    zn = F.normalize(z, dim=-1)
+    torch.testing.assert_close(steer(z, d, 1.0, "conditional"), zn)  # threshold 0: untouched
+    thr = midpoint_threshold(safe, unsafe, d)
+    assert thr == pytest.approx((0.6 + 0.2 / np.hypot(0.2, 0.98)) / 2, abs=1e-6)
+    out = steer(z, d, 1.0, "conditional", threshold=thr)
+    torch.testing.assert_close(out[0], F.normalize(zn[0] + d, dim=0))  # below the midpoint: steered
+    torch.testing.assert_close(out[1], zn[1])  # above: kept
+
+
 def test_intent_residual_hand_computed():
     rw = torch.tensor([[0.0, 1.0]])
     orig = torch.tensor([[1.0, 1.0]])

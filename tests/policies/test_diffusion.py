@@ -48,6 +48,9 @@ def test_per_sample_timesteps_equal_scalar_calls():
 def test_gaussian_mean_kl_hand_computed():
     m, r = torch.zeros(1, 2), torch.tensor([[1.0, 3.0]])
     assert gaussian_mean_kl(m, r, torch.tensor([[2.0]])).item() == pytest.approx((1 / 8 + 9 / 8) / 2)
+    # a deterministic (std = 0) row contributes 0, not mean^2 / 1e-24
+    kl = gaussian_mean_kl(torch.zeros(2, 2), torch.ones(2, 2), torch.tensor([[2.0], [0.0]]))
+    torch.testing.assert_close(kl, torch.tensor([1 / 8, 0.0]))
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,11 @@ def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tens
 
 
 def gaussian_mean_kl(mean: Tensor, ref_mean: Tensor, std: Tensor) -> Tensor:
-    """KL(N(mean, std^2) || N(ref_mean, std^2)) per sample [B], averaged over dims like log_prob."""
+    """KL(N(mean, std^2) || N(ref_mean, std^2)) per sample [B], averaged over dims like log_prob.
+
+    mean, ref_mean [B, C, H, W]; std [B, 1, 1, 1]. Rows with std == 0 (deterministic last step) get 0,
+    like their log-prob: both policies put a point mass there, so the Gaussian KL is undefined and the
+    transition carries no gradient anyway."""
     kl = (mean - ref_mean) ** 2 / (2 * std.clamp(min=1e-12) ** 2)
-    return kl.mean(dim=tuple(range(1, kl.dim())))
+    kl = kl.mean(dim=tuple(range(1, kl.dim())))
+    return torch.where(std.flatten() > 0, kl, torch.zeros_like(kl))

@@ -1,0 +1,146 @@
+"""Attacker-defender self-play in the moderation arena.
+
+Each round: (1) the attacker trains with GRPO against the frozen current defender, rewarded when
+the defender allows an unsafe prompt or refuses a benign one (``SelfPlayAttackReward``, with
+fluency, diversity and length penalties); (2) the defender trains with GRPO in the arena on a mix
+of the static curriculum and the attacker's latest prompts, labelled by the text-safety judge.
+Attacker success is measured on a fixed-seed batch of attacks before and after each defender
+update; the defender is evaluated on the arena holdout before and after self-play.
+
+Both policies keep their LoRA adapters across rounds; each round's GRPO stage gets a fresh
+optimizer and its own checkpoint folder (``round_k/{attacker,defender}``), so a killed run resumes
+stage by stage.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from safegrpo.core.types import ScoredBatch
+from safegrpo.envs.moderation.pools import PromptRecord
+from safegrpo.policies.lm import LMPolicy
+from safegrpo.policies.targets import DefenderTarget
+from safegrpo.recipes.moderation import ArenaTask, ModerationRecipeConfig
+from safegrpo.recipes.redteam import AttackTask, RedTeamRecipeConfig, attacker_policy
+from safegrpo.rewards.redteam import SelfPlayAttackReward, SelfPlayRewardConfig
+from safegrpo.training.grpo import GRPOTrainer
+
+
+@dataclass(frozen=True)
+class SelfPlayConfig:
+    rounds: int = 3
+    """Attacker/defender alternations."""
+    attacker_steps: int = 10
+    """Attacker GRPO steps per round."""
+    defender_steps: int = 10
+    """Defender GRPO steps per round."""
+    attack_share: float = 0.5
+    """Share of the defender's training prompts taken from the attacker's latest attacks."""
+    unsafe_threshold: float = 0.5
+    """An attack counts as unsafe for the defender's reward when p_unsafe >= this."""
+    eval_attacks: int = 48
+    """Attacks sampled (fixed seed) to measure the attacker's success rate."""
+    reward: SelfPlayRewardConfig = field(default_factory=SelfPlayRewardConfig)
+    """Attacker reward penalties."""
+
+    def __post_init__(self) -> None:
+        if min(self.rounds, self.attacker_steps, self.defender_steps, self.eval_attacks) < 1:
+            raise ValueError("selfplay rounds, attacker_steps, defender_steps and eval_attacks must be >= 1")
+        if not 0 <= self.attack_share <= 1:
+            raise ValueError("selfplay.attack_share must be in [0, 1]")
+
+
+class SelfPlayAttackTask(AttackTask):
+    """AttackTask whose score is the self-play success reward (records the attacks it saw)."""
+
+    def __init__(self, cfg: RedTeamRecipeConfig, reward: SelfPlayAttackReward):
+        super().__init__(cfg, reward, None)
+        self.recent: list[str] = []
+
+    def score(self, topics: list[str], completions: list[str], group_ids: Tensor) -> ScoredBatch:
+        attacks = [c.strip() for c in completions]
+        self.recent = (self.recent + [a for a in attacks if a])[-512:]
+        return self.reward(attacks, group_ids)
+
+
+class MixedArenaTask(ArenaTask):
+    """Arena task whose batches mix curriculum prompts with attacker prompts labelled by a judge."""
+
+    def __init__(self, base: ArenaTask, attacks: list[str], judge: Any, share: float, threshold: float, seed: int):
+        super().__init__(base.cfg, base.reward, seed=seed)
+        self.records = self._label(attacks, judge, threshold) if attacks else []
+        self.share, self.seed = share, seed
+
+    @staticmethod
+    def _label(attacks: list[str], judge: Any, threshold: float) -> list[PromptRecord]:
+        p_unsafe = (1.0 - judge.score(attacks).float()).tolist()
+        guess = getattr(judge, "most_likely_category", None)  # projection judges name a category
+        cats = guess(attacks) if guess else ["other"] * len(attacks)
+        return [PromptRecord(id=f"atk{i}", prompt=a, tier="attacker", category=c if p >= threshold else "scene",
+                             label="unsafe" if p >= threshold else "safe", rewrite=a, holdout=False)
+                for i, (a, p, c) in enumerate(zip(attacks, p_unsafe, cats, strict=True))]
+
+    def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[PromptRecord]:
+        k = round(n * self.share) if self.records else 0
+        rng = random.Random(self.seed * 7_919 + step * 13 + rank)
+        return [rng.choice(self.records) for _ in range(k)] + super().sample_prompts(step, n - k, rank)
+
+
+def success_rate(attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackReward, n: int, seed: int) -> dict:
+    """Sample n attacks (fixed seed) and score them against the current defender."""
+    import torch
+
+    topics = [task.cfg.data.topics[i % len(task.cfg.data.topics)] for i in range(n)]
+    outs = attacker.complete([task.render(t) for t in topics], greedy=False, seed=seed)
+    attacks = [o.strip() for o in outs]
+    scored = reward(attacks, torch.arange(n))
+    dec = [i["decision"] for i in scored.info]
+    return {"success_rate": float(scored.components["success"].mean()),
+            "unsafe_allowed": sum(i["decision"] == "allow" and i["p_unsafe"] >= 0.5 for i in scored.info) / n,
+            "decisions": {d: dec.count(d) / n for d in sorted(set(dec))}, "attacks": attacks[:8]}
+
+
+def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
+                 defender: LMPolicy, attacker_model: str, arena_reward, safety_judge, out: Path,
+                 resume: bool = False, log=print) -> list[dict[str, Any]]:
+    """Alternate attacker / defender GRPO for ``scfg.rounds``; ``defender`` is updated in place."""
+    target = DefenderTarget(defender, mcfg.arena.prompt_template)
+    attack_reward = SelfPlayAttackReward(target, safety_judge, scfg.reward)
+    attacker = attacker_policy(rcfg, attacker_model)
+    atask = SelfPlayAttackTask(rcfg, attack_reward)
+    base_task = ArenaTask(mcfg.arena, arena_reward, seed=mcfg.seed)
+    rounds = []
+    for k in range(scfg.rounds):
+        rdir = out / f"round_{k}"
+        a_tr = GRPOTrainer(attacker, atask, replace(rcfg.training, steps=scfg.attacker_steps,
+                                                    out_dir=str(rdir / "attacker"), seed=rcfg.seed + k))
+        if resume:
+            a_tr.resume()
+        a_hist = a_tr.train()
+        before = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
+        dtask = MixedArenaTask(base_task, atask.recent, safety_judge, scfg.attack_share, scfg.unsafe_threshold,
+                               seed=mcfg.seed + k)
+        d_tr = GRPOTrainer(defender, dtask, replace(mcfg.grpo, steps=scfg.defender_steps,
+                                                    out_dir=str(rdir / "defender"), seed=mcfg.seed + k))
+        if resume:
+            d_tr.resume()
+        d_hist = d_tr.train()
+        after = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
+        row = {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
+               "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,
+               "attack_success_before_defender_update": before["success_rate"],
+               "attack_success_after_defender_update": after["success_rate"],
+               "unsafe_allowed_before": before["unsafe_allowed"], "unsafe_allowed_after": after["unsafe_allowed"],
+               "attacker_decisions_before": before["decisions"], "attacker_decisions_after": after["decisions"],
+               "example_attacks": before["attacks"]}
+        log(f"      round {k}: attack success {before['success_rate']:.3f} -> {after['success_rate']:.3f} "
+            f"after the defender update; unsafe allowed {before['unsafe_allowed']:.3f} -> {after['unsafe_allowed']:.3f}")
+        rounds.append(row)
+        (out / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
+    return rounds
