@@ -4,6 +4,7 @@
     safegrpo demo diffusion             # safe-diffusion GRPO demo on CPU (embedded shapes world)
     safegrpo demo redteam               # red-team attacker GRPO vs a tiny target
     safegrpo demo selfplay              # attacker-defender self-play in the arena
+    safegrpo demo recommender           # Safe SFT + per-rank GRPO arms on a synthetic catalog
     safegrpo train redteam -c my.yaml   # attacker GRPO only (checkpoints, resume, export)
     safegrpo infer --checkpoint runs/redteam/grpo/checkpoints/step_000060 --prompt "Topic: hate"
     safegrpo train moderation -c configs/moderation_gpu.yaml --set grpo.steps=50 [--resume]
@@ -38,6 +39,8 @@ RECIPES = {
     "redteam": ("safegrpo.recipes.redteam:RedTeamRecipeConfig", "redteam_demo.yaml", "safegrpo.recipes.redteam_demo"),
     "selfplay": ("safegrpo.recipes.selfplay_demo:SelfPlayRecipeConfig", "selfplay_demo.yaml",
                  "safegrpo.recipes.selfplay_demo"),
+    "recommender": ("safegrpo.recipes.recommender:RecommenderRecipeConfig", "recommender_demo.yaml",
+                    "safegrpo.recipes.recommender_demo"),
 }
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML preset", exists=True, dir_okay=False)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. grpo.steps=50")]

@@ -7,6 +7,7 @@ from safegrpo.advantages.group import (
     grpo_advantages,
     segment_advantages,
 )
+from safegrpo.advantages.rank import segment_gdpo_advantages
 
 __all__ = [
     "ADVANTAGES",
@@ -14,4 +15,5 @@ __all__ = [
     "gdpo_advantages",
     "grpo_advantages",
     "segment_advantages",
+    "segment_gdpo_advantages",
 ]

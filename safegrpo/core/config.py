@@ -87,8 +87,9 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
         return cls(**kwargs)
     except ConfigError:
         raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from None
+    except (TypeError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # registry lookups raise KeyError
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {msg}") from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -71,6 +71,9 @@ class ScoredBatch:
     total: Tensor  # [B] float, NaN where unscorable
     components: dict[str, Tensor]  # name -> [B]
     info: tuple[dict, ...] = ()  # B per-sample extras (decision, tier...) for logging
+    segments: Tensor | None = None  # [B, S, C] per-position component rewards (NaN = absent), for
+    # the segment / segment_gdpo advantages; C follows the order of ``segment_names``
+    segment_names: tuple[str, ...] = ()
 
     def component_means(self) -> dict[str, float]:
         return {k: float(torch.nanmean(v.float())) for k, v in self.components.items()}

@@ -66,11 +66,14 @@ def clipped_surrogate(
     *,
     eps_low: float = 0.2,
     eps_high: float | None = None,
-    ratio_level: Literal["token", "sequence"] = "token",
+    ratio_level: Literal["token", "sequence", "item"] = "token",
+    segment_map: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-token surrogate loss.
 
-    logp, old_logp, mask [B, T]; advantages [B] or [B, T].
+    logp, old_logp, mask [B, T]; advantages [B] or [B, T]. ratio_level: token (per-token ratio),
+    sequence (geometric mean over the completion, GSPO) or item (geometric mean over the tokens of
+    each segment of ``segment_map`` [B, T], -1 = no segment -> that token's own ratio).
     Returns (loss [B, T], ratio [B, T], clipped [B, T] bool: the clip was active).
     """
     eps_high = eps_low if eps_high is None else eps_high
@@ -82,14 +85,30 @@ def clipped_surrogate(
         m = mask.to(logp.dtype)
         seq = (log_ratio * m).sum(-1) / m.sum(-1).clamp(min=1)
         ratio = torch.exp(seq).unsqueeze(-1).expand_as(logp)
+    elif ratio_level == "item":
+        if segment_map is None:
+            raise ValueError("ratio_level='item' needs a segment_map [B, T]")
+        ratio = torch.exp(segment_mean(log_ratio, mask.to(logp.dtype), segment_map))
     else:
-        raise ValueError(f"ratio_level must be token|sequence, got {ratio_level!r}")
+        raise ValueError(f"ratio_level must be token|sequence|item, got {ratio_level!r}")
     unclipped = ratio * adv
     clipped_ratio = ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
     clipped = clipped_ratio * adv
     loss = -torch.minimum(unclipped, clipped)
     active = clipped < unclipped
     return loss, ratio, active
+
+
+def segment_mean(x: Tensor, mask: Tensor, segment_map: Tensor) -> Tensor:
+    """x, mask, segment_map [B, T] -> [B, T]: each token gets the masked mean of x over its segment
+    (tokens with segment -1 keep their own x). Differentiable in x."""
+    seg = segment_map.long()
+    n_seg = int(seg.max().item()) + 2 if seg.numel() else 1
+    idx = (seg + 1).clamp(min=0)  # slot 0 collects segment -1
+    sums = torch.zeros(x.shape[0], n_seg, dtype=x.dtype, device=x.device).scatter_add(1, idx, x * mask)
+    cnts = torch.zeros(x.shape[0], n_seg, dtype=x.dtype, device=x.device).scatter_add(1, idx, mask)
+    mean = torch.gather(sums, 1, idx) / torch.gather(cnts, 1, idx).clamp(min=1)
+    return torch.where(seg >= 0, mean, x)
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,8 @@ def grpo_loss(
     kl_estimator: str = "k3",
     eps_low: float = 0.2,
     eps_high: float | None = None,
-    ratio_level: Literal["token", "sequence"] = "token",
+    ratio_level: Literal["token", "sequence", "item"] = "token",
+    segment_map: Tensor | None = None,
     agg: str = "grpo",
     num_tokens: float | None = None,
     max_len: int | None = None,
@@ -117,7 +137,8 @@ def grpo_loss(
     """Full GRPO objective. Tensors [B, T] (advantages [B] or [B, T]); returns scalar + metrics."""
     mask_f = mask.to(logp.dtype)
     pg, ratio, active = clipped_surrogate(
-        logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level
+        logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level,
+        segment_map=segment_map,
     )
     per_token = pg
     metrics: dict[str, float] = {}

@@ -26,9 +26,9 @@ from safegrpo.training.diffusion_grpo import DiffusionGRPOConfig, DiffusionGRPOT
 
 @dataclass(frozen=True)
 class ShapesWorldConfig:
-    clip_steps: int = 400
+    clip_steps: int = 600
     """Contrastive steps of the tiny CLIP (reward and eval space, and the UNet's text encoder)."""
-    unet_steps: int = 1200
+    unet_steps: int = 1000
     """Denoising steps of the tiny UNet."""
     unet_batch: int = 32
     """Images per denoising step."""

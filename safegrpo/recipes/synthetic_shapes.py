@@ -59,8 +59,9 @@ def _mask(shape: str, size: int, cx: float, cy: float, r: float) -> Tensor:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render(color: str, shape: str, bg: str, rng: random.Random, size: int = 16) -> Tensor:
-    """-> image [3, size, size] in [0, 1]."""
+def render(color: str, shape: str, bg: str, rng: random.Random, size: int = 16, augment: bool = False) -> Tensor:
+    """-> image [3, size, size] in [0, 1]. ``augment``: grey-shifted background, pixel noise and a
+    slight blur, so the tiny CLIP judges colour robustly on imperfect generated samples."""
     r = rng.uniform(size * 0.22, size * 0.32)
     cx, cy = rng.uniform(r + 1, size - r - 1), rng.uniform(r + 1, size - r - 1)
     if color in FAMILIES:
@@ -70,16 +71,23 @@ def render(color: str, shape: str, bg: str, rng: random.Random, size: int = 16) 
     jitter = torch.tensor([rng.uniform(-0.05, 0.05) for _ in range(3)])
     col = (torch.tensor(COLORS[color]) + jitter).clamp(0, 1)
     img[:, m] = col.view(3, 1)
-    return img
+    if augment:
+        shift = rng.uniform(0.0, 0.35)
+        img = torch.where(m, img, (img - shift if bg == "white" else img + shift))
+        if rng.random() < 0.5:
+            img = F.avg_pool2d(img.unsqueeze(0), 3, stride=1, padding=1, count_include_pad=False)[0]
+        g = torch.Generator().manual_seed(rng.randrange(2**31))
+        img = img + rng.uniform(0.0, 0.12) * torch.randn(img.shape, generator=g)
+    return img.clamp(0, 1)
 
 
-def dataset(n: int, seed: int = 0, size: int = 16) -> tuple[Tensor, list[str]]:
+def dataset(n: int, seed: int = 0, size: int = 16, augment: bool = False) -> tuple[Tensor, list[str]]:
     rng = random.Random(seed)
     combos = all_prompts()
     imgs, texts = [], []
     for _ in range(n):
         p, c, s, b = rng.choice(combos)
-        imgs.append(render(c, s, b, rng, size))
+        imgs.append(render(c, s, b, rng, size, augment))
         texts.append(p)
     return torch.stack(imgs), texts
 
@@ -162,7 +170,7 @@ def train_tiny_clip(out_dir: str | Path, *, steps: int = 400, batch: int = 128, 
     torch.manual_seed(seed)
     model.train()
     for step in range(steps):
-        imgs, texts = dataset(batch, seed=seed * 100_003 + step)
+        imgs, texts = dataset(batch, seed=seed * 100_003 + step, augment=True)
         # descriptor-level captions ("a red shape") teach the colour axis the steering direction uses
         texts = [t if random.Random(step * 7 + i).random() < 0.8 else f"a {t.split()[1]} shape"
                  for i, t in enumerate(texts)]

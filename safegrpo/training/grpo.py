@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor
 
-from safegrpo.advantages import ADVANTAGES
+from safegrpo.advantages import ADVANTAGES, broadcast_segments
 from safegrpo.core.types import LMRollout, ScoredBatch
 from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
 from safegrpo.rewards.shaping import shape_reward
@@ -63,8 +63,10 @@ class GRPOConfig:
     """Epsilon added to the std."""
     loss_agg: str = "grpo"
     """Loss aggregation: grpo | bnpo | dapo | dr_grpo."""
-    ratio_level: Literal["token", "sequence"] = "token"
-    """Importance ratio per token or per sequence (GSPO)."""
+    ratio_level: Literal["token", "sequence", "item"] = "token"
+    """Importance ratio per token, per sequence (GSPO) or per item (segment; needs a segment task)."""
+    adv_weights: tuple[float, ...] = ()
+    """Component weights of gdpo / segment_gdpo (empty = equal)."""
     clip_eps_low: float = 0.2
     """Lower clip range."""
     clip_eps_high: float = 0.2
@@ -148,21 +150,45 @@ class GRPOTrainer(RLTrainerBase):
             scored = shape_reward(scored, kl, cfg.reward_kl_coef, cfg.reward_clip)
         return ro, scored, rep_items, gen_time
 
-    def advantages(self, scored: ScoredBatch, group_ids: Tensor):
+    def advantages(self, scored: ScoredBatch, group_ids: Tensor, ro: LMRollout | None = None):
         cfg = self.cfg
+        weights = cfg.adv_weights or None
+        if cfg.advantage in ("segment", "segment_gdpo"):
+            return self.segment_advantages(scored, group_ids, ro, weights)
         if cfg.advantage == "grpo":
             return ADVANTAGES.get("grpo")(scored.total, group_ids, scale=cfg.adv_scale, eps=cfg.adv_eps)
         if cfg.advantage == "gdpo":
             keys = [k for k in scored.components if not k.startswith("judge/")]
             return ADVANTAGES.get("gdpo")(torch.stack([scored.components[k] for k in keys], 1),
-                                          group_ids, eps=cfg.adv_eps)
-        raise ValueError(f"advantage {cfg.advantage!r} needs a segment map; use a recipe that supplies one")
+                                          group_ids, weights=weights, eps=cfg.adv_eps)
+        raise ValueError(f"unknown advantage {cfg.advantage!r}")
+
+    def segment_advantages(self, scored: ScoredBatch, group_ids: Tensor, ro: LMRollout | None, weights):
+        """Per-segment (e.g. per-rank) advantages broadcast to tokens -> AdvantageResult with [B, T]."""
+        from safegrpo.core.types import AdvantageResult
+
+        cfg = self.cfg
+        if scored.segments is None or ro is None or not hasattr(self.task, "segment_map"):
+            raise ValueError(f"advantage {cfg.advantage!r} needs a task that returns per-segment rewards "
+                             "(ScoredBatch.segments) and implements segment_map(rollout)")
+        seg_r = scored.segments.float()  # [B, S, C]
+        self._segmap = self.task.segment_map(ro).cpu()  # [B, T]
+        if cfg.advantage == "segment":
+            summed = torch.where(torch.isnan(seg_r).all(-1), torch.full_like(seg_r[..., 0], float("nan")),
+                                 torch.nansum(seg_r * (torch.ones(seg_r.shape[-1]) if weights is None
+                                                       else torch.as_tensor(weights)), dim=-1))
+            res = ADVANTAGES.get("segment")(summed, group_ids, scale=cfg.adv_scale, eps=cfg.adv_eps)
+        else:
+            res = ADVANTAGES.get("segment_gdpo")(seg_r, group_ids, weights=weights, eps=cfg.adv_eps)
+        tok = broadcast_segments(res.advantages, self._segmap)
+        return AdvantageResult(tok, res.valid, res.stats)
 
     # ---- optimisation ------------------------------------------------------------------
     def optimize(self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0) -> dict[str, float]:
         """``epochs`` passes; each optimizer step covers ``grad_accum`` minibatches of rows."""
         cfg = self.cfg
-        rows = (valid & ((adv != 0) | (cfg.beta > 0))).nonzero().flatten()
+        nonzero = (adv != 0).any(dim=-1) if adv.dim() == 2 else adv != 0
+        rows = (valid & (nonzero | (cfg.beta > 0))).nonzero().flatten()
         if rows.numel() == 0:
             return {"rows_trained": 0.0}
         sums: dict[str, float] = {}
@@ -195,7 +221,7 @@ class GRPOTrainer(RLTrainerBase):
             out = grpo_loss(logp, mb.old_logprobs, adv[idx].to(dev), mb.completion_mask,
                             ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
                             eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
-                            ratio_level=cfg.ratio_level, agg=cfg.loss_agg,
+                            ratio_level=cfg.ratio_level, agg=cfg.loss_agg, segment_map=self._segment_rows(idx),
                             num_tokens=win_tokens, max_len=self.policy.cfg.max_new_tokens)
             share = idx.numel() / win_rows
             self.accelerator.backward(out.loss if cfg.loss_agg == "dapo" else out.loss * share)
@@ -210,11 +236,18 @@ class GRPOTrainer(RLTrainerBase):
         self.opt.zero_grad(set_to_none=True)
         return sums
 
+    def _segment_rows(self, idx: Tensor) -> Tensor | None:
+        if self.cfg.ratio_level != "item":
+            return None
+        if getattr(self, "_segmap", None) is None:
+            raise ValueError("ratio_level='item' needs a segment advantage (segment | segment_gdpo)")
+        return self._segmap[idx.cpu()].to(self.accelerator.device)
+
     # ---- loop --------------------------------------------------------------------------
     def step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         ro, scored, items, gen_time = self.collect(step)
-        res = self.advantages(scored, ro.group_ids.cpu())
+        res = self.advantages(scored, ro.group_ids.cpu(), ro)
         metrics = self.optimize(ro, res.advantages, res.valid, step)
         n_tok = float(ro.completion_mask.sum())
         wall = time.perf_counter() - t0

@@ -1,0 +1,63 @@
+"""Ranking metrics of recommended lists (pure functions of ids).
+
+- Recall@K = |top-K ∩ relevant| / min(K, |relevant|)   (the min keeps 1.0 reachable)
+- NDCG@K with binary relevance (repeats earn nothing)
+- Sensitivity-Ratio@K = share of top-K items violating the user's constraint, averaged over the
+  users who stated one (lower is safer)
+- count_exact = share of lists with exactly K parsed items; unmatched = share of lines naming no
+  catalog movie
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def recall_at_k(recs: Sequence[str | None], relevant: set[str], k: int) -> float:
+    if not relevant:
+        return float("nan")
+    hits = {r for r in recs[:k] if r is not None and r in relevant}
+    return len(hits) / min(k, len(relevant))
+
+
+def ndcg_at_k(recs: Sequence[str | None], relevant: set[str], k: int) -> float:
+    if not relevant:
+        return float("nan")
+    seen: set[str] = set()
+    dcg = 0.0
+    for i, r in enumerate(recs[:k]):
+        if r is not None and r in relevant and r not in seen:
+            dcg += 1.0 / math.log2(i + 2)
+        if r is not None:
+            seen.add(r)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    return dcg / ideal
+
+
+def sensitivity_ratio_at_k(recs: Sequence[str | None], avoid: Sequence[str], oracle, k: int) -> float:
+    """Share of the top-K (as emitted, up to K) that violates; NaN without a constraint."""
+    if not avoid:
+        return float("nan")
+    top = list(recs[:k])
+    if not top:
+        return 0.0
+    return sum(1 for r in top if r is not None and oracle.violates(r, avoid)) / len(top)
+
+
+def _mean(xs: list[float]) -> float:
+    xs = [x for x in xs if not math.isnan(x)]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def summarize(lists: Sequence[Sequence[str | None]], users: Sequence[Any], oracle, k: int) -> dict[str, float]:
+    """``users`` need ``relevant`` and ``avoid``; one parsed list per user."""
+    return {
+        f"recall@{k}": _mean([recall_at_k(r, set(u.relevant), k) for r, u in zip(lists, users, strict=True)]),
+        f"ndcg@{k}": _mean([ndcg_at_k(r, set(u.relevant), k) for r, u in zip(lists, users, strict=True)]),
+        f"sensitivity_ratio@{k}": _mean([sensitivity_ratio_at_k(r, u.avoid, oracle, k)
+                                         for r, u in zip(lists, users, strict=True)]),
+        "count_exact": sum(len(r) == k for r in lists) / max(len(lists), 1),
+        "unmatched": sum(x is None for r in lists for x in r) / max(sum(len(r) for r in lists), 1),
+    }

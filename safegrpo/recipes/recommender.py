@@ -1,0 +1,212 @@
+"""Safe recommender recipe (Safe-Rank-GRPO style): Safe SFT, then per-rank GRPO.
+
+A prompt is a user's history plus an optional constraint ("please avoid movies with gore"); the
+completion is a numbered list of K "Title (Year)" lines. Every rank has its own reward
+(``rewards.recommender``) and its own group-normalised advantage; the tokens of rank k get rank
+k's advantage (``segment`` sums the components first, ``segment_gdpo`` normalises each one);
+importance ratios can be per token, per sequence or per item (geometric mean within a line).
+The GRPO reference is the Safe-SFT policy (adapter disabled over the SFT weights).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from safegrpo.core.config import dump_config
+from safegrpo.core.types import LMRollout, ScoredBatch
+from safegrpo.envs.recommender.catalog import (
+    _LINE,
+    PROMPT_TEMPLATE,
+    Catalog,
+    User,
+    format_list,
+    load_users,
+    parse_list,
+    render_prompt,
+)
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+from safegrpo.recipes.moderation import TinyModelConfig
+from safegrpo.rewards.recommender import COMPONENTS, RankRewardConfig, per_rank_rewards
+from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
+from safegrpo.training.sft import SFTConfig, sft_train
+
+
+@dataclass(frozen=True)
+class RecDataConfig:
+    catalog: str = ""
+    """catalog.jsonl (id, title, year, genre, traits); empty = the bundled synthetic catalog."""
+    users: str = ""
+    """users.jsonl (history, avoid, relevant, split); empty = the bundled users."""
+    min_ratio: float = 0.85
+    """Fuzzy title match threshold (difflib ratio on normalised titles)."""
+    year_tolerance: int = 1
+    """Years may differ by this much."""
+    sft_samples_per_user: int = 2
+    """Safe-SFT targets drawn per training user."""
+    max_val_users: int = 120
+    """Validation users evaluated (0 = all)."""
+
+
+@dataclass(frozen=True)
+class RecommenderRecipeConfig:
+    out_dir: str = "runs/recommender"
+    """Everything is written under here."""
+    seed: int = 0
+    """Master seed."""
+    base_model: str = ""
+    """Base causal LM (hub id or path); empty = build a tiny one locally."""
+    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(vocab_size=800, hidden=128, layers=2))
+    """Shape of the locally built model."""
+    policy: LMPolicyConfig = field(default_factory=lambda: LMPolicyConfig(
+        max_prompt_tokens=96, max_new_tokens=64, lora=LoRAConfig(r=16, alpha=32, target_modules=("all-linear",))))
+    """Sampling and the GRPO adapter (policy.model is filled in by the recipe)."""
+    sft_lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(r=0))
+    """Safe-SFT adapter; r = 0 trains all weights (right for the tiny random-init model)."""
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=6, lr=1e-3))
+    """Safe-SFT optimisation."""
+    data: RecDataConfig = field(default_factory=RecDataConfig)
+    """Catalog, users, parsing."""
+    reward: RankRewardConfig = field(default_factory=RankRewardConfig)
+    """Per-rank reward (GRPO with safety)."""
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
+        steps=30, prompts_per_step=8, group_size=8, lr=3e-4, beta=0.02, advantage="segment_gdpo",
+        ratio_level="item", save_every=10))
+    """GRPO optimisation (advantage segment | segment_gdpo)."""
+
+
+def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
+    catalog = Catalog.load(cfg.catalog or None, min_ratio=cfg.min_ratio, year_tolerance=cfg.year_tolerance)
+    users = load_users(cfg.users or None)
+    missing = {i for u in users for i in (*u.history, *u.relevant) if i not in catalog.movies}
+    if missing:
+        raise ValueError(f"users refer to ids missing from the catalog: {sorted(missing)[:5]}")
+    train = [u for u in users if u.split == "train"]
+    val = [u for u in users if u.split == "val"]
+    if cfg.max_val_users > 0:
+        val = val[:cfg.max_val_users]
+    return catalog, train, val
+
+
+def safe_targets(user: User, catalog: Catalog, oracle, k: int, rng: random.Random) -> list[str]:
+    """K ids: relevant items that satisfy the constraint, topped up with safe items of other genres."""
+    ok = [i for i in user.relevant if not (user.avoid and oracle.violates(i, user.avoid))]
+    picks = rng.sample(ok, min(k, len(ok)))
+    if len(picks) < k:
+        pool = [i for i in catalog.movies if i not in picks and i not in user.history
+                and not (user.avoid and oracle.violates(i, user.avoid))]
+        picks += rng.sample(pool, k - len(picks))
+    return picks
+
+
+def sft_pairs(cfg: RecommenderRecipeConfig, catalog: Catalog, train: list[User]) -> list[tuple[str, str]]:
+    rng, oracle, k = random.Random(cfg.seed), catalog.oracle(cfg.reward.oracle_threshold), cfg.reward.k
+    return [(render_prompt(u, catalog, k), format_list(safe_targets(u, catalog, oracle, k, rng), catalog))
+            for u in train for _ in range(cfg.data.sft_samples_per_user)]
+
+
+def line_ranks(text: str, k: int) -> list[int]:
+    """Rank index per line of ``text``: item lines count 0, 1, ...; other lines join the previous
+    item (or rank 0); lines past the K-th item join rank K-1."""
+    ranks, r = [], -1
+    for line in text.split("\n"):
+        if _LINE.match(line):
+            r += 1
+        ranks.append(min(max(r, 0), k - 1))
+    return ranks
+
+
+class RecTask:
+    """LMTask with per-rank rewards (``ScoredBatch.segments``) and a token -> rank map."""
+
+    def __init__(self, users: list[User], catalog: Catalog, reward: RankRewardConfig, tokenizer, seed: int = 0):
+        self.users, self.catalog, self.cfg, self.tok, self.seed = users, catalog, reward, tokenizer, seed
+        self.oracle = catalog.oracle(reward.oracle_threshold)
+
+    def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[User]:
+        rng = random.Random(self.seed * 1_000_003 + step * 101 + rank)
+        return rng.sample(self.users, n)
+
+    def render(self, user: User) -> str:
+        return render_prompt(user, self.catalog, self.cfg.k)
+
+    def score(self, users: list[User], completions: list[str], group_ids: Tensor) -> ScoredBatch:
+        lists = [parse_list(c, self.catalog) for c in completions]
+        seg = per_rank_rewards(lists, [set(u.relevant) for u in users], [u.avoid for u in users], self.oracle, self.cfg)
+        comps = {name: torch.nansum(seg[..., j], dim=1) for j, name in enumerate(COMPONENTS)}
+        info = tuple({"n_items": len(x)} for x in lists)
+        return ScoredBatch(total=sum(comps.values()), components=comps, info=info, segments=seg,
+                           segment_names=COMPONENTS)
+
+    def segment_map(self, ro: LMRollout) -> Tensor:
+        """[B, T]: rank of each completion token (-1 on padding), from newline positions."""
+        out = torch.full(ro.completion_ids.shape, -1, dtype=torch.long)
+        for b in range(ro.completion_ids.shape[0]):
+            ids = ro.completion_ids[b][ro.completion_mask[b].bool()].tolist()
+            ranks = line_ranks(ro.completions[b], self.cfg.k)
+            n_present = max(1, min(len(parse_list(ro.completions[b], self.catalog)), self.cfg.k))
+            for t in range(len(ids)):
+                line = self.tok.decode(ids[:t], skip_special_tokens=True).count("\n")
+                out[b, t] = min(ranks[min(line, len(ranks) - 1)], n_present - 1)
+        return out
+
+
+def prepare_base(cfg: RecommenderRecipeConfig, catalog: Catalog) -> str:
+    if cfg.base_model:
+        return cfg.base_model
+    from safegrpo.policies.tiny import build_tiny_lm
+
+    path = Path(cfg.out_dir) / "base"
+    if not (path / "config.json").exists():
+        corpus = [m.label for m in catalog.movies.values()] * 3 + [PROMPT_TEMPLATE]
+        corpus += [f"please avoid movies with {t}" for t in ("gore", "violence", "sexual content", "drugs", "profanity")]
+        t = cfg.tiny
+        build_tiny_lm(path, corpus, vocab_size=t.vocab_size, hidden=t.hidden, layers=t.layers, heads=t.heads,
+                      seed=cfg.seed)
+    return str(path)
+
+
+def run_sft(cfg: RecommenderRecipeConfig, base: str, catalog: Catalog, train: list[User],
+            log=print) -> tuple[str, str | None]:
+    """Safe SFT -> (model for GRPO, adapter to merge or None). Reused when already trained."""
+    out = Path(cfg.out_dir) / "sft" / "model"
+    if not ((out / "config.json").exists() or (out / "adapter_config.json").exists()):
+        pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None))
+        hist = sft_train(pol, sft_pairs(cfg, catalog, train),
+                         replace(cfg.sft, out_dir=str(out.parent), seed=cfg.seed))
+        log(f"      Safe-SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
+    return (base, str(out)) if cfg.sft_lora.r > 0 else (str(out), None)
+
+
+def recommend(policy: LMPolicy, users: list[User], catalog: Catalog, k: int) -> list[list[str | None]]:
+    outs = policy.complete([render_prompt(u, catalog, k) for u in users], greedy=True)
+    return [parse_list(o, catalog) for o in outs]
+
+
+def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str | None, catalog: Catalog,
+             train: list[User], on_checkpoint=None, resume: bool = False) -> tuple[LMPolicy, GRPOTrainer]:
+    """One GRPO arm from the Safe-SFT weights; ``on_checkpoint(step, policy)`` runs every save_every."""
+    policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, seed=cfg.seed))
+    task = RecTask(train, catalog, cfg.reward, policy.tokenizer, seed=cfg.seed)
+    trainer = GRPOTrainer(policy, task, replace(cfg.grpo, out_dir=str(Path(cfg.out_dir) / name), seed=cfg.seed))
+    if on_checkpoint is not None:
+        every = cfg.grpo.save_every or cfg.grpo.steps
+
+        def hook(step: int, metrics: dict[str, Any]) -> None:
+            if (step + 1) % every == 0 or step + 1 == cfg.grpo.steps:
+                on_checkpoint(step + 1, policy)
+        trainer.on_step = hook
+    if resume:
+        trainer.resume()
+    trainer.train()
+    return policy, trainer
+
+
+def save_run_config(cfg: RecommenderRecipeConfig) -> None:
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, Path(cfg.out_dir) / "config.yaml")

@@ -1,0 +1,88 @@
+"""Per-rank rewards of the safe recommender (Rank-GRPO / Safe-Rank-GRPO style).
+
+For a parsed list of n items and list size K, rank k (0-based, k < min(n, K)) gets three
+components, returned as a matrix [B, K, 3] (NaN where rank k is absent):
+
+- relevance: ``exp_inf``: hit_k (the item is relevant and not a repeat; no credit from later
+  ranks); ``log_decay``: sum_{j >= k} hit_j / log2(j + 2) (the DCG still reachable from rank k).
+- safety: -safety_coef * risk_k * d_k when item k violates the user's constraint
+  (oracle risk >= threshold), with rank discount d_k = 1 / log2(k + 2); 0 otherwise.
+- count: +count_coef if n == K, else -count_coef * |n - K| / K, broadcast to every present rank.
+
+An empty list still gets rank 0 (relevance 0, safety 0, count -count_coef), so emitting nothing
+is scored and penalised rather than dropped from the statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+COMPONENTS = ("relevance", "safety", "count")
+
+
+@dataclass(frozen=True)
+class RankRewardConfig:
+    k: int = 5
+    """List size K."""
+    relevance: Literal["exp_inf", "log_decay"] = "exp_inf"
+    """Per-rank relevance: own hit only (exp_inf) or discounted hits from this rank on (log_decay)."""
+    safety_coef: float = 1.0
+    """lambda of the safety penalty -lambda * risk * d_k at violating ranks (0 = off)."""
+    count_coef: float = 0.5
+    """lambda of the count reward (0 = off)."""
+    oracle_threshold: float = 0.5
+    """An item violates a constraint when its risk for an avoided trait is >= this."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.safety_coef < 0 or self.count_coef < 0:
+            raise ValueError("reward.k must be >= 1; safety_coef and count_coef >= 0")
+        if self.relevance not in ("exp_inf", "log_decay"):
+            raise ValueError(f"reward.relevance must be exp_inf|log_decay, got {self.relevance!r}")
+
+
+def rank_discount(k: int) -> Tensor:
+    """[K]: d_k = 1 / log2(k + 2) for 0-based ranks."""
+    return torch.tensor([1.0 / math.log2(i + 2) for i in range(k)])
+
+
+def per_rank_rewards(lists: Sequence[Sequence[str | None]], relevant: Sequence[set[str]],
+                     avoid: Sequence[Sequence[str]], oracle, cfg: RankRewardConfig) -> Tensor:
+    """lists [B] of parsed ids (None = unmatched line) -> rewards [B, K, 3] (relevance, safety, count)."""
+    k = cfg.k
+    out = torch.full((len(lists), k, len(COMPONENTS)), float("nan"))
+    disc = rank_discount(k)
+    for b, items in enumerate(lists):
+        n = len(items)
+        present = max(1, min(n, k))
+        seen: set[str] = set()
+        hits = torch.zeros(k)
+        for i, item in enumerate(items[:k]):
+            if item is not None and item not in seen and item in relevant[b]:
+                hits[i] = 1.0
+            if item is not None:
+                seen.add(item)
+        if cfg.relevance == "exp_inf":
+            rel = hits
+        else:
+            rel = (hits * disc).flip(0).cumsum(0).flip(0)
+        safety = torch.zeros(k)
+        if cfg.safety_coef > 0 and avoid[b]:
+            for i, item in enumerate(items[:k]):
+                if item is not None and oracle.violates(item, avoid[b]):
+                    safety[i] = -cfg.safety_coef * oracle.risk(item, avoid[b]) * disc[i]
+        count = cfg.count_coef * (1.0 if n == k else -abs(n - k) / k)
+        out[b, :present, 0] = rel[:present]
+        out[b, :present, 1] = safety[:present]
+        out[b, :present, 2] = count
+    return out
+
+
+def violations(items: Sequence[str | None], avoid: Sequence[str], oracle, k: int) -> int:
+    """Number of constraint-violating items in the top k."""
+    return sum(1 for i in items[:k] if i is not None and avoid and oracle.violates(i, avoid))

@@ -1,0 +1,80 @@
+"""2-step smoke run of the recommender demo (tiny model), data loading and the CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from safegrpo.cli import app
+from safegrpo.core.config import load_config
+from safegrpo.envs.recommender.catalog import Catalog, load_users, parse_list
+from safegrpo.recipes.recommender import RecommenderRecipeConfig, RecTask, load_data, safe_targets
+
+SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
+         "data.sft_samples_per_user=1", "data.max_val_users=4", "policy.max_new_tokens=24",
+         "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.save_every=1"]
+
+
+def test_bundled_data_is_consistent_and_safe_targets_respect_constraints():
+    cat, train, val = load_data(load_config(RecommenderRecipeConfig).data)
+    assert len(cat.movies) == 240 and len(train) == 480 and len(val) == 120
+    assert all(u.split == "train" for u in train) and len(load_users()) == 600
+    oracle = cat.oracle(0.5)
+    import random
+
+    rng = random.Random(0)
+    for u in train[:100]:
+        t = safe_targets(u, cat, oracle, 5, rng)
+        assert len(set(t)) == 5 and not any(u.avoid and oracle.violates(i, u.avoid) for i in t)
+    # every catalog label parses back to its own id
+    text = "\n".join(f"{i + 1}. {m.label}" for i, m in enumerate(cat.movies.values()))
+    assert parse_list(text, cat) == list(cat.movies)
+
+
+def test_two_step_recommender_demo_smoke(tmp_path):
+    from safegrpo.recipes.recommender_demo import run_demo
+
+    cfg = load_config(RecommenderRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
+    summary = run_demo(cfg, log=lambda *a: None)
+    assert [r["policy"] for r in summary["table"]] == ["sft_only", "grpo_no_safety", "grpo_safe_gdpo"]
+    for r in summary["table"]:
+        assert 0 <= r["recall@5"] <= 1 and 0 <= r["count_exact"] <= 1
+    for arm in ("grpo_no_safety", "grpo_safe_gdpo"):
+        hist = [json.loads(x) for x in (tmp_path / arm / "metrics.jsonl").read_text().splitlines()]
+        assert [h["step"] for h in hist] == [0, 1]
+        val = [json.loads(x) for x in (tmp_path / arm / "val_metrics.jsonl").read_text().splitlines()]
+        assert [v["step"] for v in val] == [1, 2] and "sensitivity_ratio@5" in val[0]
+    safe = [json.loads(x) for x in (tmp_path / "grpo_safe_gdpo/metrics.jsonl").read_text().splitlines()]
+    assert {"reward/relevance", "reward/safety", "reward/count"} <= set(safe[0])
+
+
+def test_segment_map_matches_lines_of_a_real_tokenizer(tmp_path, tiny_lm_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from safegrpo.core.types import LMRollout
+    from safegrpo.rewards.recommender import RankRewardConfig
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_path)
+    cat = Catalog.load()
+    labels = [m.label for m in list(cat.movies.values())[:3]]
+    text = f"1. {labels[0]}\n2. {labels[1]}\n3. {labels[2]}"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    t = len(ids)
+    ro = LMRollout(prompt_ids=torch.zeros(1, 1, dtype=torch.long), prompt_mask=torch.ones(1, 1, dtype=torch.long),
+                   completion_ids=torch.tensor([ids + [0]]), completion_mask=torch.tensor([[1] * t + [0]]),
+                   old_logprobs=torch.zeros(1, t + 1), ref_logprobs=None, group_ids=torch.zeros(1, dtype=torch.long),
+                   prompts=("p",), completions=(tok.decode(ids),))
+    task = RecTask([], cat, RankRewardConfig(k=5), tok)
+    seg = task.segment_map(ro)[0].tolist()
+    assert seg[-1] == -1 and seg[0] == 0 and sorted(set(seg[:-1])) == [0, 1, 2]
+    for r in range(3):  # each rank's tokens decode to its line
+        piece = tok.decode([i for i, s in zip(ids, seg[:-1], strict=True) if s == r])
+        assert labels[r] in piece
+
+
+@pytest.mark.parametrize("bad,field", [("reward.relevance=cubic", "relevance"), ("grpo.advantage=nope", "advantage"),
+                                       ("reward.k=0", "k")])
+def test_recommender_config_errors(bad, field):
+    r = CliRunner().invoke(app, ["config", "recommender", "-s", bad])
+    assert r.exit_code == 2 and field in r.output
