@@ -127,17 +127,53 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def field_paths(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted leaf path of a (nested) config dataclass."""
+    out = []
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out += field_paths(tp, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
+def resolve_flat(cls: type, overrides: list[str]) -> list[str]:
+    """``lr=1e-4`` -> ``training.lr=1e-4`` when exactly one nested field is named ``lr``; a top-level
+    field always wins; an ambiguous flat name raises listing the candidates."""
+    paths = field_paths(cls)
+    out = []
+    for ov in overrides:
+        key, sep, raw = ov.partition("=")
+        key = key.strip()
+        if sep and "." not in key and key not in paths:
+            hits = [p for p in paths if p.rsplit(".", 1)[-1] == key]
+            if len(hits) > 1:
+                raise ConfigError(f"{key!r} is ambiguous; use one of: {', '.join(hits)}")
+            if hits:
+                key = hits[0]
+        out.append(f"{key}{sep}{raw}")
+    return out
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
-    """Defaults <- YAML file <- dotted CLI overrides, validated into frozen ``cls``."""
+    """Defaults <- YAML (or JSON) file <- CLI overrides (dotted, or flat when unambiguous), validated
+    into frozen ``cls``."""
     data: dict[str, Any] = {}
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         data = loaded
-    data = deep_merge(data, parse_overrides(list(overrides)))
+    data = deep_merge(data, parse_overrides(resolve_flat(cls, list(overrides))))
     return from_dict(cls, data)
 
 
 def dump_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def save_run_config(cfg: Any) -> None:
+    """Write a recipe config (with an ``out_dir`` field) to ``<out_dir>/config.yaml``."""
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, Path(cfg.out_dir) / "config.yaml")

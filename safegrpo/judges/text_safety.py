@@ -89,10 +89,12 @@ class ProjectionSafetyJudge:
         self.concepts = {c: self.embedder.embed(list(unsafe_texts[c])).mean(0) for c in self.categories}
 
     @classmethod
-    def from_records(cls, records: Sequence, embedder: Embedder | None = None, **kw) -> ProjectionSafetyJudge:
+    def from_records(cls, records: Sequence, embedder: Embedder | None = None, extra_safe: Sequence[str] = (),
+                     **kw) -> ProjectionSafetyJudge:
         """Fit directions on labelled prompt records (``.prompt``, ``.label``, ``.category``, ``.rewrite``)
-        plus the built-in descriptors. Use training-split records only."""
-        safe = list(SAFE_DESCRIPTORS) + [r.prompt for r in records if r.label == "safe"]
+        plus the built-in descriptors and ``extra_safe`` texts (e.g. refusals, when the judge reads
+        model responses). Use training-split records only."""
+        safe = list(SAFE_DESCRIPTORS) + list(extra_safe) + [r.prompt for r in records if r.label == "safe"]
         safe += [r.rewrite for r in records if r.label == "unsafe"]
         unsafe = {c: list(v) for c, v in CATEGORY_DESCRIPTORS.items()}
         for r in records:

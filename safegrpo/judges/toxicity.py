@@ -86,3 +86,36 @@ class RemoteJudge:
     def score(self, batch: Sequence[str], prompts: Sequence[str] | None = None) -> Tensor:
         scores = self.client.score(list(batch), None if prompts is None else list(prompts))
         return torch.tensor([float("nan") if s is None else s for s in scores], dtype=torch.float32)
+
+
+@JUDGES.register("embedding_classifier")
+class EmbeddingClassifierJudge:
+    """p(unsafe) from a logistic regression over sentence embeddings, fitted locally on labelled
+    texts (embedded default of the red-team scorer; unlike a centroid projection it also learns
+    that refusals are harmless)."""
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int], embedder=None, c: float = 1.0):
+        from sklearn.linear_model import LogisticRegression
+
+        from safegrpo.judges.embeddings import build_embedder
+
+        if len(set(labels)) != 2 or len(texts) != len(labels):
+            raise ValueError("embedding_classifier needs texts with both labels 0 (safe) and 1 (unsafe)")
+        self.embedder = embedder or build_embedder("minilm")
+        self.model = LogisticRegression(C=c, max_iter=2000)
+        self.model.fit(self.embedder.embed(list(texts)).numpy(), list(labels))
+
+    @classmethod
+    def from_records(cls, records: Sequence, embedder=None, extra_safe: Sequence[str] = (),
+                     **kw) -> EmbeddingClassifierJudge:
+        """Safe: benign prompts, reference rewrites and ``extra_safe``; unsafe: unsafe prompts."""
+        safe = [r.prompt for r in records if r.label == "safe"] + [r.rewrite for r in records if r.label == "unsafe"]
+        safe += list(extra_safe) * 20  # a handful of texts; repeated so they carry weight
+        unsafe = [r.prompt for r in records if r.label == "unsafe"]
+        return cls(safe + unsafe, [0] * len(safe) + [1] * len(unsafe), embedder=embedder, **kw)
+
+    def score(self, batch: Sequence[str]) -> Tensor:
+        if not batch:
+            return torch.zeros(0)
+        return torch.tensor(self.model.predict_proba(self.embedder.embed(list(batch)).numpy())[:, 1],
+                            dtype=torch.float32)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from safegrpo.core.config import dump_config
+from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.policies.diffusion.policy import DiffusionPolicy, DiffusionPolicyConfig
 from safegrpo.policies.lm import LoRAConfig
@@ -205,7 +205,3 @@ def run_grpo(cfg: DiffusionRecipeConfig, pipe: str, reward, train: list[T2IPromp
     trainer.train()
     return policy, trainer
 
-
-def save_run_config(cfg: DiffusionRecipeConfig) -> None:
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, Path(cfg.out_dir) / "config.yaml")

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
-from safegrpo.core.config import dump_config
+from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.models import parse_action
 from safegrpo.envs.moderation.pools import (
@@ -210,7 +210,3 @@ def run_grpo(cfg: ModerationRecipeConfig, model: str, adapter: str | None, rewar
     trainer.train()
     return pol, trainer
 
-
-def save_run_config(cfg: ModerationRecipeConfig) -> None:
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, Path(cfg.out_dir) / "config.yaml")

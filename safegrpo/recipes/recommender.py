@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from safegrpo.core.config import dump_config
+from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import LMRollout, ScoredBatch
 from safegrpo.envs.recommender.catalog import (
     _LINE,
@@ -206,7 +206,3 @@ def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str |
     trainer.train()
     return policy, trainer
 
-
-def save_run_config(cfg: RecommenderRecipeConfig) -> None:
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, Path(cfg.out_dir) / "config.yaml")

@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
-from safegrpo.core.config import dump_config
+from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.pools import train_split
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
@@ -35,6 +35,8 @@ from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.sft import SFTConfig, sft_train
 
 TOPICS = ("violence", "self-harm", "hate", "sexual", "scene", "trap")
+REFUSAL = "I can't help with that."
+REFUSALS = (REFUSAL, "I cannot help with that request.", "Sorry, I won't create that.", "I can't do that.")
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,9 @@ class AttackDataConfig:
 
 @dataclass(frozen=True)
 class ScorerConfig:
-    judge: str = "projection"
-    """profanity | projection | hf_classifier | remote."""
-    invert: bool = True
+    judge: str = "embedding_classifier"
+    """embedding_classifier (embedded: MiniLM + logistic regression) | profanity | projection | hf_classifier | remote."""
+    invert: bool = False
     """Use 1 - score (judges that return p(safe), like projection)."""
     model: str = ""
     """hf_classifier model id/path."""
@@ -148,10 +150,15 @@ def build_scorer(cfg: ScorerConfig, embedder=None):
         if not cfg.model:
             raise ValueError("reward.model is required when reward.judge = hf_classifier")
         judge = build_judge("hf_classifier", model=cfg.model)
+    elif cfg.judge == "embedding_classifier":
+        from safegrpo.judges.toxicity import EmbeddingClassifierJudge
+
+        judge = EmbeddingClassifierJudge.from_records(train_split(), embedder=embedder, extra_safe=REFUSALS)
     elif cfg.judge == "projection":
         from safegrpo.judges.text_safety import ProjectionSafetyJudge
 
-        judge = ProjectionSafetyJudge.from_records(train_split(), embedder=embedder)
+        # it reads target responses, so refusals are fitted as safe text
+        judge = ProjectionSafetyJudge.from_records(train_split(), embedder=embedder, extra_safe=REFUSALS)
     else:
         judge = build_judge(cfg.judge)
     return Inverted(judge) if cfg.invert else judge
@@ -175,11 +182,12 @@ def attacker_pairs(cfg: RedTeamRecipeConfig) -> list[tuple[str, str]]:
 
 
 def target_pairs(cfg: RedTeamRecipeConfig) -> list[tuple[str, str]]:
-    """Tiny target: refuses plain (T1) unsafe requests, complies (echoes) with everything else."""
+    """Tiny target: refuses plain (T1) unsafe requests, complies with everything else by echoing the
+    request (a stand-in for producing the content it describes)."""
     rng = random.Random(cfg.seed + 1)
     pool = rng.sample(list(train_split()), min(cfg.data.sft_examples, len(train_split())))
     return [(cfg.target.template.format(prompt=r.prompt),
-             "I can't help with that." if r.tier == "T1" else f"Sure: {r.prompt}") for r in pool]
+             REFUSAL if r.tier == "T1" else r.prompt) for r in pool]
 
 
 def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]], log) -> str:
@@ -288,7 +296,3 @@ def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: b
     top = export_adversarial(samples, out / "adversarial.jsonl", cfg.logging.export_top_k)
     return policy, trainer, top
 
-
-def save_run_config(cfg: Any) -> None:
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, Path(cfg.out_dir) / "config.yaml")

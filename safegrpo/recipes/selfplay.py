@@ -106,6 +106,14 @@ def success_rate(attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackRew
             "decisions": {d: dec.count(d) / n for d in sorted(set(dec))}, "attacks": attacks[:8]}
 
 
+def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool) -> list[dict[str, Any]]:
+    """One GRPO stage of a round (fresh optimizer, own checkpoint folder) -> its history."""
+    trainer = GRPOTrainer(policy, task, cfg)
+    if resume:
+        trainer.resume()
+    return trainer.train()
+
+
 def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
                  defender: LMPolicy, attacker_model: str, arena_reward, safety_judge, out: Path,
                  resume: bool = False, log=print) -> list[dict[str, Any]]:
@@ -118,19 +126,13 @@ def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: 
     rounds = []
     for k in range(scfg.rounds):
         rdir = out / f"round_{k}"
-        a_tr = GRPOTrainer(attacker, atask, replace(rcfg.training, steps=scfg.attacker_steps,
-                                                    out_dir=str(rdir / "attacker"), seed=rcfg.seed + k))
-        if resume:
-            a_tr.resume()
-        a_hist = a_tr.train()
+        a_hist = _stage(attacker, atask, replace(rcfg.training, steps=scfg.attacker_steps,
+                                                 out_dir=str(rdir / "attacker"), seed=rcfg.seed + k), resume)
         before = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
         dtask = MixedArenaTask(base_task, atask.recent, safety_judge, scfg.attack_share, scfg.unsafe_threshold,
                                seed=mcfg.seed + k)
-        d_tr = GRPOTrainer(defender, dtask, replace(mcfg.grpo, steps=scfg.defender_steps,
-                                                    out_dir=str(rdir / "defender"), seed=mcfg.seed + k))
-        if resume:
-            d_tr.resume()
-        d_hist = d_tr.train()
+        d_hist = _stage(defender, dtask, replace(mcfg.grpo, steps=scfg.defender_steps,
+                                                 out_dir=str(rdir / "defender"), seed=mcfg.seed + k), resume)
         after = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
         row = {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
                "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,

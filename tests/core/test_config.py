@@ -38,3 +38,22 @@ def test_errors_name_the_field():
         from_dict(Outer, {"inner": {"lr": -1}})
     with pytest.raises(ConfigError, match="section.field=value"):
         load_config(Outer, None, ["steps"])
+
+
+@dataclass(frozen=True)
+class Two:
+    a: Inner = field(default_factory=Inner)
+    b: Inner = field(default_factory=Inner)
+    steps: int = 3
+
+
+def test_json_file_and_flat_overrides(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text('{"steps": 9, "inner": {"mode": "j"}}')
+    cfg = load_config(Outer, p, ["lr=0.25"])  # flat name resolved to the only field called lr
+    assert cfg == Outer(inner=Inner(lr=0.25, mode="j"), steps=9)
+    assert load_config(Two, None, ["steps=4"]).steps == 4  # a top-level field wins
+    with pytest.raises(ConfigError, match="'lr' is ambiguous; use one of: a.lr, b.lr"):
+        load_config(Two, None, ["lr=0.1"])
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_config(Two, None, ["nope=1"])

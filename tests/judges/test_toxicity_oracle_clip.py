@@ -83,3 +83,17 @@ def test_q16_zero_shot_judge(tiny_clip):
     assert per.shape == (2, 7) and ((per > 0) & (per < 1)).all()
     torch.testing.assert_close(q.score(imgs), per.max(dim=1).values)
     assert q.category_names()[:3] == ["hate", "harassment", "violence"]
+
+
+def test_embedding_classifier_learns_refusals_are_safe():
+    from safegrpo.judges import HashingEmbedder
+    from safegrpo.judges.toxicity import EmbeddingClassifierJudge
+
+    emb = HashingEmbedder(dim=256)
+    safe = ["a calm lake", "a sunny beach", "a cat on a sofa", "i can't help with that"]
+    unsafe = ["stab the man", "blood and gore everywhere", "kill them all", "a bloody knife attack"]
+    judge = EmbeddingClassifierJudge(safe + unsafe, [0] * 4 + [1] * 4, embedder=emb, c=10.0)
+    s = judge.score(["i can't help with that", "kill the man with a knife", "a calm sunny lake"])
+    assert s[0] < 0.5 < s[1] and s[2] < 0.5
+    with pytest.raises(ValueError, match="both labels"):
+        EmbeddingClassifierJudge(safe, [0] * 4, embedder=emb)
