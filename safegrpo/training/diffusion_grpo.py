@@ -21,7 +21,7 @@ from torch import Tensor
 from safegrpo.advantages import grpo_advantages
 from safegrpo.core.types import DiffusionRollout, ScoredBatch
 from safegrpo.losses import clipped_surrogate
-from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl
+from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
 from safegrpo.training.base import RLTrainerBase
 
 
@@ -93,6 +93,10 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr)
         self.unet, self.opt = self.accelerator.prepare(policy.unet, opt)
+        # deterministic DDIM steps (std 0) have log-prob 0 and no gradient: never train on them
+        self.train_steps = (transition_std(policy.scheduler, policy.cfg.eta) > 0).nonzero().flatten()
+        if self.train_steps.numel() == 0:
+            raise ValueError("every DDIM step is deterministic at this eta / num_steps: nothing to train")
         self.init_loop(cfg)
 
     def collect(self, step: int) -> tuple[DiffusionRollout, ScoredBatch, float]:
@@ -104,11 +108,12 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         gen = time.perf_counter() - t0
         return ro, self.task.score(list(ro.prompts), ro.images, ro.group_ids), gen
 
-    def pairs(self, b: int, s: int, step: int, epoch: int) -> tuple[Tensor, Tensor]:
-        """Shuffled (row [n], timestep index [n]) pairs, ``timestep_fraction`` of each row's steps."""
+    def pairs(self, b: int, steps: Tensor, step: int, epoch: int) -> tuple[Tensor, Tensor]:
+        """Shuffled (row [n], timestep index [n]) pairs: ``timestep_fraction`` of the trainable
+        step indices ``steps`` [S'] for each of the b rows."""
         g = torch.Generator().manual_seed(self.cfg.seed * 7919 + step * 31 + epoch)
-        k = max(1, math.ceil(self.cfg.timestep_fraction * s))
-        js = torch.stack([torch.randperm(s, generator=g)[:k] for _ in range(b)])  # [B, k]
+        k = max(1, math.ceil(self.cfg.timestep_fraction * steps.numel()))
+        js = torch.stack([steps[torch.randperm(steps.numel(), generator=g)[:k]] for _ in range(b)])  # [B, k]
         rows = torch.arange(b).unsqueeze(1).expand(b, k)
         perm = torch.randperm(b * k, generator=g)
         return rows.flatten()[perm], js.flatten()[perm]
@@ -144,9 +149,9 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         adv = res.advantages.clamp(-cfg.adv_clip, cfg.adv_clip).to(self.accelerator.device)
         sums: dict[str, float] = {}
         n = 0
-        b, s = ro.log_probs.shape
+        b = ro.log_probs.shape[0]
         for epoch in range(cfg.epochs):
-            rows, js = self.pairs(b, s, step, epoch)
+            rows, js = self.pairs(b, self.train_steps, step, epoch)
             keep = res.valid[rows]
             rows, js = rows[keep], js[keep]
             for i in range(0, rows.numel(), cfg.minibatch_size):

@@ -66,10 +66,31 @@ def test_resume_is_exact(pipe, tmp_path):
 
 def test_subsampling_pairs_cover_fraction(pipe, tmp_path):
     _, tr = make(pipe, tmp_path, timestep_fraction=0.5)
-    rows, js = tr.pairs(4, 6, step=0, epoch=0)
+    rows, js = tr.pairs(4, torch.arange(6), step=0, epoch=0)
     assert rows.numel() == 4 * 3
     for r in range(4):
         assert len(set(js[rows == r].tolist())) == 3
+    rows, js = tr.pairs(2, torch.tensor([0, 2]), step=0, epoch=0)
+    assert rows.tolist().count(0) == rows.tolist().count(1) == 1 and set(js.tolist()) <= {0, 2}
+
+
+def test_deterministic_last_step_is_never_trained(tmp_path):
+    """With set_alpha_to_one=True the last DDIM step has std 0 (log-prob 0, no gradient)."""
+    from diffusers import DDIMScheduler
+
+    from safegrpo.policies.diffusion.ddim_logprob import transition_std
+
+    path = build_tiny_pipeline(tmp_path / "p", ["a red square"] * 20)
+    sched = DDIMScheduler.from_pretrained(path / "scheduler", set_alpha_to_one=True)
+    sched.save_pretrained(path / "scheduler")
+    pol, tr = make(str(path), tmp_path / "run")
+    std = transition_std(pol.scheduler, eta=1.0)
+    assert std.shape == (3,) and std[-1] == 0 and (std[:-1] > 0).all()
+    assert tr.train_steps.tolist() == [0, 1]
+    ro = pol.rollout(["a red square"], 2, seed=0)
+    assert (ro.log_probs[:, -1] == 0).all() and (ro.log_probs[:, :-1] != 0).all()
+    _, js = tr.pairs(2, tr.train_steps, step=0, epoch=0)
+    assert 2 not in js.tolist()
 
 
 def test_config_validation():

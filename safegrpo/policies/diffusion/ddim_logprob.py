@@ -27,6 +27,23 @@ def _bcast(x: Tensor, like: Tensor) -> Tensor:
     return x.view(-1, *[1] * (like.dim() - 1)) if x.dim() == 1 else x
 
 
+def _alphas(scheduler, t: Tensor) -> tuple[Tensor, Tensor]:
+    """timesteps t [N] -> (alpha_cumprod at t, at the previous inference step) [N] each."""
+    prev_t = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    acp = scheduler.alphas_cumprod.to(t.device)
+    a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], scheduler.final_alpha_cumprod.to(t.device))
+    return acp[t], a_prev
+
+
+def transition_std(scheduler, eta: float) -> Tensor:
+    """Std of each DDIM transition of ``scheduler.timesteps`` at this eta -> [S].
+
+    0 marks a deterministic step (the last one with ``set_alpha_to_one=True``): it has no
+    log-prob, so GRPO gains nothing from training on it."""
+    a_t, a_prev = _alphas(scheduler, scheduler.timesteps.long())
+    return eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
+
+
 def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tensor, sample: Tensor, *,
                            eta: float, prev_sample: Tensor | None = None, variance_noise: Tensor | None = None,
                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -38,10 +55,7 @@ def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tens
     cfg = scheduler.config
     t = torch.as_tensor(timestep, device=sample.device).long()
     t = t.expand(sample.shape[0]) if t.dim() == 0 else t
-    prev_t = t - cfg.num_train_timesteps // scheduler.num_inference_steps
-    acp = scheduler.alphas_cumprod.to(sample.device)
-    a_t = acp[t]
-    a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], scheduler.final_alpha_cumprod.to(sample.device))
+    a_t, a_prev = _alphas(scheduler, t)
     a_t, a_prev = _bcast(a_t, sample).to(sample.dtype), _bcast(a_prev, sample).to(sample.dtype)
     b_t = 1 - a_t
     if cfg.prediction_type == "epsilon":
