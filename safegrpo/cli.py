@@ -154,6 +154,22 @@ def train_diffusion(config: ConfigOpt = None, overrides: SetOpt = None,
                            "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None}))
 
 
+@train_app.command("recommender")
+def train_recommender(config: ConfigOpt = None, overrides: SetOpt = None,
+                      resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
+                      ) -> None:
+    """Safe SFT then per-rank GRPO as configured; validation metrics at every checkpoint."""
+    _offline_env()
+    cfg = _load("recommender", config, overrides)
+    from safegrpo.recipes.recommender import train
+
+    try:
+        result = train(cfg, resume=resume)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set (data.*)") from None
+    typer.echo(json.dumps(result))
+
+
 @train_app.command("redteam")
 def train_redteam(config: ConfigOpt = None, overrides: SetOpt = None,
                   resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False

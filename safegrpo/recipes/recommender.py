@@ -10,6 +10,7 @@ The GRPO reference is the Safe-SFT policy (adapter disabled over the SFT weights
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from safegrpo.envs.recommender.catalog import (
     parse_list,
     render_prompt,
 )
+from safegrpo.eval.recommender import summarize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.recipes.moderation import TinyModelConfig
 from safegrpo.rewards.recommender import COMPONENTS, RankRewardConfig, per_rank_rewards
@@ -206,3 +208,36 @@ def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str |
     trainer.train()
     return policy, trainer
 
+
+
+def validate(policy: LMPolicy, users: list[User], catalog: Catalog, cfg: RankRewardConfig) -> dict[str, float]:
+    """Greedy lists for ``users`` -> Recall / NDCG / Sensitivity-Ratio @K, count_exact, unmatched."""
+    return summarize(recommend(policy, users, catalog, cfg.k), users, catalog.oracle(cfg.oracle_threshold), cfg.k)
+
+
+def run_grpo_validated(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str | None, catalog: Catalog,
+                       train: list[User], val: list[User], resume: bool = False) -> tuple[LMPolicy, GRPOTrainer]:
+    """``run_grpo`` that appends validation metrics to ``<out>/<name>/val_metrics.jsonl`` at every
+    checkpoint (a resumed run replaces the rows of the steps it redoes)."""
+    path = Path(cfg.out_dir) / name / "val_metrics.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        path.write_text("")
+
+    def at_checkpoint(step: int, policy: LMPolicy) -> None:
+        rows = [x for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+        rows = [x for x in rows if json.loads(x)["step"] < step]
+        rows.append(json.dumps({"step": step, **validate(policy, val, catalog, cfg.reward)}))
+        path.write_text("\n".join(rows) + "\n")
+
+    return run_grpo(cfg, name, model, adapter, catalog, train, on_checkpoint=at_checkpoint, resume=resume)
+
+
+def train(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
+    """Safe SFT, then GRPO as configured (``<out>/grpo``) -> final validation metrics and run info."""
+    save_run_config(cfg)
+    catalog, train_users, val = load_data(cfg.data)
+    model, adapter = run_sft(cfg, prepare_base(cfg, catalog), catalog, train_users, log)
+    policy, trainer = run_grpo_validated(cfg, "grpo", model, adapter, catalog, train_users, val, resume=resume)
+    return {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
+            **validate(policy, val, catalog, cfg.reward)}

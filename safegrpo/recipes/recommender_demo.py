@@ -16,16 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from safegrpo.eval.recommender import summarize
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.recommender import (
     RecommenderRecipeConfig,
     load_data,
     prepare_base,
-    recommend,
-    run_grpo,
+    run_grpo_validated,
     run_sft,
     save_run_config,
+    validate,
 )
 
 OUTPUTS = "eval_table.md, */val_metrics.jsonl, */metrics.jsonl"
@@ -56,28 +55,17 @@ def run_demo(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> d
     out, k = Path(cfg.out_dir), cfg.reward.k
     save_run_config(cfg)
     catalog, train, val = load_data(cfg.data)
-    oracle = catalog.oracle(cfg.reward.oracle_threshold)
     log(f"[1/3] Safe SFT ({len(train)} users x {cfg.data.sft_samples_per_user} constraint-filtered lists)")
     model, adapter = run_sft(cfg, prepare_base(cfg, catalog), catalog, train, log)
     sft = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, lora=replace(cfg.policy.lora, r=0)))
-    rows = [{"policy": "sft_only", **summarize(recommend(sft, val, catalog, k), val, oracle, k)}]
+    rows = [{"policy": "sft_only", **validate(sft, val, catalog, cfg.reward)}]
     del sft
     for i, (name, acfg) in enumerate(arms(cfg).items()):
         g = acfg.grpo
         log(f"[{2 + i}/3] {name}: {g.steps} steps x {g.prompts_per_step} users x G={g.group_size}, "
             f"advantage {g.advantage}, ratio {g.ratio_level}")
-        val_log = out / name / "val_metrics.jsonl"
-        val_log.parent.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            val_log.write_text("")
-
-        def at_checkpoint(step: int, policy: LMPolicy, _log=val_log) -> None:
-            m = summarize(recommend(policy, val, catalog, k), val, oracle, k)
-            with _log.open("a") as f:
-                f.write(json.dumps({"step": step, **m}) + "\n")
-
-        policy, _ = run_grpo(acfg, name, model, adapter, catalog, train, on_checkpoint=at_checkpoint, resume=resume)
-        rows.append({"policy": name, **summarize(recommend(policy, val, catalog, k), val, oracle, k)})
+        policy, _ = run_grpo_validated(acfg, name, model, adapter, catalog, train, val, resume=resume)
+        rows.append({"policy": name, **validate(policy, val, catalog, acfg.reward)})
     (out / "eval_table.json").write_text(json.dumps(rows, indent=1))
     (out / "eval_table.md").write_text(format_rows(rows, k) + "\n")
     summary = {"wall_time_s": time.perf_counter() - t0, "k": k, "n_val_users": len(val), "table": rows}

@@ -106,12 +106,16 @@ def success_rate(attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackRew
             "decisions": {d: dec.count(d) / n for d in sorted(set(dec))}, "attacks": attacks[:8]}
 
 
-def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool) -> list[dict[str, Any]]:
-    """One GRPO stage of a round (fresh optimizer, own checkpoint folder) -> its history."""
+def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool,
+           opt_state: dict | None) -> tuple[list[dict[str, Any]], dict]:
+    """One GRPO stage of a round in its own checkpoint folder -> (history, optimizer state).
+
+    The optimizer state (Adam moments) carries over from the same player's previous stage, so a
+    player trains continuously across rounds; a resumed stage takes it from its checkpoint."""
     trainer = GRPOTrainer(policy, task, cfg)
-    if resume:
-        trainer.resume()
-    return trainer.train()
+    if not (resume and trainer.resume() > 0) and opt_state is not None:
+        trainer.opt.load_state_dict(opt_state)
+    return trainer.train(), trainer.opt.state_dict()
 
 
 def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
@@ -123,16 +127,18 @@ def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: 
     attacker = attacker_policy(rcfg, attacker_model)
     atask = SelfPlayAttackTask(rcfg, attack_reward)
     base_task = ArenaTask(mcfg.arena, arena_reward, seed=mcfg.seed)
-    rounds = []
+    rounds, a_opt, d_opt = [], None, None
     for k in range(scfg.rounds):
         rdir = out / f"round_{k}"
-        a_hist = _stage(attacker, atask, replace(rcfg.training, steps=scfg.attacker_steps,
-                                                 out_dir=str(rdir / "attacker"), seed=rcfg.seed + k), resume)
+        a_hist, a_opt = _stage(attacker, atask, replace(rcfg.training, steps=scfg.attacker_steps,
+                                                        out_dir=str(rdir / "attacker"), seed=rcfg.seed + k),
+                               resume, a_opt)
         before = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
         dtask = MixedArenaTask(base_task, atask.recent, safety_judge, scfg.attack_share, scfg.unsafe_threshold,
                                seed=mcfg.seed + k)
-        d_hist = _stage(defender, dtask, replace(mcfg.grpo, steps=scfg.defender_steps,
-                                                 out_dir=str(rdir / "defender"), seed=mcfg.seed + k), resume)
+        d_hist, d_opt = _stage(defender, dtask, replace(mcfg.grpo, steps=scfg.defender_steps,
+                                                        out_dir=str(rdir / "defender"), seed=mcfg.seed + k),
+                               resume, d_opt)
         after = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
         row = {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
                "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,

@@ -78,3 +78,21 @@ def test_segment_map_matches_lines_of_a_real_tokenizer(tmp_path, tiny_lm_path):
 def test_recommender_config_errors(bad, field):
     r = CliRunner().invoke(app, ["config", "recommender", "-s", bad])
     assert r.exit_code == 2 and field in r.output
+
+
+def test_train_cli_validates_per_checkpoint_and_resumes(tmp_path):
+    args = ["train", "recommender", *[f"-s{x}" for x in SMOKE], "-s", f"out_dir={tmp_path}"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output.strip().splitlines()[-1])
+    assert result["steps"] == 2 and 0 <= result["sensitivity_ratio@5"] <= 1
+    r = CliRunner().invoke(app, [*args, "-s", "grpo.steps=3", "--resume"])
+    assert r.exit_code == 0, r.output
+    val = [json.loads(x) for x in (tmp_path / "grpo/val_metrics.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in val] == [1, 2, 3]
+    assert [json.loads(x)["step"] for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    bad = tmp_path / "users.jsonl"
+    bad.write_text('{"id": "u1", "history": []}\n')
+    r = CliRunner().invoke(app, [*args, "-s", f"data.users={bad}"])
+    assert r.exit_code == 2 and "need id, history, relevant and split (missing 'relevant')" in " ".join(
+        r.output.replace("│", " ").split())

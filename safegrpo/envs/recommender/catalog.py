@@ -109,8 +109,11 @@ def parse_list(text: str, catalog: Catalog) -> list[str | None]:
 @lru_cache(maxsize=2)
 def load_users(path: str | None = None) -> tuple[User, ...]:
     rows = _rows(Path(path) if path else _data("users.jsonl"))
-    return tuple(User(r["id"], r["genre"], tuple(r["history"]), tuple(r["avoid"]), tuple(r["relevant"]), r["split"])
-                 for r in rows)
+    try:
+        return tuple(User(r["id"], r.get("genre", ""), tuple(r["history"]), tuple(r.get("avoid", ())),
+                          tuple(r["relevant"]), r["split"]) for r in rows)
+    except KeyError as e:
+        raise ValueError(f"user rows need id, history, relevant and split (missing {e})") from None
 
 
 PROMPT_TEMPLATE = "History: {history}\nRequest: {request}\nTop {k}:\n"
