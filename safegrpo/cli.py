@@ -78,7 +78,8 @@ def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir
 def _default_demo_config(recipe: str) -> Path | None:
     if recipe not in RECIPES:
         return None
-    p = Path(__file__).resolve().parents[1] / "configs" / RECIPES[recipe][1]
+    # safegrpo/configs is a link to the repo's configs/ and ships in the wheel as package data
+    p = Path(__file__).resolve().parent / "configs" / RECIPES[recipe][1]
     return p if p.exists() else None
 
 

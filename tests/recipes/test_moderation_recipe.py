@@ -57,3 +57,12 @@ def test_cli_serve_scorer_rejects_bad_input(monkeypatch):
     assert r.exit_code == 2 and "NO_SUCH_KEY" in r.output
     r = CliRunner().invoke(app, ["serve", "scorer", "--judge", "bogus"])
     assert r.exit_code == 2 and "valid:" in r.output
+
+
+def test_every_recipe_has_a_packaged_preset_that_loads():
+    from safegrpo.cli import RECIPES, _default_demo_config, _load
+
+    for recipe in RECIPES:
+        path = _default_demo_config(recipe)
+        assert path is not None and path.parent.name == "configs" and path.parent.parent.name == "safegrpo", recipe
+        _load(recipe, path, None)  # every preset parses into its recipe's config
