@@ -1,7 +1,8 @@
 """GRPO trainer for LM policies: sample -> score -> advantages -> epochs of clipped updates -> log.
 
-Runs on accelerate (single process, DDP, FSDP or DeepSpeed via ``accelerate launch``); each
-rank samples its own prompts (seeded by (seed, step, rank)) and DDP averages gradients.
+Runs on accelerate (single process or DDP via ``torchrun`` / ``accelerate launch``; FSDP and
+ZeRO-3 are not supported yet because generation does not gather sharded weights); each rank
+samples its own prompts (seeded by (seed, step, rank)) and DDP averages gradients.
 Departures from DeepSeekMath GRPO (arXiv:2402.03300): the aggregation, ratio level and clip
 range are configurable (DAPO / Dr. GRPO / GSPO variants), and rows whose advantage is exactly 0
 are dropped from the update when beta = 0 (they contribute no gradient).
