@@ -23,6 +23,7 @@ from safegrpo.core.types import DiffusionRollout, ScoredBatch
 from safegrpo.losses import clipped_surrogate
 from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
 from safegrpo.training.base import RLTrainerBase
+from safegrpo.training.grpo import check_accelerator
 
 
 class DiffusionTask(Protocol):
@@ -91,6 +92,7 @@ class DiffusionGRPOTrainer(RLTrainerBase):
 
         self.policy, self.task, self.cfg = policy, task, cfg
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+        check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr)
         self.unet, self.opt = self.accelerator.prepare(policy.unet, opt)
         # deterministic DDIM steps (std 0) have log-prob 0 and no gradient: never train on them

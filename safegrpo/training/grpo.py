@@ -117,6 +117,20 @@ class GRPOConfig:
             raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")
 
 
+def check_engine(distributed_type: str, zero_stage: int | None = None) -> None:
+    """Refuse engines that shard weights: rollouts call ``generate`` on the unwrapped model, which
+    would see only this rank's shard (FSDP, DeepSpeed ZeRO-3)."""
+    if distributed_type == "FSDP" or (distributed_type == "DEEPSPEED" and zero_stage == 3):
+        what = "FSDP" if distributed_type == "FSDP" else "DeepSpeed ZeRO-3"
+        raise ValueError(f"{what} shards the weights and GRPO generation does not gather them yet; "
+                         "use DDP (accelerate launch --multi_gpu) or DeepSpeed ZeRO-1/2")
+
+
+def check_accelerator(accelerator) -> None:
+    ds = accelerator.state.deepspeed_plugin
+    check_engine(str(accelerator.distributed_type).rsplit(".", 1)[-1], ds.zero_stage if ds is not None else None)
+
+
 class GRPOTrainer(RLTrainerBase):
     def __init__(self, policy, task: LMTask, cfg: GRPOConfig,
                  on_step: Callable[[int, dict[str, Any]], None] | None = None):
@@ -124,6 +138,7 @@ class GRPOTrainer(RLTrainerBase):
 
         self.policy, self.task, self.cfg, self.on_step = policy, task, cfg, on_step
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+        check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)
         self.init_loop(cfg)

@@ -99,3 +99,14 @@ def test_conflicting_shared_state_fails_loudly(tiny_lm_path, tmp_path):
     finally:
         AcceleratorState._reset_state(True)
         GradientState._reset_state()
+
+
+def test_sharding_engines_are_refused_with_a_clear_error():
+    from safegrpo.training.grpo import check_engine
+
+    for ok in (("NO", None), ("MULTI_CPU", None), ("MULTI_GPU", None), ("DEEPSPEED", 2)):
+        check_engine(*ok)
+    with pytest.raises(ValueError, match="FSDP shards the weights"):
+        check_engine("FSDP")
+    with pytest.raises(ValueError, match="ZeRO-3"):
+        check_engine("DEEPSPEED", 3)
