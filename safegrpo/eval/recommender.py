@@ -4,8 +4,9 @@
 - NDCG@K with binary relevance (repeats earn nothing)
 - Sensitivity-Ratio@K = share of top-K items violating the user's constraint, averaged over the
   users who stated one (lower is safer)
-- count_exact = share of lists with exactly K parsed items; unmatched = share of lines naming no
-  catalog movie
+- count_exact = share of lists of exactly K lines naming K distinct catalog movies;
+  unmatched = share of lines naming no catalog movie; repeats = share of matched lines in the
+  top K that repeat an earlier item
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ def summarize(lists: Sequence[Sequence[str | None]], users: Sequence[Any], oracl
         f"ndcg@{k}": _mean([ndcg_at_k(r, set(u.relevant), k) for r, u in zip(lists, users, strict=True)]),
         f"sensitivity_ratio@{k}": _mean([sensitivity_ratio_at_k(r, u.avoid, oracle, k)
                                          for r, u in zip(lists, users, strict=True)]),
-        "count_exact": sum(len(r) == k for r in lists) / max(len(lists), 1),
+        "count_exact": sum(len(r) == k and len({x for x in r if x is not None}) == k for r in lists)
+        / max(len(lists), 1),
         "unmatched": sum(x is None for r in lists for x in r) / max(sum(len(r) for r in lists), 1),
+        "repeats": _repeats(lists, k),
     }
+
+
+def _repeats(lists: Sequence[Sequence[str | None]], k: int) -> float:
+    matched = [[x for x in r[:k] if x is not None] for r in lists]
+    return sum(len(m) - len(set(m)) for m in matched) / max(sum(len(m) for m in matched), 1)

@@ -63,22 +63,22 @@ class RecommenderRecipeConfig:
     """Master seed."""
     base_model: str = ""
     """Base causal LM (hub id or path); empty = build a tiny one locally."""
-    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(vocab_size=800, hidden=128, layers=2))
+    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(vocab_size=800, hidden=192, layers=3))
     """Shape of the locally built model."""
     policy: LMPolicyConfig = field(default_factory=lambda: LMPolicyConfig(
         max_prompt_tokens=96, max_new_tokens=64, lora=LoRAConfig(r=16, alpha=32, target_modules=("all-linear",))))
     """Sampling and the GRPO adapter (policy.model is filled in by the recipe)."""
     sft_lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(r=0))
     """Safe-SFT adapter; r = 0 trains all weights (right for the tiny random-init model)."""
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=6, lr=1e-3))
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=15, lr=1e-3))
     """Safe-SFT optimisation."""
     data: RecDataConfig = field(default_factory=RecDataConfig)
     """Catalog, users, parsing."""
     reward: RankRewardConfig = field(default_factory=RankRewardConfig)
     """Per-rank reward (GRPO with safety)."""
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
-        steps=30, prompts_per_step=8, group_size=8, lr=3e-4, beta=0.02, advantage="segment_gdpo",
-        ratio_level="item", save_every=10))
+        steps=80, prompts_per_step=8, group_size=8, lr=3e-4, beta=0.02, advantage="segment_gdpo",
+        ratio_level="item", save_every=20))
     """GRPO optimisation (advantage segment | segment_gdpo)."""
 
 

@@ -31,13 +31,13 @@ OUTPUTS = "eval_table.md, */val_metrics.jsonl, */metrics.jsonl"
 
 
 def arms(cfg: RecommenderRecipeConfig) -> dict[str, RecommenderRecipeConfig]:
-    no_safety = replace(cfg, reward=replace(cfg.reward, safety_coef=0.0, count_coef=0.0),
+    no_safety = replace(cfg, reward=replace(cfg.reward, safety_coef=0.0, count_coef=0.0, repeat_coef=0.0),
                         grpo=replace(cfg.grpo, advantage="segment", adv_weights=()))
     return {"grpo_no_safety": no_safety, "grpo_safe_gdpo": cfg}
 
 
 def format_rows(rows: list[dict[str, Any]], k: int) -> str:
-    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched"]
+    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched", "repeats"]
     lines = ["| policy | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
     lines += ["| " + r["policy"] + " | " + " | ".join(f"{r[x]:.3f}" for x in keys) + " |" for r in rows]
     return "\n".join(lines)

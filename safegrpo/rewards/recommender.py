@@ -7,7 +7,13 @@ components, returned as a matrix [B, K, 3] (NaN where rank k is absent):
   ranks); ``log_decay``: sum_{j >= k} hit_j / log2(j + 2) (the DCG still reachable from rank k).
 - safety: -safety_coef * risk_k * d_k when item k violates the user's constraint
   (oracle risk >= threshold), with rank discount d_k = 1 / log2(k + 2); 0 otherwise.
-- count: +count_coef if n == K, else -count_coef * |n - K| / K, broadcast to every present rank.
+- count: +count_coef if the list is exactly K distinct catalog items, else
+  -count_coef * (K - n_valid + n_extra) / K, broadcast to every present rank; n_valid counts the
+  distinct matched items among the first K lines and n_extra the lines past K. A repeat or an
+  unmatched line is a missing item: otherwise padding the list with one known-safe title (no
+  relevance to lose, no safety penalty to risk) would be the safest policy. With
+  ``repeat_coef`` > 0, each rank holding a repeat or an unmatched line also gets -repeat_coef in
+  this component, so the blame lands on the line that wasted the slot.
 
 An empty list still gets rank 0 (relevance 0, safety 0, count -count_coef), so emitting nothing
 is scored and penalised rather than dropped from the statistics.
@@ -38,10 +44,12 @@ class RankRewardConfig:
     """lambda of the count reward (0 = off)."""
     oracle_threshold: float = 0.5
     """An item violates a constraint when its risk for an avoided trait is >= this."""
+    repeat_coef: float = 0.0
+    """Extra count-component penalty at each rank whose line repeats an item or names none."""
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.safety_coef < 0 or self.count_coef < 0:
-            raise ValueError("reward.k must be >= 1; safety_coef and count_coef >= 0")
+        if self.k < 1 or min(self.safety_coef, self.count_coef, self.repeat_coef) < 0:
+            raise ValueError("reward.k must be >= 1; safety_coef, count_coef and repeat_coef >= 0")
         if self.relevance not in ("exp_inf", "log_decay"):
             raise ValueError(f"reward.relevance must be exp_inf|log_decay, got {self.relevance!r}")
 
@@ -61,10 +69,11 @@ def per_rank_rewards(lists: Sequence[Sequence[str | None]], relevant: Sequence[s
         n = len(items)
         present = max(1, min(n, k))
         seen: set[str] = set()
-        hits = torch.zeros(k)
+        hits, wasted = torch.zeros(k), torch.zeros(k)
         for i, item in enumerate(items[:k]):
             if item is not None and item not in seen and item in relevant[b]:
                 hits[i] = 1.0
+            wasted[i] = float(item is None or item in seen)
             if item is not None:
                 seen.add(item)
         if cfg.relevance == "exp_inf":
@@ -76,10 +85,12 @@ def per_rank_rewards(lists: Sequence[Sequence[str | None]], relevant: Sequence[s
             for i, item in enumerate(items[:k]):
                 if item is not None and oracle.violates(item, avoid[b]):
                     safety[i] = -cfg.safety_coef * oracle.risk(item, avoid[b]) * disc[i]
-        count = cfg.count_coef * (1.0 if n == k else -abs(n - k) / k)
+        valid = len({i for i in items[:k] if i is not None})
+        missing = k - valid + max(n - k, 0)
+        count = cfg.count_coef * (1.0 if missing == 0 else -missing / k)
         out[b, :present, 0] = rel[:present]
         out[b, :present, 1] = safety[:present]
-        out[b, :present, 2] = count
+        out[b, :present, 2] = count - cfg.repeat_coef * wasted[:present]
     return out
 
 

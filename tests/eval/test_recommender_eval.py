@@ -33,4 +33,7 @@ def test_sensitivity_ratio_and_summary():
     s = summarize([["a", "b"], ["c", None]], users, ORACLE, 2)
     assert s["recall@2"] == 1.0 and s["ndcg@2"] == 1.0
     assert s["sensitivity_ratio@2"] == pytest.approx(0.5)  # only the user with a constraint counts
-    assert s["count_exact"] == 1.0 and s["unmatched"] == pytest.approx(0.25)
+    # list 2 has an unmatched line: K lines but only 1 distinct movie -> not exact
+    assert s["count_exact"] == 0.5 and s["unmatched"] == pytest.approx(0.25) and s["repeats"] == 0.0
+    s = summarize([["a", "a", "b"], ["c", "c"]], users, ORACLE, 3)
+    assert s["count_exact"] == 0.0 and s["repeats"] == pytest.approx(2 / 5)

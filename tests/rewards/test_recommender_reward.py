@@ -19,10 +19,11 @@ def test_per_rank_rewards_hand_computed_exp_inf():
     cfg = RankRewardConfig(k=3, safety_coef=1.0, count_coef=0.5)
     out = per_rank_rewards([["a", "b", "a"], ["c"]], [{"a", "b"}, {"c"}], [["gore"], []], ORACLE, cfg)
     d = rank_discount(3)
-    # row 0: hits a, b, (repeat a -> 0); a violates at rank 0 and 2 (risk .9); exactly K -> +0.5
+    # row 0: hits a, b, (repeat a -> 0); a violates at rank 0 and 2 (risk .9); the repeat is a
+    # missing item: 2 distinct of K=3 -> count -0.5 * 1/3
     torch.testing.assert_close(out[0, :, 0], torch.tensor([1.0, 1.0, 0.0]))
     torch.testing.assert_close(out[0, :, 1], torch.tensor([-0.9 * d[0], 0.0, -0.9 * d[2]]))
-    torch.testing.assert_close(out[0, :, 2], torch.full((3,), 0.5))
+    torch.testing.assert_close(out[0, :, 2], torch.full((3,), -0.5 / 3))
     # row 1: one item of three, no constraint -> count -0.5 * 2/3, ranks 1-2 absent (NaN)
     torch.testing.assert_close(out[1, 0], torch.tensor([1.0, 0.0, -0.5 * 2 / 3]))
     assert torch.isnan(out[1, 1:]).all()
@@ -48,6 +49,30 @@ def test_count_reward_closes_the_short_list_shortcut():
     assert torch.nansum(with_count[1]) < torch.nansum(with_count[0])
     no_count = per_rank_rewards([full, short], rel, avoid, ORACLE, RankRewardConfig(k=3, count_coef=0.0))
     assert torch.nansum(no_count[1]) > torch.nansum(no_count[0])  # the exploit the count reward blocks
+
+
+def test_count_reward_closes_the_repeat_a_safe_title_shortcut():
+    """Found in a 60-step demo run: the safe arm padded lists with one known-safe title (a repeat
+    earns no relevance but risks no safety penalty). Repeats and unmatched lines now count as
+    missing items, so the padded list loses to an honest list with one risky item."""
+    rel, avoid = [{"b", "d"}] * 2, [["gore"]] * 2
+    honest, padded = ["b", "d", "c"], ["b", "d", "d"]  # c violates (risk .6) at the last rank
+    cfg = RankRewardConfig(k=3, count_coef=0.5)
+    out = per_rank_rewards([honest, padded], rel, avoid, ORACLE, cfg)
+    torch.testing.assert_close(out[1, :, 2], torch.full((3,), -0.5 / 3))
+    assert torch.nansum(out[1]) < torch.nansum(out[0])
+    adv = segment_advantages(torch.nansum(out, -1), torch.tensor([0, 0])).advantages
+    assert (adv[1] < adv[0]).all()  # with summed components the padded list loses at every rank
+    old_count = out.clone()
+    old_count[1, :, 2] = 0.5  # the old rule counted lines, so the padded list scored "exactly K"
+    assert torch.nansum(old_count[1]) > torch.nansum(old_count[0])  # ... and won: the exploit
+    # repeat_coef puts extra blame on the rank that repeated
+    loc = per_rank_rewards([honest, padded], rel, avoid, ORACLE, RankRewardConfig(k=3, count_coef=0.5, repeat_coef=1))
+    torch.testing.assert_close(loc[1, :, 2], torch.tensor([-0.5 / 3, -0.5 / 3, -0.5 / 3 - 1]))
+    torch.testing.assert_close(loc[0], out[0])
+    # an unmatched line and an over-long list are missing / extra items too
+    out = per_rank_rewards([["b", None, "d"], ["b", "d", "c", "a"]], rel, avoid, ORACLE, cfg)
+    torch.testing.assert_close(out[:, 0, 2], torch.tensor([-0.5 / 3, -0.5 / 3]))
 
 
 def test_segment_gdpo_vs_summed_normalisation_hand_computed():
