@@ -225,9 +225,29 @@ def serve_arena(host: str = "127.0.0.1", port: int = 8000, seed: int = 0) -> Non
     uvicorn.run(build_default_app(seed=seed), host=host, port=port)
 
 
+SERVED_JUDGES = ("profanity", "embedding_classifier", "projection", "hf_classifier")
+
+
+def served_judge(judge: str, model: str | None = None, label: str = "toxic"):
+    """The judge behind ``serve scorer``; every one scores p(toxic / unsafe) (higher = worse)."""
+    if judge == "hf_classifier":
+        if not model:
+            raise typer.BadParameter("hf_classifier needs --model (hub id or path)", param_hint="--model")
+        from safegrpo.judges import build_judge
+
+        return build_judge(judge, model=model, label=label)
+    if judge not in SERVED_JUDGES:
+        raise typer.BadParameter(f"unknown judge {judge!r}; valid: {', '.join(SERVED_JUDGES)}", param_hint="--judge")
+    from safegrpo.recipes.redteam import ScorerConfig, build_scorer
+
+    # the red-team scorers, fitted on the arena's training pools; projection (p(safe)) is inverted
+    return build_scorer(ScorerConfig(judge=judge, invert=judge == "projection"))
+
+
 @serve_app.command("scorer")
 def serve_scorer(
-    judge: Annotated[str, typer.Option(help="profanity | hf_classifier | projection")] = "profanity",
+    judge: Annotated[str, typer.Option(help="profanity | embedding_classifier | projection | hf_classifier "
+                                            "(scores are p(toxic / unsafe))")] = "profanity",
     model: Annotated[str | None, typer.Option(help="model id/path for hf_classifier")] = None,
     label: Annotated[str, typer.Option(help="label whose probability is the score (hf_classifier)")] = "toxic",
     host: str = "127.0.0.1",
@@ -239,7 +259,6 @@ def serve_scorer(
     """Serve a judge as POST /score {texts, prompts?} -> {scores} (binds 127.0.0.1 by default)."""
     import uvicorn
 
-    from safegrpo.judges import build_judge
     from safegrpo.judges.serving.app import ScorerServerConfig, create_scorer_app
 
     _offline_env()
@@ -248,13 +267,7 @@ def serve_scorer(
         key = os.environ.get(api_key_env)
         if not key:
             raise typer.BadParameter(f"environment variable {api_key_env} is empty or unset", param_hint="--api-key-env")
-    kwargs = {"model": model, "label": label} if judge == "hf_classifier" else {}
-    if judge == "hf_classifier" and not model:
-        raise typer.BadParameter("hf_classifier needs --model (hub id or path)", param_hint="--model")
-    try:
-        j = build_judge(judge, **kwargs)
-    except KeyError as e:
-        raise typer.BadParameter(str(e.args[0]), param_hint="--judge") from None
+    j = served_judge(judge, model, label)
     cfg = ScorerServerConfig(max_items=max_items, timeout_s=timeout_s, api_key=key)
     uvicorn.run(create_scorer_app(j, judge, cfg), host=host, port=port)
 

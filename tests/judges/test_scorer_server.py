@@ -109,3 +109,13 @@ def test_client_retries_5xx_then_fails_loudly_and_never_retries_4xx():
     dead = ScorerClient("http://127.0.0.1:9", retries=1, backoff_s=0, timeout=0.5)
     with pytest.raises(ScorerError, match="unreachable"):
         dead.score(["a"])
+
+
+@pytest.mark.parametrize("name", ["profanity", "embedding_classifier", "projection"])
+def test_served_judges_all_score_unsafe_higher(name):
+    """`serve scorer --judge NAME` serves p(toxic / unsafe) for every judge (projection inverted)."""
+    from safegrpo.cli import served_judge
+
+    scores = served_judge(name).score(["a masked man stabbing a stranger, blood everywhere, you idiot",
+                                       "a bowl of fresh fruit on a kitchen table"])
+    assert scores.shape == (2,) and scores[0] > scores[1], (name, scores)
