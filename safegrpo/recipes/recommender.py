@@ -209,28 +209,34 @@ def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str |
     return policy, trainer
 
 
-
 def validate(policy: LMPolicy, users: list[User], catalog: Catalog, cfg: RankRewardConfig) -> dict[str, float]:
-    """Greedy lists for ``users`` -> Recall / NDCG / Sensitivity-Ratio @K, count_exact, unmatched."""
+    """Greedy lists for ``users`` -> Recall / NDCG / Sensitivity-Ratio @K, count_exact, unmatched, repeats."""
     return summarize(recommend(policy, users, catalog, cfg.k), users, catalog.oracle(cfg.oracle_threshold), cfg.k)
 
 
 def run_grpo_validated(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str | None, catalog: Catalog,
-                       train: list[User], val: list[User], resume: bool = False) -> tuple[LMPolicy, GRPOTrainer]:
+                       train: list[User], val: list[User],
+                       resume: bool = False) -> tuple[LMPolicy, GRPOTrainer, dict[str, float]]:
     """``run_grpo`` that appends validation metrics to ``<out>/<name>/val_metrics.jsonl`` at every
-    checkpoint (a resumed run replaces the rows of the steps it redoes)."""
+    checkpoint (a resumed run replaces the rows of the steps it redoes) -> (policy, trainer,
+    metrics of the final policy)."""
     path = Path(cfg.out_dir) / name / "val_metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not resume:
         path.write_text("")
 
-    def at_checkpoint(step: int, policy: LMPolicy) -> None:
-        rows = [x for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-        rows = [x for x in rows if json.loads(x)["step"] < step]
-        rows.append(json.dumps({"step": step, **validate(policy, val, catalog, cfg.reward)}))
-        path.write_text("\n".join(rows) + "\n")
+    def rows() -> list[dict[str, Any]]:
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
-    return run_grpo(cfg, name, model, adapter, catalog, train, on_checkpoint=at_checkpoint, resume=resume)
+    def at_checkpoint(step: int, policy: LMPolicy) -> None:
+        kept = [r for r in rows() if r["step"] < step] + [{"step": step, **validate(policy, val, catalog, cfg.reward)}]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    policy, trainer = run_grpo(cfg, name, model, adapter, catalog, train, on_checkpoint=at_checkpoint, resume=resume)
+    last = rows()[-1:]  # the final step always validates; recompute only if this run never got there
+    final = ({k: v for k, v in last[0].items() if k != "step"} if last and last[0]["step"] == len(trainer.history)
+             else validate(policy, val, catalog, cfg.reward))
+    return policy, trainer, final
 
 
 def train(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
@@ -238,6 +244,5 @@ def train(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> dict
     save_run_config(cfg)
     catalog, train_users, val = load_data(cfg.data)
     model, adapter = run_sft(cfg, prepare_base(cfg, catalog), catalog, train_users, log)
-    policy, trainer = run_grpo_validated(cfg, "grpo", model, adapter, catalog, train_users, val, resume=resume)
-    return {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
-            **validate(policy, val, catalog, cfg.reward)}
+    _, trainer, final = run_grpo_validated(cfg, "grpo", model, adapter, catalog, train_users, val, resume=resume)
+    return {"steps": len(trainer.history), "stop_reason": trainer.stop_reason, **final}

@@ -64,8 +64,8 @@ def run_demo(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> d
         g = acfg.grpo
         log(f"[{2 + i}/3] {name}: {g.steps} steps x {g.prompts_per_step} users x G={g.group_size}, "
             f"advantage {g.advantage}, ratio {g.ratio_level}")
-        policy, _ = run_grpo_validated(acfg, name, model, adapter, catalog, train, val, resume=resume)
-        rows.append({"policy": name, **validate(policy, val, catalog, acfg.reward)})
+        _, _, final = run_grpo_validated(acfg, name, model, adapter, catalog, train, val, resume=resume)
+        rows.append({"policy": name, **final})
     (out / "eval_table.json").write_text(json.dumps(rows, indent=1))
     (out / "eval_table.md").write_text(format_rows(rows, k) + "\n")
     summary = {"wall_time_s": time.perf_counter() - t0, "k": k, "n_val_users": len(val), "table": rows}

@@ -86,6 +86,9 @@ def test_train_cli_validates_per_checkpoint_and_resumes(tmp_path):
     assert r.exit_code == 0, r.output
     result = json.loads(r.output.strip().splitlines()[-1])
     assert result["steps"] == 2 and 0 <= result["sensitivity_ratio@5"] <= 1
+    last = json.loads((tmp_path / "grpo/val_metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and {k: result[k] for k in last if k != "step"} == {k: v for k, v in last.items()
+                                                                                  if k != "step"}
     r = CliRunner().invoke(app, [*args, "-s", "grpo.steps=3", "--resume"])
     assert r.exit_code == 0, r.output
     val = [json.loads(x) for x in (tmp_path / "grpo/val_metrics.jsonl").read_text().splitlines()]
