@@ -85,8 +85,7 @@ def per_rank_rewards(lists: Sequence[Sequence[str | None]], relevant: Sequence[s
             for i, item in enumerate(items[:k]):
                 if item is not None and oracle.violates(item, avoid[b]):
                     safety[i] = -cfg.safety_coef * oracle.risk(item, avoid[b]) * disc[i]
-        valid = len({i for i in items[:k] if i is not None})
-        missing = k - valid + max(n - k, 0)
+        missing = k - len(seen) + max(n - k, 0)  # seen = the distinct matched items in the top K
         count = cfg.count_coef * (1.0 if missing == 0 else -missing / k)
         out[b, :present, 0] = rel[:present]
         out[b, :present, 1] = safety[:present]

@@ -74,16 +74,19 @@ def test_subsampling_pairs_cover_fraction(pipe, tmp_path):
     assert rows.tolist().count(0) == rows.tolist().count(1) == 1 and set(js.tolist()) <= {0, 2}
 
 
-def test_deterministic_last_step_is_never_trained(tmp_path):
-    """With set_alpha_to_one=True the last DDIM step has std 0 (log-prob 0, no gradient)."""
+@pytest.mark.parametrize("alpha_to_one", [True, False])
+def test_deterministic_last_step_is_never_trained(tmp_path, alpha_to_one):
+    """The last DDIM step lands on t = 0 and has std 0 whether the final alpha is 1 or
+    alphas_cumprod[0] (log-prob 0, no gradient), so the trainer never draws it."""
     from diffusers import DDIMScheduler
 
     from safegrpo.policies.diffusion.ddim_logprob import transition_std
 
     path = build_tiny_pipeline(tmp_path / "p", ["a red square"] * 20)
-    sched = DDIMScheduler.from_pretrained(path / "scheduler", set_alpha_to_one=True)
+    sched = DDIMScheduler.from_pretrained(path / "scheduler", set_alpha_to_one=alpha_to_one)
     sched.save_pretrained(path / "scheduler")
     pol, tr = make(str(path), tmp_path / "run")
+    assert pol.scheduler.timesteps.tolist()[-1] == 0
     std = transition_std(pol.scheduler, eta=1.0)
     assert std.shape == (3,) and std[-1] == 0 and (std[:-1] > 0).all()
     assert tr.train_steps.tolist() == [0, 1]

@@ -7,8 +7,8 @@ upstream:
   re-scores a recorded trajectory (prev_sample given) for the GRPO ratio;
 - ``timestep`` may be a per-sample tensor [B] (timestep subsampling mixes steps in a batch);
 - no thresholding / ``use_clipped_model_output`` paths (``clip_sample`` is kept);
-- a deterministic transition (std = 0, e.g. the last step with ``set_alpha_to_one=True``) gets
-  log_prob 0.
+- a deterministic transition (std = 0: the last step, at t = 0, whose previous alpha is
+  ``alphas_cumprod[0]`` or 1 depending on ``set_alpha_to_one``) gets log_prob 0.
 log_prob is the *mean* over C, H, W of the per-dimension Gaussian log density (as DDPO,
 arXiv:2305.13301), so ratios stay well scaled at any resolution.
 ``tests/policies/test_diffusion.py`` checks the sample equals ``DDIMScheduler.step(...,
@@ -38,8 +38,8 @@ def _alphas(scheduler, t: Tensor) -> tuple[Tensor, Tensor]:
 def transition_std(scheduler, eta: float) -> Tensor:
     """Std of each DDIM transition of ``scheduler.timesteps`` at this eta -> [S].
 
-    0 marks a deterministic step (the last one with ``set_alpha_to_one=True``): it has no
-    log-prob, so GRPO gains nothing from training on it."""
+    0 marks a deterministic step (the last one when it lands on t = 0, whatever
+    ``set_alpha_to_one``): it has no log-prob, so GRPO gains nothing from training on it."""
     a_t, a_prev = _alphas(scheduler, scheduler.timesteps.long())
     return eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
 
@@ -82,7 +82,7 @@ def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tens
     std_c = std.clamp(min=1e-12)
     logp = -((prev_sample.detach() - mean) ** 2) / (2 * std_c**2) - torch.log(std_c) - 0.5 * math.log(2 * math.pi)
     logp = logp.mean(dim=tuple(range(1, logp.dim())))
-    # std == 0 (last step with set_alpha_to_one=True) is a deterministic transition: log-prob 0,
+    # std == 0 (the last step at t = 0) is a deterministic transition: log-prob 0,
     # so its ratio is 1 and it carries no policy gradient.
     logp = torch.where(std.flatten() > 0, logp, torch.zeros_like(logp))
     return prev_sample, logp, mean, std
