@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from safegrpo.core.config import ConfigError, load_config, to_dict
+from safegrpo.core.config import ConfigError, load_config, missing_paths, to_dict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Safety post-training with GRPO.")
 train_app = typer.Typer(no_args_is_help=True, help="Run a recipe's training stages.")
@@ -59,7 +59,8 @@ def _offline_env() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir: str | None = None):
+def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir: str | None = None,
+          check_paths: bool = True):
     if recipe not in RECIPES:
         raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="RECIPE")
     import importlib
@@ -70,9 +71,13 @@ def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir
     if out_dir:
         sets.append(f"out_dir={out_dir}")
     try:
-        return load_config(config_cls, config, sets)
+        cfg = load_config(config_cls, config, sets)
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    missing = missing_paths(cfg) if check_paths else []
+    if missing:
+        raise typer.BadParameter("; ".join(missing), param_hint="--config/--set")
+    return cfg
 
 
 def _default_demo_config(recipe: str) -> Path | None:
@@ -276,7 +281,7 @@ def serve_scorer(
 def show_config(recipe: Annotated[str, typer.Argument()] = "moderation", config: ConfigOpt = None,
                 overrides: SetOpt = None) -> None:
     """Print a recipe's resolved config (defaults <- preset <- overrides) as YAML."""
-    typer.echo(yaml.safe_dump(to_dict(_load(recipe, config, overrides)), sort_keys=False))
+    typer.echo(yaml.safe_dump(to_dict(_load(recipe, config, overrides, check_paths=False)), sort_keys=False))
 
 
 if __name__ == "__main__":

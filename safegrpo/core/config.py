@@ -177,3 +177,22 @@ def save_run_config(cfg: Any) -> None:
     """Write a recipe config (with an ``out_dir`` field) to ``<out_dir>/config.yaml``."""
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     dump_config(cfg, Path(cfg.out_dir) / "config.yaml")
+
+
+PATH_FIELDS = frozenset({"base_model", "model", "guard_model", "embedder", "defender_model", "init_adapter",
+                         "catalog", "users", "pool_path"})
+"""Config fields that name a model or data file (a hub id, a registry name, or a local path)."""
+
+
+def missing_paths(cfg: Any, prefix: str = "") -> list[str]:
+    """Dotted ``field: value`` of every PATH_FIELDS value that is a local path (starts with /, ., ~)
+    and does not exist: caught before any training starts, instead of a loader traceback later."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out += missing_paths(v, f"{prefix}{f.name}.")
+        elif (f.name in PATH_FIELDS and isinstance(v, str) and v.startswith(("/", ".", "~"))
+              and not Path(v).expanduser().exists()):
+            out.append(f"{prefix}{f.name}: {v} does not exist")
+    return out

@@ -57,3 +57,25 @@ def test_json_file_and_flat_overrides(tmp_path):
         load_config(Two, None, ["lr=0.1"])
     with pytest.raises(ConfigError, match="unknown field"):
         load_config(Two, None, ["nope=1"])
+
+
+@dataclass(frozen=True)
+class Paths:
+    base_model: str = ""
+    inner: Inner = field(default_factory=Inner)
+    mode: str = "./not-a-path-field"
+
+
+@dataclass(frozen=True)
+class WithPaths:
+    model: str = "org/hub-model"  # a hub id: never checked locally
+    nested: Paths = field(default_factory=Paths)
+
+
+def test_missing_local_paths_are_named(tmp_path):
+    from safegrpo.core.config import missing_paths
+
+    assert missing_paths(WithPaths()) == []  # empty values, hub ids and non-path fields pass
+    assert missing_paths(WithPaths(nested=Paths(base_model=str(tmp_path)))) == []
+    bad = WithPaths(model="./nope", nested=Paths(base_model=str(tmp_path / "gone")))
+    assert missing_paths(bad) == ["model: ./nope does not exist", f"nested.base_model: {tmp_path / 'gone'} does not exist"]

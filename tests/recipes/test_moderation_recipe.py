@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from safegrpo.cli import app
@@ -66,3 +67,14 @@ def test_every_recipe_has_a_packaged_preset_that_loads():
         path = _default_demo_config(recipe)
         assert path is not None and path.parent.name == "configs" and path.parent.parent.name == "safegrpo", recipe
         _load(recipe, path, None)  # every preset parses into its recipe's config
+
+
+@pytest.mark.parametrize("cmd, field", [
+    (["train", "moderation", "-s", "base_model=/no/such/model"], "base_model: /no/such/model does not exist"),
+    (["train", "recommender", "-s", "data.catalog=./no_catalog.jsonl"], "data.catalog: ./no_catalog.jsonl"),
+    (["demo", "diffusion", "-s", "policy.model=/no/pipe"], "policy.model: /no/pipe does not exist"),
+])
+def test_missing_model_or_data_paths_fail_before_training(cmd, field, tmp_path):
+    r = CliRunner().invoke(app, [*cmd, "-s", f"out_dir={tmp_path}"])
+    assert r.exit_code == 2 and field in " ".join(r.output.replace("│", " ").split()), r.output
+    assert not any(tmp_path.iterdir())  # nothing was built or trained
