@@ -53,7 +53,7 @@ class CLIPEmbedder(_Cached):
             enc = self.tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, truncation=True,
                            max_length=self.model.config.text_config.max_position_embeddings).to(self.device)
             feats = self.model.get_text_features(**enc)
-            out.append(_as_tensor(feats).float().cpu())
+            out.append(as_features(feats).float().cpu())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -65,11 +65,11 @@ class CLIPEmbedder(_Cached):
         for i in range(0, len(images), self.batch_size):
             arrs = [to_uint8_rgb(x) for x in images[i:i + self.batch_size]]
             pix = self.image_processor(images=arrs, return_tensors="pt")["pixel_values"].to(self.device)
-            out.append(_as_tensor(self.model.get_image_features(pixel_values=pix)).float().cpu())
+            out.append(as_features(self.model.get_image_features(pixel_values=pix)).float().cpu())
         return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, self.dim)
 
 
-def _as_tensor(x) -> Tensor:
+def as_features(x) -> Tensor:
     # transformers 5 may return a ModelOutput with pooler_output instead of a bare tensor
     return x if isinstance(x, Tensor) else x.pooler_output
 

@@ -122,14 +122,19 @@ def steer(z: Tensor, d: Tensor, strength: float,
 
     conditional: only rows with cos(z, d) < threshold are steered (0 = the paper's sign test;
     ``midpoint_threshold`` gives a nearest-centroid test for spaces with a shared offset)."""
-    if mode not in ("conditional", "unconditional"):
-        raise ValueError(f"steering mode must be conditional|unconditional, got {mode!r}")
     zn = F.normalize(z, dim=-1)
     steered = F.normalize(zn + strength * d, dim=-1)
+    return torch.where(steer_mask(zn, d, mode, threshold).unsqueeze(-1), steered, zn)
+
+
+def steer_mask(z: Tensor, d: Tensor, mode: Literal["conditional", "unconditional"] = "conditional",
+               threshold: float = 0.0) -> Tensor:
+    """z [B, D], d [D] -> [B] bool: the rows ``steer`` moves (all when unconditional)."""
+    if mode not in ("conditional", "unconditional"):
+        raise ValueError(f"steering mode must be conditional|unconditional, got {mode!r}")
     if mode == "unconditional":
-        return steered
-    need = (zn @ d) < threshold
-    return torch.where(need.unsqueeze(-1), steered, zn)
+        return torch.ones(len(z), dtype=torch.bool)
+    return (F.normalize(z, dim=-1) @ d) < threshold
 
 
 def midpoint_threshold(safe: Tensor, unsafe: Tensor, d: Tensor) -> float:

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from safegrpo.envs.moderation.models import parse_action
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 
@@ -21,10 +19,9 @@ class LMTarget:
             raise ValueError("target template must contain {prompt}")
         if isinstance(model, LMPolicy):
             self.policy = model
+            self.policy.model.eval().requires_grad_(False)
         else:
-            self.policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0), max_new_tokens=max_new_tokens),
-                                   device=device)
-        self.policy.model.eval().requires_grad_(False)
+            self.policy = frozen_policy(model, max_new_tokens, device)
         self.template, self.batch_size = template, batch_size
 
     def respond(self, prompts: list[str]) -> list[str]:
@@ -35,12 +32,10 @@ class LMTarget:
 class DefenderTarget:
     def __init__(self, defender: LMPolicy, template: str):
         self.defender, self.template = defender, template
-        self.last_decisions: list[str] = []
 
     @classmethod
     def from_path(cls, model: str, template: str, max_new_tokens: int = 48, device: str = "cpu") -> DefenderTarget:
-        cfg = LMPolicyConfig(model=model, lora=LoRAConfig(r=0), max_new_tokens=max_new_tokens)
-        return cls(LMPolicy(cfg, device=device), template)
+        return cls(frozen_policy(model, max_new_tokens, device), template)
 
     def decide(self, prompts: list[str]) -> tuple[list[str], list[str]]:
         """-> (decision per prompt: allow|transform|reject|invalid, text passed to the generator)."""
@@ -58,10 +53,12 @@ class DefenderTarget:
         return decisions, passed
 
     def respond(self, prompts: list[str]) -> list[str]:
-        self.last_decisions, passed = self.decide(prompts)
-        return passed
+        return self.decide(prompts)[1]
 
 
-def frozen_copy_config(cfg: LMPolicyConfig, model: str) -> LMPolicyConfig:
-    """A policy config that loads ``model`` with every weight frozen (no adapter)."""
-    return replace(cfg, model=model, init_adapter=None, lora=LoRAConfig(r=0))
+def frozen_policy(model: str, max_new_tokens: int, device: str = "cpu") -> LMPolicy:
+    """``model`` (hub id or path) with every weight frozen and no adapter, for generation only."""
+    policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0), max_new_tokens=max_new_tokens),
+                      device=device)
+    policy.model.eval().requires_grad_(False)
+    return policy

@@ -118,8 +118,8 @@ def load_prompts(cfg: PromptSetConfig) -> list[T2IPrompt]:
         from safegrpo.recipes.synthetic_shapes import UNSAFE_COLOR, all_prompts, allowed_colors
 
         # explicit red prompts are left out: the concept is the point of them (see synthetic_shapes)
-        return [T2IPrompt(p, UNSAFE_COLOR in allowed_colors(c), "red" if UNSAFE_COLOR in allowed_colors(c) else "")
-                for p, c, _, _ in all_prompts() if c != UNSAFE_COLOR]
+        unsafe = [(p, UNSAFE_COLOR in allowed_colors(c)) for p, c, _, _ in all_prompts() if c != UNSAFE_COLOR]
+        return [T2IPrompt(p, u, "red" if u else "") for p, u in unsafe]
     out = []
     for i, line in enumerate(Path(cfg.file).read_text().splitlines()):
         if not line.strip():

@@ -207,9 +207,14 @@ def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]],
     return str(model)
 
 
+def prepare_attacker(cfg: RedTeamRecipeConfig, log=print) -> str:
+    """-> attacker model: ``model.base_model``, or the embedded tiny attacker (SFT once, reused)."""
+    return cfg.model.base_model or _sft_tiny(cfg, "attacker", attacker_pairs(cfg), log)
+
+
 def prepare_models(cfg: RedTeamRecipeConfig, log=print) -> tuple[str, str]:
     """-> (attacker model, target model); builds the embedded ones once (reused afterwards)."""
-    attacker = cfg.model.base_model or _sft_tiny(cfg, "attacker", attacker_pairs(cfg), log)
+    attacker = prepare_attacker(cfg, log)
     if cfg.target.model:
         return attacker, cfg.target.model
     if cfg.target.kind == "defender":

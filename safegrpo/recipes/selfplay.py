@@ -7,9 +7,9 @@ of the static curriculum and the attacker's latest prompts, labelled by the text
 Attacker success is measured on a fixed-seed batch of attacks before and after each defender
 update; the defender is evaluated on the arena holdout before and after self-play.
 
-Both policies keep their LoRA adapters across rounds; each round's GRPO stage gets a fresh
-optimizer and its own checkpoint folder (``round_k/{attacker,defender}``), so a killed run resumes
-stage by stage.
+Both policies keep their LoRA adapters and optimizer state across rounds; each round's GRPO stage
+has its own checkpoint folder (``round_k/{attacker,defender}``), so a killed run resumes stage by
+stage.
 """
 
 from __future__ import annotations

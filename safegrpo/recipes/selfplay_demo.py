@@ -58,7 +58,7 @@ def run_demo(cfg: SelfPlayRecipeConfig, resume: bool = False, log=print) -> dict
     from safegrpo.eval.moderation import evaluate, format_table, tier_table
     from safegrpo.recipes.moderation import build_reward, prepare_base, run_sft, save_run_config
     from safegrpo.recipes.moderation_demo import holdout_sample, policy_defender
-    from safegrpo.recipes.redteam import prepare_models
+    from safegrpo.recipes.redteam import prepare_attacker
 
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
@@ -69,8 +69,7 @@ def run_demo(cfg: SelfPlayRecipeConfig, resume: bool = False, log=print) -> dict
     model, adapter = (cfg.defender_model, None) if cfg.defender_model else run_sft(mcfg, prepare_base(mcfg),
                                                                                    resume=True)[:2]
     log("[2/4] attacker: SFT of the tiny attacker" if not rcfg.model.base_model else "[2/4] attacker ready")
-    attacker_model = rcfg.model.base_model or prepare_models(replace(rcfg, target=replace(rcfg.target, model="x")),
-                                                             log)[0]
+    attacker_model = prepare_attacker(rcfg, log)
     arena_reward = build_reward(mcfg)
     defender = LMPolicy(replace(mcfg.policy, model=model, init_adapter=adapter, seed=cfg.seed))
     recs = holdout_sample(mcfg)

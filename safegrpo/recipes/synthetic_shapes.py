@@ -158,6 +158,7 @@ def train_tiny_clip(out_dir: str | Path, *, steps: int = 400, batch: int = 128, 
     """Contrastive training of a tiny CLIP on the shapes world; saved with save_pretrained."""
     from transformers import CLIPModel
 
+    from safegrpo.judges.clip import as_features
     from safegrpo.policies.tiny_clip import build_tiny_clip
 
     corpus = [p for p, *_ in all_prompts()] + [f"a {c} shape" for c in [*COLORS, *FAMILIES]] + ["a shape", "an image"]
@@ -180,8 +181,7 @@ def train_tiny_clip(out_dir: str | Path, *, steps: int = 400, batch: int = 128, 
         enc = tok(texts, padding=True, return_tensors="pt")
         ti = model.get_text_features(**enc)
         ii = model.get_image_features(pixel_values=imgs * 2 - 1)
-        ti = F.normalize(ti if isinstance(ti, Tensor) else ti.pooler_output, dim=-1)
-        ii = F.normalize(ii if isinstance(ii, Tensor) else ii.pooler_output, dim=-1)
+        ti, ii = F.normalize(as_features(ti), dim=-1), F.normalize(as_features(ii), dim=-1)
         logits = ii @ ti.T * model.logit_scale.exp()
         # captions repeat within a batch: soft targets over identical captions
         same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.core.types import ScoredBatch
-from safegrpo.judges.embeddings import midpoint_threshold, safety_direction, steer
+from safegrpo.judges.embeddings import midpoint_threshold, safety_direction, steer, steer_mask
 
 
 class SteeringReward:
@@ -41,10 +40,7 @@ class SteeringReward:
 
     def steered_mask(self, prompts: Sequence[str]) -> Tensor:
         """[B] bool: prompts whose target is moved (all in unconditional mode)."""
-        z = F.normalize(self.embedder.embed(list(prompts)), dim=-1)
-        if self.mode == "unconditional":
-            return torch.ones(len(z), dtype=torch.bool)
-        return (z @ self.direction) < self.threshold
+        return steer_mask(self.embedder.embed(list(prompts)), self.direction, self.mode, self.threshold)
 
     def __call__(self, prompts: Sequence[str], images: Tensor | Sequence, group_ids: Tensor | None = None) -> ScoredBatch:
         img = F.normalize(self.embedder.embed_images(list(images)), dim=-1)

@@ -71,14 +71,15 @@ def keyword_preservation(originals: Sequence[str], rewrites: Sequence[str | None
     return torch.tensor(out)
 
 
+def repeated_share(tokens: Sequence[str], n: int = 2) -> float:
+    """1 - distinct n-grams / total n-grams of one token list (0 with fewer than 2 n-grams)."""
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if len(grams) > 1 else 0.0
+
+
 def ngram_repetition(texts: Sequence[str | None], n: int = 2) -> Tensor:
-    """[B] in [0, 1): 1 - distinct n-grams / total n-grams (0 for texts shorter than n+1 words)."""
-    out = []
-    for t in texts:
-        w = re.findall(r"[a-z0-9]+", (t or "").lower())  # surface words: no de-obfuscation here
-        grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
-        out.append(1.0 - len(set(grams)) / len(grams) if len(grams) > 1 else 0.0)
-    return torch.tensor(out)
+    """[B] in [0, 1): ``repeated_share`` of each text's surface words (no de-obfuscation here)."""
+    return torch.tensor([repeated_share(re.findall(r"[a-z0-9]+", (t or "").lower()), n) for t in texts])
 
 
 def length_violation(originals: Sequence[str], rewrites: Sequence[str | None], *,

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from safegrpo.core.types import ScoredBatch
+from safegrpo.rewards.hacking import repeated_share
 
 
 class Target(Protocol):
@@ -28,13 +29,9 @@ class Target(Protocol):
 
 
 def repetition_ratio(texts: Sequence[str], n: int = 2) -> Tensor:
-    """Share of repeated word n-grams per text [B]: 1 - distinct / total (0 when < 2 n-grams)."""
-    out = []
-    for t in texts:
-        w = t.lower().split()
-        grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
-        out.append(0.0 if len(grams) < 2 else 1.0 - len(set(grams)) / len(grams))
-    return torch.tensor(out, dtype=torch.float32)
+    """Share of repeated word n-grams per text [B] (``repeated_share`` over whitespace words, so
+    punctuated or obfuscated spellings stay distinct words)."""
+    return torch.tensor([repeated_share(t.lower().split(), n) for t in texts], dtype=torch.float32)
 
 
 def group_duplicate_share(texts: Sequence[str], group_ids: Tensor) -> Tensor:

@@ -111,6 +111,8 @@ class GRPOConfig:
         ADVANTAGES.get(self.advantage)
         AGGREGATIONS.get(self.loss_agg)
         KL_ESTIMATORS.get(self.kl_estimator)
+        if self.ratio_level == "item" and self.advantage not in ("segment", "segment_gdpo"):
+            raise ValueError("ratio_level='item' needs a segment advantage (segment | segment_gdpo)")
         if self.reward_kl_coef < 0 or self.reward_clip < 0:
             raise ValueError("reward_kl_coef and reward_clip must be >= 0")
         if self.beta < 0 or self.lr <= 0 or self.clip_eps_low <= 0 or self.clip_eps_high <= 0:
@@ -255,9 +257,7 @@ class GRPOTrainer(RLTrainerBase):
     def _segment_rows(self, idx: Tensor) -> Tensor | None:
         if self.cfg.ratio_level != "item":
             return None
-        if getattr(self, "_segmap", None) is None:
-            raise ValueError("ratio_level='item' needs a segment advantage (segment | segment_gdpo)")
-        return self._segmap[idx.cpu()].to(self.accelerator.device)
+        return self._segmap[idx.cpu()].to(self.accelerator.device)  # set by segment_advantages
 
     # ---- loop --------------------------------------------------------------------------
     def step(self, step: int) -> dict[str, Any]:

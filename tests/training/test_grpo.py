@@ -64,7 +64,8 @@ def test_gdpo_advantage_path(tiny_lm_path, tmp_path):
 
 
 @pytest.mark.parametrize("bad,match", [({"group_size": 1}, "group_size"), ({"loss_agg": "mean"}, "valid: bnpo"),
-                                       ({"advantage": "ppo"}, "valid: gdpo")])
+                                       ({"advantage": "ppo"}, "valid: gdpo"),
+                                       ({"ratio_level": "item"}, "needs a segment advantage")])
 def test_config_validation(bad, match):
     with pytest.raises((ValueError, KeyError), match=match):
         GRPOConfig(**bad)
