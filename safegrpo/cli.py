@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from safegrpo.cli_models import models_app
 from safegrpo.core.config import ConfigError, load_config, missing_paths, to_dict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Safety post-training with GRPO.")
@@ -29,6 +30,7 @@ train_app = typer.Typer(no_args_is_help=True, help="Run a recipe's training stag
 serve_app = typer.Typer(no_args_is_help=True, help="Serve environments and judges over HTTP.")
 app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
+app.add_typer(models_app, name="models")
 
 # recipe -> (config class, demo preset under configs/, demo module with run_demo + render_summary)
 RECIPES = {
@@ -116,23 +118,32 @@ def demo(
 def train_moderation(config: ConfigOpt = None, overrides: SetOpt = None,
                      resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False,
                      skip_sft: Annotated[bool, typer.Option(help="GRPO straight from base_model")] = False) -> None:
-    """SFT warm start then GRPO against the arena (no baselines / eval)."""
+    """SFT warm start, GRPO against the arena, then evaluation on every eval split."""
     _offline_env()
     cfg = _load("moderation", config, overrides)
     from safegrpo.recipes.moderation import (
         build_reward,
+        load_defender,
         prepare_base,
         run_grpo,
         run_sft,
         save_run_config,
     )
+    from safegrpo.recipes.moderation_demo import evaluate_trained
 
     save_run_config(cfg)
-    base = prepare_base(cfg)
-    model, adapter = (base, None) if skip_sft else run_sft(cfg, base, resume=resume)[:2]
-    _, trainer = run_grpo(cfg, model, adapter, build_reward(cfg), resume=resume)
+    policy = load_defender(cfg, prepare_base(cfg))
+    if not skip_sft:
+        run_sft(cfg, policy, resume=resume)
+    reward = build_reward(cfg)
+    trainer = run_grpo(cfg, policy, reward, resume=resume)
+    table = evaluate_trained(cfg, policy, reward)
+    headline = {f"{r['split']}/{r['method']}": {k: r[k] for k in ("parse_rate", "unsafe_pass_through",
+                                                                   "benign_over_refusal")}
+                for r in table if r["tier"] == "all"}
     typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
-                           "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None}))
+                           "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None,
+                           "eval": headline}))
 
 
 @train_app.command("diffusion")
@@ -209,14 +220,17 @@ def infer(
 ) -> None:
     """Generate from a trained LM policy (full model or LoRA adapter over its base)."""
     _offline_env()
-    from safegrpo.policies.lm import load_for_inference
+    from safegrpo.policies.inference import load_for_inference
 
     try:
         policy = load_for_inference(checkpoint, max_new_tokens=max_new_tokens, temperature=temperature)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e), param_hint="--checkpoint") from None
+    template = policy.cfg.prompt.template  # the role's recorded user template ({prompt} if none)
     for p in prompt:
-        outs = [policy.complete([p], greedy=greedy, seed=seed + k)[0] for k in range(1 if greedy else samples)]
+        text = template.format(prompt=p)
+        outs = [policy.complete([text], greedy=greedy, seed=seed + k)[0]
+                for k in range(1 if greedy else samples)]
         typer.echo(json.dumps({"prompt": p, "completions": outs}))
 
 

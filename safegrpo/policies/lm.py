@@ -18,6 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.core.types import LMRollout
+from safegrpo.policies.prompting import PromptFormat
+
+LINEAGE_FILE = "safegrpo_policy.json"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class LoRAConfig:
     """LoRA dropout (keep 0 for exact log-prob replay in GRPO)."""
     target_modules: tuple[str, ...] = ("all-linear",)
     """Module names to adapt, or ('all-linear',)."""
+    layers: tuple[int, ...] = ()
+    """Only adapt these decoder layers (empty = all; negative counts from the top). Adapting only
+    the top layers stops backpropagation there: the cheap way to fine-tune on a CPU."""
 
     def __post_init__(self) -> None:
         if self.r < 0 or not 0 <= self.dropout < 1:
@@ -56,6 +62,8 @@ class LMPolicyConfig:
     """Nucleus sampling (1.0 = off; < 1 makes sampling and log-probs differ, see docs)."""
     seed: int = 0
     """Seed of the adapter initialisation (runs and resumes start from identical weights)."""
+    prompt: PromptFormat = field(default_factory=PromptFormat)
+    """Chat template use and system message (recorded with every saved policy)."""
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -84,8 +92,17 @@ def wrap_lora(base, lora: LoRAConfig):
     from peft import LoraConfig, get_peft_model
 
     targets = "all-linear" if tuple(lora.target_modules) == ("all-linear",) else list(lora.target_modules)
+    layers = None
+    if lora.layers:
+        n = base.config.num_hidden_layers
+        layers = sorted({i % n for i in lora.layers})
+        if any(not -n <= i < n for i in lora.layers):
+            raise ValueError(f"lora.layers {list(lora.layers)} out of range for {n} layers")
+        if targets == "all-linear":  # peft needs explicit names with layers_to_transform
+            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in base.named_modules()
+                              if isinstance(mod, torch.nn.Linear) and ".layers." in name})
     pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=targets, task_type="CAUSAL_LM", layers_to_transform=layers)
     return get_peft_model(base, pcfg)
 
 
@@ -107,16 +124,39 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, n_completio
 class LMPolicy:
     """Trainable LM policy: sampling, log-probs, reference log-probs, save/load."""
 
-    def __init__(self, cfg: LMPolicyConfig, device: str | torch.device = "cpu"):
+    def __init__(self, cfg: LMPolicyConfig, device: str | torch.device = "cpu", *, loaded=None):
+        """``loaded = (tokenizer, model)`` reuses weights already in memory (one base model
+        serves zero-shot eval, SFT, GRPO and the reference; see ``attach_lora``/``merge_lora``)."""
         if not cfg.model:
             raise ValueError("policy.model is required (hub id or path)")
         self.cfg = cfg
-        self.tokenizer, base = load_base(cfg.model, cfg.init_adapter, cfg.dtype)
-        if cfg.lora.r > 0:
-            torch.manual_seed(cfg.seed)
-            base = wrap_lora(base, cfg.lora)
+        if loaded is None:
+            self.tokenizer, base = load_base(cfg.model, cfg.init_adapter, cfg.dtype)
+        else:
+            self.tokenizer, base = loaded
+        self.chat = cfg.prompt.uses_chat(self.tokenizer)
+        self.merged: list[str] = [cfg.init_adapter] if cfg.init_adapter else []
         self.model = base.to(torch.device(device))
+        if cfg.lora.r > 0:
+            self.attach_lora(cfg.lora)
         self._ref = None  # full fine-tuning: frozen copy made lazily, only when a KL term asks for it
+
+    def attach_lora(self, lora: LoRAConfig) -> None:
+        """Wrap the current weights in a fresh LoRA adapter (seeded by ``cfg.seed``)."""
+        torch.manual_seed(self.cfg.seed)
+        self.model = wrap_lora(self.model, lora)
+        self.cfg = replace(self.cfg, lora=lora)
+
+    def merge_lora(self, saved_at: str | Path | None = None) -> None:
+        """Fold the adapter into the weights in place (e.g. SFT -> the GRPO reference); the
+        adapter's folder is recorded so a later adapter reloads as base + this + that."""
+        if not self.uses_lora:
+            raise ValueError("merge_lora: the policy has no LoRA adapter")
+        self.model = self.model.merge_and_unload()
+        self.cfg = replace(self.cfg, lora=replace(self.cfg.lora, r=0))
+        if saved_at is not None:
+            self.merged.append(str(saved_at))
+        self._ref = None
 
     @property
     def device(self) -> torch.device:
@@ -142,10 +182,20 @@ class LMPolicy:
                 self._ref = copy.deepcopy(model).eval().requires_grad_(False)
             yield self._ref
 
+    def render(self, prompt: str) -> str:
+        """A filled user message -> the text the model sees (chat template when in use)."""
+        return self.cfg.prompt.render(self.tokenizer, prompt)
+
+    def prompt_token_ids(self, prompt: str) -> list[int]:
+        """Token ids of one rendered prompt, left-truncated to ``max_prompt_tokens``."""
+        ids = self.tokenizer(self.render(prompt), add_special_tokens=not self.chat)["input_ids"]
+        return ids[-self.cfg.max_prompt_tokens:]
+
     def encode_prompts(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         self.tokenizer.truncation_side = "left"
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
-                             max_length=self.cfg.max_prompt_tokens, add_special_tokens=True)
+        enc = self.tokenizer([self.render(p) for p in prompts], return_tensors="pt", padding=True,
+                             truncation=True, max_length=self.cfg.max_prompt_tokens,
+                             add_special_tokens=not self.chat)
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     @torch.no_grad()
@@ -208,10 +258,14 @@ class LMPolicy:
                                                skip_special_tokens=True)
         return out
 
-    def save(self, path: str | Path) -> None:
-        """Adapter (LoRA) or full weights + tokenizer, via save_pretrained."""
-        self.model.save_pretrained(path)
+    def save(self, path: str | Path, model=None) -> None:
+        """Adapter (LoRA) or full weights + tokenizer (save_pretrained), the prompt format, and
+        the lineage of adapters merged underneath (so the folder reloads as trained)."""
+        path = Path(path)
+        (model or self.model).save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+        self.cfg.prompt.save(path, self.tokenizer)
+        write_lineage(path, self.cfg.model, self.merged)
 
     def load_trainable(self, path: str | Path) -> None:
         """Restore trainable weights saved by ``save`` (resume)."""
@@ -229,25 +283,15 @@ class LMPolicy:
             self.model.load_state_dict(loaded.state_dict())
 
 
-def load_for_inference(path: str | Path, *, max_new_tokens: int = 48, temperature: float = 1.0,
-                       device: str = "cpu") -> LMPolicy:
-    """A checkpoint folder (with ``policy/``) or a saved model / LoRA adapter folder -> frozen policy.
-    A LoRA adapter is merged into the base named by its adapter_config.json."""
+def write_lineage(folder: Path, base: str, merged: list[str]) -> None:
+    """Record the base and the adapters merged into it; local paths relative to ``folder`` so a
+    moved run folder keeps loading."""
     import json
+    import os
 
-    p = Path(path)
-    if (p / "policy").is_dir():
-        p = p / "policy"
-    if (p / "adapter_config.json").exists():
-        base = json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base:
-            raise ValueError(f"{p}/adapter_config.json names no base_model_name_or_path")
-        cfg = LMPolicyConfig(model=base, init_adapter=str(p), lora=LoRAConfig(r=0))
-    elif (p / "config.json").exists():
-        cfg = LMPolicyConfig(model=str(p), lora=LoRAConfig(r=0))
-    else:
-        raise FileNotFoundError(f"{path}: no policy/, adapter_config.json or config.json found")
-    cfg = replace(cfg, max_new_tokens=max_new_tokens, temperature=temperature)
-    policy = LMPolicy(cfg, device=device)
-    policy.model.eval().requires_grad_(False)
-    return policy
+    def ref(p: str) -> str:
+        q = Path(p)
+        return os.path.relpath(q.resolve(), folder.resolve()) if q.exists() else p
+
+    (folder / LINEAGE_FILE).write_text(json.dumps(
+        {"base": ref(base), "merged_adapters": [ref(m) for m in merged]}, indent=1))

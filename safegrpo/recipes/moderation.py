@@ -81,7 +81,19 @@ class ArenaConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     max_per_tier: int = 60
-    """Holdout prompts per tier evaluated (0 = all)."""
+    """Template-holdout prompts per tier evaluated (0 = all)."""
+    splits: tuple[str, ...] = ("holdout", "handwritten")
+    """Evaluation splits: holdout (the generator's held-out templates) and handwritten (prompts
+    written apart from the templates, never trained on or used to fit a judge)."""
+    zero_shot: bool | None = None
+    """Also evaluate the prompted base model before SFT (None = only for a pretrained base)."""
+    batch_size: int = 32
+    """Prompts per generate call in evaluation."""
+
+    def __post_init__(self) -> None:
+        bad = set(self.splits) - {"holdout", "handwritten"}
+        if bad or not self.splits:
+            raise ValueError(f"eval.splits: unknown {sorted(bad)}; valid: holdout, handwritten")
 
 
 @dataclass(frozen=True)
@@ -153,11 +165,21 @@ def build_reward(cfg: ModerationRecipeConfig, embedder=None) -> ModerationReward
 
 
 def prepare_base(cfg: ModerationRecipeConfig) -> str:
+    """The base model folder: ``base_model`` as given (hub id or HF folder), a GGUF file or
+    ``package:NAME`` imported once into ``out_dir/base`` (see ``safegrpo models import``), or,
+    with ``base_model: null``, a tiny Llama built locally."""
+    path = Path(cfg.out_dir) / "base"
     if cfg.base_model:
-        return cfg.base_model
+        from safegrpo.policies.importing import import_model, resolve_source
+
+        folder, gguf = resolve_source(cfg.base_model)
+        if gguf is None:
+            return folder
+        if not (path / "config.json").exists():
+            import_model(cfg.base_model, path)
+        return str(path)
     from safegrpo.policies.tiny import build_tiny_lm
 
-    path = Path(cfg.out_dir) / "base"
     if not (path / "config.json").exists():
         corpus = [r.prompt for r in load_pool(cfg.arena.curriculum.pool_path)]
         corpus += [r.rewrite for r in load_pool(cfg.arena.curriculum.pool_path)]
@@ -170,6 +192,14 @@ def prepare_base(cfg: ModerationRecipeConfig) -> str:
     return str(path)
 
 
+def load_defender(cfg: ModerationRecipeConfig, base: str) -> LMPolicy:
+    """The one copy of the base model that zero-shot eval, SFT, GRPO and its reference share."""
+    prompt = replace(cfg.policy.prompt, template=cfg.arena.prompt_template)
+    pcfg = replace(cfg.policy, model=base, init_adapter=None, lora=LoRAConfig(r=0), prompt=prompt,
+                   seed=cfg.seed)
+    return LMPolicy(pcfg, device=cfg.grpo.device)
+
+
 def parse_rate(prompts: list[str]) -> Any:
     def fn(policy: LMPolicy) -> dict[str, float]:
         outs = policy.complete(prompts, greedy=True)
@@ -177,36 +207,55 @@ def parse_rate(prompts: list[str]) -> Any:
     return fn
 
 
-def run_sft(cfg: ModerationRecipeConfig, base: str, resume: bool = False) -> tuple[str, str | None, list[dict]]:
-    """Returns (model path for GRPO, init adapter or None, SFT history). With ``resume`` a finished
-    SFT stage (its saved model) is reused instead of retrained."""
+def run_sft(cfg: ModerationRecipeConfig, policy: LMPolicy, resume: bool = False) -> list[dict]:
+    """SFT ``policy`` in place: a LoRA adapter (``sft_lora.r > 0``) merged into the weights
+    afterwards, or every weight. With ``resume`` a finished stage is loaded, not retrained."""
     out = Path(cfg.out_dir) / "sft" / "model"
     done = (out / "adapter_config.json").exists() or (out / "config.json").exists()
     if resume and done:
         from safegrpo.training.logging import read_jsonl
 
-        hist = read_jsonl(out.parent / "metrics.jsonl") if (out.parent / "metrics.jsonl").exists() else [{}]
-        return (base, str(out), hist) if cfg.sft_lora.r > 0 else (str(out), None, hist)
-    pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None), device=cfg.grpo.device)
-    pairs = sft_pairs(cfg)
+        load_sft_result(policy, out)
+        hist = out.parent / "metrics.jsonl"
+        return read_jsonl(hist) if hist.exists() else [{}]
+    if cfg.sft_lora.r > 0:
+        policy.attach_lora(cfg.sft_lora)
     eval_prompts = [cfg.arena.prompt_template.format(prompt=r.prompt)
                     for r in random.Random(cfg.seed + 1).sample(train_split(), 48)]
     sft_cfg = replace(cfg.sft, out_dir=str(Path(cfg.out_dir) / "sft"), seed=cfg.seed)
-    hist = sft_train(pol, pairs, sft_cfg, eval_fn=parse_rate(eval_prompts))
-    return (base, str(out), hist) if cfg.sft_lora.r > 0 else (str(out), None, hist)
+    hist = sft_train(policy, sft_pairs(cfg), sft_cfg, eval_fn=parse_rate(eval_prompts))
+    if policy.uses_lora:
+        policy.merge_lora(saved_at=out)
+    else:
+        policy.cfg = replace(policy.cfg, model=str(out))
+    return hist
 
 
-def grpo_policy_config(cfg: ModerationRecipeConfig, model: str, adapter: str | None) -> LMPolicyConfig:
-    return replace(cfg.policy, model=model, init_adapter=adapter)
+def load_sft_result(policy: LMPolicy, out: Path) -> None:
+    """Apply a saved SFT stage to ``policy``'s weights (merge the adapter, or load all weights)."""
+    if (out / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        policy.model = PeftModel.from_pretrained(policy.model, str(out)).merge_and_unload()
+        policy.merged.append(str(out))
+    else:
+        from transformers import AutoModelForCausalLM
+
+        loaded = AutoModelForCausalLM.from_pretrained(out, dtype=policy.model.dtype)
+        policy.model.load_state_dict(loaded.state_dict())
+        policy.cfg = replace(policy.cfg, model=str(out))
 
 
-def run_grpo(cfg: ModerationRecipeConfig, model: str, adapter: str | None, reward: ModerationReward,
-             resume: bool = False) -> tuple[LMPolicy, GRPOTrainer]:
-    pol = LMPolicy(grpo_policy_config(cfg, model, adapter))
+def run_grpo(cfg: ModerationRecipeConfig, policy: LMPolicy, reward: ModerationReward,
+             resume: bool = False) -> GRPOTrainer:
+    """GRPO with a fresh LoRA adapter over ``policy``'s (SFT-merged) weights; the adapter
+    disabled is the reference."""
+    if cfg.policy.lora.r > 0:
+        policy.attach_lora(cfg.policy.lora)
     task = ArenaTask(cfg.arena, reward, seed=cfg.seed)
-    trainer = GRPOTrainer(pol, task, replace(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"), seed=cfg.seed))
+    grpo_cfg = replace(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"), seed=cfg.seed)
+    trainer = GRPOTrainer(policy, task, grpo_cfg)
     if resume:
         trainer.resume()
     trainer.train()
-    return pol, trainer
-
+    return trainer

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from safegrpo.eval.moderation import (
     always_reject,
     evaluate,
     format_table,
+    judge_threshold,
     keyword_filter,
     tier_table,
     write_jsonl,
@@ -27,6 +27,7 @@ from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.moderation import (
     ModerationRecipeConfig,
     build_reward,
+    load_defender,
     prepare_base,
     run_grpo,
     run_sft,
@@ -41,7 +42,7 @@ def render_summary(summary: dict[str, Any]):
     from rich.table import Table
 
     table = Table(title="Held-out evaluation (per tier)")
-    cols = ["method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate", "mean_reward",
+    cols = ["split", "method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate", "mean_reward",
             "unsafe_pass_through", "benign_over_refusal"]
     for c in cols:
         table.add_column(c)
@@ -62,40 +63,125 @@ def holdout_sample(cfg: ModerationRecipeConfig):
     return out
 
 
-def policy_defender(policy: LMPolicy, template: str):
+def eval_splits(cfg: ModerationRecipeConfig) -> dict[str, list]:
+    """{split: records}: the template holdout sample and the whole hand-written eval split."""
+    out = {}
+    for name in cfg.eval.splits:
+        if name == "holdout":
+            out[name] = holdout_sample(cfg)
+        else:
+            from safegrpo.envs.moderation.pools import load_handwritten
+
+            out[name] = list(load_handwritten("eval"))
+    return out
+
+
+def policy_defender(policy: LMPolicy, template: str, batch_size: int = 32):
     def run(prompts: list[str]) -> list[str]:
-        return policy.complete([template.format(prompt=p) for p in prompts], greedy=True)
+        return policy.complete([template.format(prompt=p) for p in prompts], greedy=True,
+                               batch_size=batch_size)
     return run
+
+
+def evaluate_all(name: str, defender, splits: dict[str, list], reward) -> list[dict[str, Any]]:
+    return [row for split, recs in splits.items() for row in evaluate(name, defender, recs, reward, split)]
+
+
+class Phases:
+    """Wall time per phase, for the summary's time breakdown."""
+
+    def __init__(self, log):
+        self.log, self.times, self.t = log, {}, time.perf_counter()
+
+    def __call__(self, name: str, msg: str) -> None:
+        now = time.perf_counter()
+        if self.times:
+            last = next(reversed(self.times))
+            self.times[last] = now - self.t
+        self.times[name], self.t = 0.0, now
+        self.log(msg)
+
+    def close(self) -> dict[str, float]:
+        self("done", "")
+        self.times.pop("done")
+        return self.times
 
 
 def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out = Path(cfg.out_dir)
+    phase = Phases(log)
     save_run_config(cfg)
+    phase("load", "[1/5] base model and judges")
     base = prepare_base(cfg)
-    log(f"[1/4] base model: {base}")
     reward = build_reward(cfg)
-    log(f"[2/4] SFT warm start ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)")
-    model, adapter, sft_hist = run_sft(cfg, base, resume=resume)
+    policy = load_defender(cfg, base)
+    log(f"      base {base} (chat template: {policy.chat}); one copy in memory")
+    splits = eval_splits(cfg)
+    template, bs = cfg.arena.prompt_template, cfg.eval.batch_size
+    records = []
+    if cfg.eval.zero_shot if cfg.eval.zero_shot is not None else bool(cfg.base_model):
+        phase("eval_base", "[2/5] zero-shot evaluation of the prompted base model")
+        records += evaluate_all("base_prompted", policy_defender(policy, template, bs), splits, reward)
+    phase("sft", f"[3/5] SFT ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)")
+    sft_hist = run_sft(cfg, policy, resume=resume)
     log(f"      SFT parse rate by epoch: {[round(h.get('sft/parse_rate', 0), 3) for h in sft_hist]}")
-    sft_policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, lora=replace(cfg.policy.lora, r=0)))
-    log(f"[3/4] GRPO: {cfg.grpo.steps} steps x {cfg.grpo.prompts_per_step} prompts x G={cfg.grpo.group_size}")
-    grpo_policy, trainer = run_grpo(cfg, model, adapter, reward, resume=resume)
-    log("[4/4] held-out evaluation")
-    recs = holdout_sample(cfg)
+    phase("eval_sft", "      evaluating the SFT defender")
+    records += evaluate_all("sft_only", policy_defender(policy, template, bs), splits, reward)
+    g = cfg.grpo
+    phase("grpo", f"[4/5] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}")
+    trainer = run_grpo(cfg, policy, reward, resume=resume)
+    phase("eval_grpo", "[5/5] held-out evaluation")
     lex = sorted({w for ws in load_lexicon().values() for w in ws})
-    methods = {"keyword_filter": keyword_filter(lex), "always_reject": always_reject,
-               "sft_only": policy_defender(sft_policy, cfg.arena.prompt_template),
-               "grpo": policy_defender(grpo_policy, cfg.arena.prompt_template)}
-    records = [row for name, fn in methods.items() for row in evaluate(name, fn, recs, reward)]
+    baselines = {"keyword_filter": keyword_filter(lex), "always_reject": always_reject,
+                 "judge_threshold": judge_threshold(reward.text_judge),
+                 "grpo": policy_defender(policy, template, bs)}
+    for name, fn in baselines.items():
+        records += evaluate_all(name, fn, splits, reward)
+    times = phase.close()
+    return write_outputs(cfg, records, trainer, sft_hist, times, time.perf_counter() - t0)
+
+
+def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> list[dict[str, Any]]:
+    """``train moderation``'s closing evaluation: the trained defender and the keyword filter on
+    every eval split; writes eval_records.jsonl and eval_table.md under out_dir."""
+    splits = eval_splits(cfg)
+    lex = sorted({w for ws in load_lexicon().values() for w in ws})
+    records = evaluate_all("grpo", policy_defender(policy, cfg.arena.prompt_template, cfg.eval.batch_size),
+                           splits, reward)
+    records += evaluate_all("keyword_filter", keyword_filter(lex), splits, reward)
+    out = Path(cfg.out_dir)
+    write_jsonl(out / "eval_records.jsonl", records)
+    table = tier_table(records)
+    (out / "eval_table.md").write_text(format_table(table) + "\n")
+    return table
+
+
+def perf_summary(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean generation and end-to-end GRPO token throughput, and peak RSS of this process."""
+    import resource
+    import sys
+
+    def mean(k: str) -> float | None:
+        vals = [h[k] for h in history if k in h]
+        return sum(vals) / len(vals) if vals else None
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_gb = rss / (1 << 30) if sys.platform == "darwin" else rss / (1 << 20)
+    return {"grpo_gen_tokens_per_s": mean("perf/gen_tokens_per_s"),
+            "grpo_tokens_per_s": mean("perf/tokens_per_s"),
+            "grpo_step_time_s": mean("perf/step_time_s"), "peak_rss_gb": rss_gb}
+
+
+def write_outputs(cfg, records, trainer, sft_hist, times, wall) -> dict[str, Any]:
+    out = Path(cfg.out_dir)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
     (out / "eval_table.json").write_text(json.dumps(table, indent=1))
     md = format_table(table) + "\n\nMean reward components:\n\n" + format_table(table, components=True)
     (out / "eval_table.md").write_text(md + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
-    summary = {"wall_time_s": time.perf_counter() - t0, "grpo_steps_run": len(trainer.history),
-               "stop_reason": trainer.stop_reason, "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"),
-               "table": table}
+    summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf_summary(trainer.history),
+               "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
+               "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.moderation import ModerationRecipeConfig
 from safegrpo.recipes.redteam import RedTeamRecipeConfig
 from safegrpo.recipes.selfplay import SelfPlayConfig, run_selfplay
@@ -56,7 +55,13 @@ def _rounds_md(rounds: list[dict[str, Any]]) -> str:
 
 def run_demo(cfg: SelfPlayRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     from safegrpo.eval.moderation import evaluate, format_table, tier_table
-    from safegrpo.recipes.moderation import build_reward, prepare_base, run_sft, save_run_config
+    from safegrpo.recipes.moderation import (
+        build_reward,
+        load_defender,
+        prepare_base,
+        run_sft,
+        save_run_config,
+    )
     from safegrpo.recipes.moderation_demo import holdout_sample, policy_defender
     from safegrpo.recipes.redteam import prepare_attacker
 
@@ -66,12 +71,14 @@ def run_demo(cfg: SelfPlayRecipeConfig, resume: bool = False, log=print) -> dict
     mcfg = replace(cfg.moderation, out_dir=str(out / "moderation"), seed=cfg.seed)
     rcfg = replace(cfg.attacker, out_dir=str(out / "redteam"), seed=cfg.seed)
     log("[1/4] defender" + (f": {cfg.defender_model}" if cfg.defender_model else ": SFT of the tiny defender"))
-    model, adapter = (cfg.defender_model, None) if cfg.defender_model else run_sft(mcfg, prepare_base(mcfg),
-                                                                                   resume=True)[:2]
+    defender = load_defender(mcfg, cfg.defender_model or prepare_base(mcfg))
+    if not cfg.defender_model:
+        run_sft(mcfg, defender, resume=True)
+    if mcfg.policy.lora.r > 0:
+        defender.attach_lora(mcfg.policy.lora)
     log("[2/4] attacker: SFT of the tiny attacker" if not rcfg.model.base_model else "[2/4] attacker ready")
     attacker_model = prepare_attacker(rcfg, log)
     arena_reward = build_reward(mcfg)
-    defender = LMPolicy(replace(mcfg.policy, model=model, init_adapter=adapter, seed=cfg.seed))
     recs = holdout_sample(mcfg)
     run = policy_defender(defender, mcfg.arena.prompt_template)
     before = evaluate("before_selfplay", run, recs, arena_reward)

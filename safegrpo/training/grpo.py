@@ -283,8 +283,7 @@ class GRPOTrainer(RLTrainerBase):
 
     # ---- checkpoint payload (the loop, early stop and resume live in RLTrainerBase) ----
     def save_payload(self, d: Path) -> None:
-        self.unwrapped.save_pretrained(d / "policy")
-        self.policy.tokenizer.save_pretrained(d / "policy")
+        self.policy.save(d / "policy", model=self.unwrapped)
         torch.save(self.opt.state_dict(), d / "optimizer.pt")
 
     def load_payload(self, d: Path) -> None:

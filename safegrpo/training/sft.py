@@ -42,11 +42,15 @@ class SFTConfig:
             raise ValueError("sft.epochs and sft.batch_size must be >= 1 and sft.lr > 0")
 
 
-def collate(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int):
-    """-> input_ids [B, L], attention_mask [B, L], labels [B, L] (-100 outside targets)."""
+def collate(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
+            encode: Callable[[str], list[int]] | None = None):
+    """-> input_ids [B, L], attention_mask [B, L], labels [B, L] (-100 outside targets).
+    ``encode`` turns a prompt into ids exactly as generation will (the policy's chat template);
+    by default the raw prompt with the tokenizer's special tokens."""
     rows = []
     for prompt, target in pairs:
-        p = tokenizer(prompt, add_special_tokens=True)["input_ids"][-max_prompt_tokens:]
+        p = (encode(prompt) if encode else tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        p = p[-max_prompt_tokens:]
         t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         rows.append((p, t))
     length = max(len(p) + len(t) for p, t in rows)
@@ -82,7 +86,8 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
         model.train()
         t0, losses = time.perf_counter(), []
         for i in range(0, len(order), cfg.batch_size):
-            ids, mask, labels = collate(tok, order[i:i + cfg.batch_size], policy.cfg.max_prompt_tokens)
+            ids, mask, labels = collate(tok, order[i:i + cfg.batch_size], policy.cfg.max_prompt_tokens,
+                                        encode=policy.prompt_token_ids)
             loss = sft_loss(model, ids.to(policy.device), mask.to(policy.device), labels.to(policy.device))
             loss.backward()
             if cfg.max_grad_norm > 0:

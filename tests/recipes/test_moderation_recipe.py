@@ -13,7 +13,7 @@ from safegrpo.recipes.moderation_demo import run_demo
 SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
          "sft_data.examples=16", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
          "grpo.save_every=1", "grpo.beta=0.02", "eval.max_per_tier=2", "arena.fit_per_tier=5",
-         "policy.max_new_tokens=16"]
+         "policy.max_new_tokens=16", "eval.splits=holdout"]
 
 
 def test_two_step_recipe_smoke(tmp_path, monkeypatch, minilm):
@@ -26,16 +26,17 @@ def test_two_step_recipe_smoke(tmp_path, monkeypatch, minilm):
     summary = run_demo(cfg, log=lambda *a: None)
     assert summary["grpo_steps_run"] == 2
     methods = {r["method"] for r in summary["table"]}
-    assert methods == {"keyword_filter", "always_reject", "sft_only", "grpo"}
+    assert methods == {"keyword_filter", "always_reject", "judge_threshold", "sft_only", "grpo"}
     for f in ("eval_records.jsonl", "eval_table.md", "reward_curve.png", "config.yaml", "grpo/metrics.jsonl"):
         assert (tmp_path / f).exists(), f
     rows = [json.loads(x) for x in (tmp_path / "eval_records.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 * 8  # 4 methods x 4 tiers x 2 prompts
+    assert len(rows) == 5 * 8  # 5 methods x 4 tiers x 2 prompts
     always = [r for r in summary["table"] if r["method"] == "always_reject" and r["tier"] == "benign"][0]
     assert always["benign_over_refusal"] == 1.0 and always["reject_rate"] == 1.0
     # resume after the run: nothing left to do, history restored from the checkpoint
-    from safegrpo.recipes.moderation import run_grpo
-    _, tr = run_grpo(cfg, str(tmp_path / "sft" / "model"), None, rec.build_reward(cfg), resume=True)
+    policy = rec.load_defender(cfg, str(tmp_path / "base"))
+    rec.run_sft(cfg, policy, resume=True)  # the finished SFT stage is loaded, not retrained
+    tr = rec.run_grpo(cfg, policy, rec.build_reward(cfg), resume=True)
     assert tr.start_step == 2 and len(tr.history) == 2
 
 
