@@ -1,6 +1,7 @@
 """Targets a red-team attacker talks to: ``respond(prompts) -> responses``.
 
-- ``LMTarget``: a frozen causal LM (hub id or path) behind a chat-style template, greedy decoding.
+- ``LMTarget``: a frozen causal LM (hub id or path) behind a template, greedy decoding; the
+  model's chat template wraps it when the tokenizer has one.
 - ``DefenderTarget``: the moderation arena's defender. Its "output" is what would reach the image
   generator: the prompt itself when allowed, the rewrite when transformed, nothing when rejected
   or unparseable; the parsed decision is kept for self-play rewards.
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 from safegrpo.envs.moderation.models import parse_action
+from safegrpo.policies.inference import load_for_inference, saved_format
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 
 
@@ -30,12 +32,18 @@ class LMTarget:
 
 
 class DefenderTarget:
-    def __init__(self, defender: LMPolicy, template: str):
-        self.defender, self.template = defender, template
+    def __init__(self, defender: LMPolicy, template: str | None = None):
+        """``template`` None = the user template the defender was trained with."""
+        self.defender, self.template = defender, template or defender.cfg.prompt.template
 
     @classmethod
-    def from_path(cls, model: str, template: str, max_new_tokens: int = 48, device: str = "cpu") -> DefenderTarget:
-        return cls(frozen_policy(model, max_new_tokens, device), template)
+    def from_path(cls, model: str, fallback_template: str, max_new_tokens: int = 48,
+                  device: str = "cpu") -> DefenderTarget:
+        """A saved defender, prompted exactly as it was trained (its recorded prompt format);
+        ``fallback_template`` only for folders saved before formats were recorded."""
+        policy = frozen_policy(model, max_new_tokens, device)
+        recorded = saved_format(model) is not None
+        return cls(policy, None if recorded else fallback_template)
 
     def decide(self, prompts: list[str]) -> tuple[list[str], list[str]]:
         """-> (decision per prompt: allow|transform|reject|invalid, text passed to the generator)."""
@@ -57,7 +65,10 @@ class DefenderTarget:
 
 
 def frozen_policy(model: str, max_new_tokens: int, device: str = "cpu") -> LMPolicy:
-    """``model`` (hub id or path) with every weight frozen and no adapter, for generation only."""
+    """``model`` (hub id or path) frozen for generation. A saved policy folder reloads as trained
+    (merged adapters, final adapter, prompt format); anything else loads plain."""
+    if saved_format(model) is not None:
+        return load_for_inference(model, max_new_tokens=max_new_tokens, device=device)
     policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0), max_new_tokens=max_new_tokens),
                       device=device)
     policy.model.eval().requires_grad_(False)

@@ -29,6 +29,7 @@ from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.pools import train_split
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+from safegrpo.policies.prompting import PromptFormat
 from safegrpo.recipes.moderation import TinyModelConfig
 from safegrpo.rewards.redteam import RedTeamReward, RedTeamRewardConfig
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
@@ -47,6 +48,8 @@ class AttackerModelConfig:
     """Shape of the locally built attacker and target."""
     lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(r=16, alpha=32))
     """GRPO adapter of the attacker (reference = adapter disabled)."""
+    prompt: PromptFormat = field(default_factory=PromptFormat)
+    """Chat template use and system message of the attacker (recorded with its checkpoints)."""
 
 
 @dataclass(frozen=True)
@@ -280,8 +283,10 @@ def repetition_stop(limit: float | None):
 
 def attacker_policy(cfg: RedTeamRecipeConfig, model: str) -> LMPolicy:
     s = cfg.sampling
+    prompt = replace(cfg.model.prompt, template=cfg.data.instruction.replace("{topic}", "{prompt}"))
     return LMPolicy(LMPolicyConfig(model=model, lora=cfg.model.lora, max_new_tokens=s.max_new_tokens,
-                                   temperature=s.temperature, top_p=s.top_p, seed=cfg.seed),
+                                   temperature=s.temperature, top_p=s.top_p, seed=cfg.seed,
+                                   prompt=prompt),
                     device=cfg.training.device)
 
 

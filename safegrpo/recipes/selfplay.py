@@ -122,7 +122,7 @@ def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: 
                  defender: LMPolicy, attacker_model: str, arena_reward, safety_judge, out: Path,
                  resume: bool = False, log=print) -> list[dict[str, Any]]:
     """Alternate attacker / defender GRPO for ``scfg.rounds``; ``defender`` is updated in place."""
-    target = DefenderTarget(defender, mcfg.arena.prompt_template)
+    target = DefenderTarget(defender)  # the template recorded in the defender's prompt format
     attack_reward = SelfPlayAttackReward(target, safety_judge, scfg.reward)
     attacker = attacker_policy(rcfg, attacker_model)
     atask = SelfPlayAttackTask(rcfg, attack_reward)
