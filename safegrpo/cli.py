@@ -10,6 +10,7 @@
     safegrpo train moderation -c configs/moderation_gpu.yaml --set grpo.steps=50 [--resume]
     safegrpo serve arena --port 8000    # OpenEnv-compatible arena server
     safegrpo config moderation          # print the full default config as YAML
+    safegrpo judges report              # text-judge AUROC / accuracy on the hand-written eval split
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from safegrpo.cli_judges import judges_app
 from safegrpo.cli_models import models_app
 from safegrpo.core.config import ConfigError, load_config, missing_paths, to_dict
 
@@ -31,6 +33,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Serve environments and judge
 app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
 app.add_typer(models_app, name="models")
+app.add_typer(judges_app, name="judges")
 
 # recipe -> (config class, demo preset under configs/, demo module with run_demo + render_summary)
 RECIPES = {

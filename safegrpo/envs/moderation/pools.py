@@ -4,6 +4,11 @@ The sampler mixes T1 (plain), T2 (obfuscated), T3 (disguised) unsafe prompts and
 prompts with tier weights interpolated linearly from ``early`` to ``late`` over training
 steps (more T1 early, more T2/T3 late, benign throughout). Holdout prompts are never sampled
 for training; ``holdout()`` returns them for evaluation.
+
+Hand-written splits (docs/handwritten_splits.md), written apart from the templates:
+``load_handwritten("train")`` joins the training pools (``train_split`` and the sampler, switch:
+``CurriculumConfig.handwritten``); ``load_handwritten("eval")`` is for evaluation only and no
+training or judge-fitting path reads it (tests/envs/test_handwritten_isolation.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 TIERS = ("T1", "T2", "T3", "benign")
+HANDWRITTEN = {"train": "handwritten_train.jsonl", "eval": "handwritten_eval.jsonl"}
 
 
 @dataclass(frozen=True)
@@ -37,10 +43,7 @@ def _data_dir() -> Path:
     return Path(str(resources.files("safegrpo.envs.moderation") / "data"))
 
 
-@lru_cache(maxsize=4)
-def load_pool(path: str | None = None) -> tuple[PromptRecord, ...]:
-    """Load prompts.jsonl (bundled by default). Raises naming the line on bad rows."""
-    p = Path(path) if path else _data_dir() / "prompts.jsonl"
+def _read_records(p: Path) -> tuple[PromptRecord, ...]:
     out = []
     for i, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
@@ -50,6 +53,32 @@ def load_pool(path: str | None = None) -> tuple[PromptRecord, ...]:
         except (TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{p}:{i}: bad prompt record: {e}") from None
     return tuple(out)
+
+
+@lru_cache(maxsize=4)
+def load_pool(path: str | None = None) -> tuple[PromptRecord, ...]:
+    """Load prompts.jsonl (bundled by default). Raises naming the line on bad rows."""
+    return _read_records(Path(path) if path else _data_dir() / "prompts.jsonl")
+
+
+@lru_cache(maxsize=2)
+def _load_handwritten(split: str) -> tuple[PromptRecord, ...]:
+    p = _data_dir() / HANDWRITTEN[split]
+    recs = _read_records(p)
+    for r in recs:
+        # eval rows are holdout, so even a pool that wrongly merged them would never train on them
+        if r.holdout != (split == "eval") or not r.id.startswith(f"hw-{split}-"):
+            raise ValueError(f"{p}: record {r.id!r} must have id prefix 'hw-{split}-' and "
+                             f"holdout={split == 'eval'}")
+    return recs
+
+
+def load_handwritten(split: str) -> tuple[PromptRecord, ...]:
+    """Hand-written prompts: ``"train"`` (training and judge fitting may use it) or ``"eval"``
+    (evaluation only; never read by training or judge fitting)."""
+    if split not in HANDWRITTEN:
+        raise ValueError(f"unknown hand-written split {split!r}; valid: {', '.join(HANDWRITTEN)}")
+    return _load_handwritten(split)
 
 
 @lru_cache(maxsize=4)
@@ -68,6 +97,9 @@ class CurriculumConfig:
     """Steps over which weights move from early to late."""
     pool_path: str | None = None
     """prompts.jsonl to use; None = the bundled pools."""
+    handwritten: bool = True
+    """Also train on the hand-written train split (handwritten_train.jsonl), never on its eval
+    split. Recipes pass it to ``train_split(..., handwritten=)`` for SFT data too."""
 
     def __post_init__(self) -> None:
         for name in ("early", "late"):
@@ -86,8 +118,8 @@ class RedSampler:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        pool = load_pool(self.cfg.pool_path)
-        self.by_tier = {t: [r for r in pool if r.tier == t and not r.holdout] for t in TIERS}
+        pool = train_split(self.cfg.pool_path, handwritten=self.cfg.handwritten)
+        self.by_tier = {t: [r for r in pool if r.tier == t] for t in TIERS}
         empty = [t for t, rs in self.by_tier.items() if not rs]
         if empty:
             raise ValueError(f"prompt pool has no training prompts for tier(s) {empty}")
@@ -108,5 +140,7 @@ def holdout(pool_path: str | None = None) -> list[PromptRecord]:
     return [r for r in load_pool(pool_path) if r.holdout]
 
 
-def train_split(pool_path: str | None = None) -> list[PromptRecord]:
-    return [r for r in load_pool(pool_path) if not r.holdout]
+def train_split(pool_path: str | None = None, handwritten: bool = True) -> list[PromptRecord]:
+    """Non-holdout prompts of the pool, plus the hand-written train split when ``handwritten``."""
+    extra = load_handwritten("train") if handwritten else ()
+    return [r for r in (*load_pool(pool_path), *extra) if not r.holdout]
