@@ -94,3 +94,15 @@ def import_model(src: str, out: str | Path, dtype: str = "float32") -> Path:
               "chat_template": bool(getattr(tok, "chat_template", None))}
     (out / IMPORT_RECORD).write_text(json.dumps(record, indent=1))
     return out
+
+
+def materialize(src: str, cache: str | Path) -> str:
+    """``src`` as something ``from_pretrained`` loads fast: HF folders and hub ids unchanged; a
+    GGUF or ``package:`` source imported once into ``cache`` (reused afterwards)."""
+    folder, gguf_file = resolve_source(src)
+    if gguf_file is None:
+        return folder
+    cache = Path(cache)
+    if not (cache / "config.json").exists():
+        import_model(src, cache)
+    return str(cache)

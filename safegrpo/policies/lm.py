@@ -73,14 +73,14 @@ class LMPolicyConfig:
 
 
 def load_base(model: str, init_adapter: str | None = None, dtype: str = "float32"):
-    """from_pretrained tokenizer + causal LM; merge ``init_adapter`` if given."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """from_pretrained tokenizer + causal LM (a GGUF / ``package:`` source is de-quantised on the
+    fly; ``safegrpo models import`` does it once); merge ``init_adapter`` if given."""
+    from safegrpo.policies.importing import load_plain
 
-    tok = AutoTokenizer.from_pretrained(model)
+    tok, base = load_plain(model, dtype)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    base = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype))
     if init_adapter:
         from peft import PeftModel
 

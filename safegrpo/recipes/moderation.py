@@ -170,14 +170,9 @@ def prepare_base(cfg: ModerationRecipeConfig) -> str:
     with ``base_model: null``, a tiny Llama built locally."""
     path = Path(cfg.out_dir) / "base"
     if cfg.base_model:
-        from safegrpo.policies.importing import import_model, resolve_source
+        from safegrpo.policies.importing import materialize
 
-        folder, gguf = resolve_source(cfg.base_model)
-        if gguf is None:
-            return folder
-        if not (path / "config.json").exists():
-            import_model(cfg.base_model, path)
-        return str(path)
+        return materialize(cfg.base_model, path)
     from safegrpo.policies.tiny import build_tiny_lm
 
     if not (path / "config.json").exists():

@@ -28,6 +28,7 @@ from torch import Tensor
 from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.pools import train_split
+from safegrpo.policies.importing import materialize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.policies.prompting import PromptFormat
 from safegrpo.recipes.moderation import TinyModelConfig
@@ -211,15 +212,20 @@ def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]],
 
 
 def prepare_attacker(cfg: RedTeamRecipeConfig, log=print) -> str:
-    """-> attacker model: ``model.base_model``, or the embedded tiny attacker (SFT once, reused)."""
-    return cfg.model.base_model or _sft_tiny(cfg, "attacker", attacker_pairs(cfg), log)
+    """-> attacker model: ``model.base_model`` (a GGUF / package source imported once), or the
+    embedded tiny attacker (SFT once, reused)."""
+    if cfg.model.base_model:
+        return materialize(cfg.model.base_model, Path(cfg.out_dir) / "attacker_base")
+    return _sft_tiny(cfg, "attacker", attacker_pairs(cfg), log)
 
 
 def prepare_models(cfg: RedTeamRecipeConfig, log=print) -> tuple[str, str]:
     """-> (attacker model, target model); builds the embedded ones once (reused afterwards)."""
     attacker = prepare_attacker(cfg, log)
     if cfg.target.model:
-        return attacker, cfg.target.model
+        if cfg.target.model == cfg.model.base_model:
+            return attacker, attacker
+        return attacker, materialize(cfg.target.model, Path(cfg.out_dir) / "target_base")
     if cfg.target.kind == "defender":
         raise ValueError("target.model is required when target.kind = defender (a trained defender folder)")
     return attacker, _sft_tiny(cfg, "target", target_pairs(cfg), log)
