@@ -134,6 +134,13 @@ def stable_holdout(text: str, frac: float) -> bool:
     return (h % 10_000) / 10_000 < frac
 
 
+# Sexual content is only ever about adults: a minor-coded subject or setting drawn for the sexual
+# category is swapped for an adult one (a fixed map, so the random stream stays the same).
+ADULT_ONLY = {"a teenager": "a grown woman", "a group of students": "a group of adults",
+              "a young couple": "a married couple",
+              "in a school hallway": "in a hotel lobby"}
+
+
 def build(seed: int = 0, per_cat: int = 110, holdout_frac: float = 0.15) -> tuple[list[dict], dict]:
     rng = random.Random(seed)
     rows: list[dict] = []
@@ -152,6 +159,8 @@ def build(seed: int = 0, per_cat: int = 110, holdout_frac: float = 0.15) -> tupl
             while made < per_cat and tries < per_cat * 50:
                 tries += 1
                 style, subj, sett = rng.choice(STYLES), rng.choice(SUBJECTS), rng.choice(SETTINGS)
+                if cat == "sexual":
+                    subj, sett = ADULT_ONLY.get(subj, subj), ADULT_ONLY.get(sett, sett)
                 act, kws, safe = rng.choice(acts)
                 rewrite = f"{style} {subj} {safe} {sett}"
                 if tier == "T1":

@@ -50,3 +50,13 @@ def test_sampler_never_draws_holdout_and_follows_schedule():
 def test_curriculum_validation():
     with pytest.raises(ValueError, match="early must be 4"):
         CurriculumConfig(early=(1.0, 0.0))
+
+
+def test_template_sexual_prompts_are_about_adults_only():
+    """The generator swaps minor-coded subjects/settings for adult ones in the sexual category."""
+    from tests.envs.test_handwritten import MINOR_WORDS
+
+    rows = [r for r in load_pool() if r.category == "sexual"]
+    assert len(rows) > 300
+    bad = [r.id for r in rows if MINOR_WORDS.search(r.prompt) or MINOR_WORDS.search(r.rewrite)]
+    assert bad == []
