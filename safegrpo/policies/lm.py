@@ -110,7 +110,10 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, n_completio
                    temperature: float = 1.0, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """Log-probs of the last ``n_completion`` tokens of ``input_ids`` [B, L] -> [B, T] (+ entropy [B, T])."""
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits
+    # only the positions that predict completion tokens go through the LM head: with a 49k
+    # vocabulary the head over every prompt position costs as much as several layers
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                   logits_to_keep=n_completion + 1).logits
     logits = logits[:, -n_completion - 1:-1, :].float() / temperature
     targets = input_ids[:, -n_completion:]
     logp_all = F.log_softmax(logits, dim=-1)

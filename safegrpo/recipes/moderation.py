@@ -52,6 +52,13 @@ class SFTDataConfig:
     """Number of SFT pairs."""
     transform_frac: float = 0.6
     """Share of unsafe SFT targets that are 'transform' (with the reference rewrite) vs 'reject'."""
+    handwritten_share: float = 0.0
+    """Share of the pairs drawn from the hand-written train split (0 = in proportion to the
+    pools, where it is about 15 %); needs arena.curriculum.handwritten."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.handwritten_share <= 1 or not 0 <= self.transform_frac <= 1:
+            raise ValueError("sft_data.handwritten_share and transform_frac must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class EvalConfig:
     """Also evaluate the prompted base model before SFT (None = only for a pretrained base)."""
     batch_size: int = 32
     """Prompts per generate call in evaluation."""
+    sft_parse_prompts: int = 48
+    """Training prompts whose greedy parse rate is logged after each SFT epoch (0 = off)."""
 
     def __post_init__(self) -> None:
         bad = set(self.splits) - {"holdout", "handwritten"}
@@ -131,9 +140,16 @@ def target_json(rec: PromptRecord, rng: random.Random, transform_frac: float) ->
 
 
 def sft_pairs(cfg: ModerationRecipeConfig) -> list[tuple[str, str]]:
-    rng = random.Random(cfg.seed)
-    pool = [r for r in train_split(cfg.arena.curriculum.pool_path) if r.tier in cfg.sft_data.tiers]
-    chosen = rng.sample(pool, min(cfg.sft_data.examples, len(pool)))
+    rng, d, cur = random.Random(cfg.seed), cfg.sft_data, cfg.arena.curriculum
+    pool = [r for r in train_split(cur.pool_path, handwritten=cur.handwritten) if r.tier in d.tiers]
+    if d.handwritten_share > 0 and cur.handwritten:
+        hand = [r for r in pool if r.id.startswith("hw-")]
+        rest = [r for r in pool if not r.id.startswith("hw-")]
+        k = min(round(d.examples * d.handwritten_share), len(hand))
+        chosen = rng.sample(hand, k) + rng.sample(rest, min(d.examples - k, len(rest)))
+        rng.shuffle(chosen)
+    else:
+        chosen = rng.sample(pool, min(d.examples, len(pool)))
     return [(cfg.arena.prompt_template.format(prompt=r.prompt), target_json(r, rng, cfg.sft_data.transform_frac))
             for r in chosen]
 
@@ -215,10 +231,11 @@ def run_sft(cfg: ModerationRecipeConfig, policy: LMPolicy, resume: bool = False)
         return read_jsonl(hist) if hist.exists() else [{}]
     if cfg.sft_lora.r > 0:
         policy.attach_lora(cfg.sft_lora)
+    n = cfg.eval.sft_parse_prompts
     eval_prompts = [cfg.arena.prompt_template.format(prompt=r.prompt)
-                    for r in random.Random(cfg.seed + 1).sample(train_split(), 48)]
+                    for r in random.Random(cfg.seed + 1).sample(train_split(), n)]
     sft_cfg = replace(cfg.sft, out_dir=str(Path(cfg.out_dir) / "sft"), seed=cfg.seed)
-    hist = sft_train(policy, sft_pairs(cfg), sft_cfg, eval_fn=parse_rate(eval_prompts))
+    hist = sft_train(policy, sft_pairs(cfg), sft_cfg, eval_fn=parse_rate(eval_prompts) if n else None)
     if policy.uses_lora:
         policy.merge_lora(saved_at=out)
     else:

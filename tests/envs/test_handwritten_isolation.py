@@ -96,8 +96,9 @@ def test_training_and_judge_fitting_never_read_the_eval_split(eval_split_blocked
     cfg = load_config(rec.ModerationRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     base = rec.prepare_base(cfg)
     reward = rec.build_reward(cfg, embedder=minilm)  # build_moderation_reward: projection fitting
-    model, adapter, _ = rec.run_sft(cfg, base)
-    _, trainer = rec.run_grpo(cfg, model, adapter, reward)
+    policy = rec.load_defender(cfg, base)
+    rec.run_sft(cfg, policy)
+    trainer = rec.run_grpo(cfg, policy, reward)
     assert len(trainer.history) == 1
     hashing = build_embedder("hashing")
     for judge in ("embedding_classifier", "projection"):
