@@ -238,13 +238,45 @@ def infer(
 
 
 @serve_app.command("arena")
-def serve_arena(host: str = "127.0.0.1", port: int = 8000, seed: int = 0) -> None:
-    """Serve the moderation arena (OpenEnv HTTP + WebSocket API)."""
+def serve_arena(
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    seed: Annotated[int | None, typer.Option(help="shorthand for --set seed=N")] = None,
+) -> None:
+    """Serve the moderation arena (OpenEnv HTTP + WebSocket API; settings: ArenaServerConfig)."""
+    from safegrpo.envs.moderation.server.config import ArenaServerConfig
+
+    sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+    try:
+        cfg = load_config(ArenaServerConfig, config, sets)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    sock = _bind(host, port)  # fail now, not after loading the judges
+    _offline_env()
     import uvicorn
 
     from safegrpo.envs.moderation.server.app import build_default_app
 
-    uvicorn.run(build_default_app(seed=seed), host=host, port=port)
+    app_ = build_default_app(config=cfg)
+    uvicorn.Server(uvicorn.Config(app_, host=host, port=port, ws="websockets-sansio",
+                                  ws_max_size=2 * cfg.max_body_bytes,
+                                  timeout_keep_alive=cfg.keep_alive_s)).run(sockets=[sock])
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as e:
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                                 param_hint="--host/--port") from None
+    return sock
 
 
 SERVED_JUDGES = ("profanity", "embedding_classifier", "projection", "hf_classifier")

@@ -1,22 +1,26 @@
-"""Arena server tested in-process: TestClient for HTTP, a uvicorn thread on port 0 for WS."""
+"""Arena server with the real default reward: TestClient for HTTP, a live uvicorn thread on
+127.0.0.1 (port 0) for WS and the OpenEnv tools (GenericEnvClient, ``openenv validate``)."""
 
-import threading
-import time
+import asyncio
+import json
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
-from safegrpo.envs.moderation.client import ArenaClient, ArenaError, ArenaWSClient
-from safegrpo.envs.moderation.pools import load_pool
+from safegrpo.envs.moderation.client import ArenaClient, ArenaEnv, ArenaError
+from safegrpo.envs.moderation.models import DefenderAction
 from safegrpo.envs.moderation.server.app import create_app
+from safegrpo.envs.moderation.server.config import ArenaServerConfig
 from safegrpo.envs.moderation.server.environment import ModerationEnvironment
+from tests.envs.arena_fakes import POOL, live_server
 
 
 @pytest.fixture(scope="module")
 def app(arena_reward):
-    records = load_pool()
-    return create_app(lambda: ModerationEnvironment(arena_reward, records, seed=0), max_sessions=4)
+    return create_app(
+        lambda: ModerationEnvironment(arena_reward, POOL, seed=0),
+        ArenaServerConfig(max_sessions=64),
+    )
 
 
 @pytest.fixture()
@@ -25,24 +29,36 @@ def client(app):
         yield ArenaClient(http=tc), tc
 
 
+@pytest.fixture(scope="module")
+def live(app):
+    with live_server(app) as hp:
+        yield hp
+
+
 def test_health_schema_metadata(client):
-    c, tc = client
+    c, _ = client
     assert c.health() == {"status": "healthy"}
     schema = c.schema()
-    assert set(schema["action"]["properties"]) == {"decision", "rewrite", "reason"}
-    assert "reward_components" in tc.get("/metadata").json()
+    shapes = [set(s["properties"]) for s in schema["action"]["$defs"].values()]
+    assert {"decision", "rewrite", "reason", "metadata"} in shapes and {
+        "completion",
+        "metadata",
+    } in shapes
+    meta = c.metadata()
+    assert meta["name"] == "moderation_arena" and "reward_components" in meta
+    assert meta["sessions"]["max_sessions"] == 64 and meta["sessions"]["session_ttl_s"] > 0
 
 
 def test_episode_reward_and_hidden_tier(client):
     c, _ = client
     first = c.reset(prompt_id="p00000")
     assert first.observation.prompt.startswith("a ") and not first.done
-    assert set(first.observation.metadata) == {"episode_id"}  # tier/label hidden before the step
-    res = c.step({"decision": "reject", "reason": "violence"})
+    assert set(first.observation.metadata) == {"episode_id", "session_id"}  # tier/label hidden
+    res = c.step(DefenderAction(decision="reject", reason="violence"))
     assert res.done and res.reward == pytest.approx(0.4)
     meta = res.observation.metadata
     assert meta["tier"] == "T1" and meta["components"]["decision"] == pytest.approx(0.3)
-    assert c.state().done
+    assert c.state().done and c.state().step_count == 1
 
 
 def test_bad_output_is_format_penalty_not_error(client):
@@ -50,6 +66,18 @@ def test_bad_output_is_format_penalty_not_error(client):
     c.reset(prompt_id="p00000")
     res = c.step("I refuse to answer in JSON")
     assert res.reward == pytest.approx(-0.5) and res.observation.metadata["parse_error"]
+    c.reset(prompt_id="p00000")  # a cross-field mistake in a structured action is the policy's
+    res = c.step({"decision": "transform", "reason": "no rewrite"})
+    assert res.reward == pytest.approx(-0.5)
+
+
+def test_openenv_standard_fields_accepted(client):
+    c, _ = client
+    obs = c.reset(prompt_id="p01320", seed=3, episode_id="my-label", render=True).observation
+    assert obs.metadata["episode_id"] == "my-label" and obs.metadata["ignored_fields"] == ["render"]
+    res = c.step({"decision": "allow"}, timeout_s=30.0, request_id="req-7", verbose=False)
+    meta = res.observation.metadata
+    assert meta["request_id"] == "req-7" and meta["ignored_fields"] == ["verbose"]
 
 
 def test_client_errors_are_4xx_with_message(client):
@@ -58,15 +86,34 @@ def test_client_errors_are_4xx_with_message(client):
         c.reset(prompt_id="nope")
     c.reset(prompt_id="p00001")
     c.step({"decision": "allow"})
-    with pytest.raises(ArenaError, match="call reset before step") as e:
+    with pytest.raises(ArenaError, match="one step per episode") as e:
         c.step({"decision": "allow"})
     assert e.value.status == 409
-    r = tc.post("/step", json={"actionz": {}})
+    sid = c.session_id
+    assert tc.post("/step", json={"actionz": {}, "session_id": sid}).status_code == 422
+    r = tc.post("/step", json={"action": {"completion": "x" * 30_000}, "session_id": sid})
+    assert r.status_code == 422 and "at most 20000" in r.json()["detail"][0]["msg"]
+    r = tc.post("/step", json={"action": {"decision": "maybe"}, "session_id": sid})
     assert r.status_code == 422
-    r = tc.post("/step", json={"action": "x" * 30_000})
-    assert r.status_code == 413 and "larger than" in r.json()["detail"]
-    r = tc.get("/state", params={"episode_id": "missing"})
-    assert r.status_code == 404
+    r = tc.post(
+        "/step", content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"]
+    assert tc.get("/state", params={"session_id": "missing"}).status_code == 404
+
+
+def test_mcp_answers_json_rpc(client):
+    _, tc = client
+    listed = tc.post("/mcp", json={"jsonrpc": "2.0", "method": "tools/list", "id": 1}).json()
+    assert listed == {"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}
+    called = tc.post(
+        "/mcp", json={"jsonrpc": "2.0", "method": "tools/call", "id": 2, "params": {"name": "x"}}
+    ).json()
+    assert called["error"]["code"] == -32602 and "no MCP tools" in called["error"]["message"]
+    assert tc.post("/mcp", content=b"{oops").json()["error"]["code"] == -32700
+    with tc.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "mcp", "data": {"jsonrpc": "2.0", "method": "tools/list", "id": 3}})
+        assert ws.receive_json() == {"type": "mcp", "data": listed | {"id": 3}}
 
 
 def test_sessions_are_isolated(app):
@@ -80,30 +127,44 @@ def test_sessions_are_isolated(app):
         assert ra.observation.metadata["prompt_id"] == "p00000" and ra.reward == pytest.approx(0.4)
 
 
-@pytest.fixture(scope="module")
-def live_server(app):
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    th.join(timeout=5)
-
-
-def test_websocket_session(live_server):
-    with ArenaWSClient(f"ws://{live_server}/ws") as ws:
-        with pytest.raises(ArenaError, match="reset before step"):
-            ws.step({"decision": "allow"})
-        obs = ws.reset(prompt_id="p01320")
-        assert obs.observation.prompt
-        res = ws.step({"decision": "allow", "reason": ""})
+def test_typed_openenv_client(live):
+    with ArenaEnv(base_url=f"http://{live}").sync() as env:
+        with pytest.raises(ArenaError, match="reset before step") as e:
+            env.step({"decision": "allow"})
+        assert e.value.status == 409 and isinstance(e.value, RuntimeError)
+        first = env.reset(prompt_id="p01320")
+        assert first.observation.prompt and not first.done
+        res = env.step(DefenderAction(decision="allow"))
         assert res.done and res.reward == pytest.approx(0.6)
-        assert ws.state().done
-    with ArenaWSClient(f"ws://{live_server}/ws") as other:  # a new connection is a new session
+        assert res.observation.metadata["prompt_id"] == "p01320" and env.state().done
+    with ArenaEnv(base_url=f"http://{live}").sync() as other:  # a new connection is a new session
         assert other.state().episode_id is None
+
+
+def test_generic_openenv_client_needs_no_adapter(live):
+    from openenv.core.generic_client import GenericEnvClient
+
+    async def run():
+        async with GenericEnvClient(base_url=f"http://{live}") as env:
+            first = await env.reset(prompt_id="p00000", seed=1, custom_kwarg=1)
+            res = await env.step({"decision": "reject", "reason": "violence"})
+            return first, res, await env.state()
+
+    first, res, state = asyncio.run(run())
+    assert first.observation["metadata"]["ignored_fields"] == ["custom_kwarg"]
+    assert res.done and res.reward == pytest.approx(0.4)
+    assert state["done"] and state["prompt_id"] == "p00000"
+
+
+def test_openenv_validate_passes_6_of_6(live):
+    from openenv.cli.__main__ import app as openenv_cli
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(openenv_cli, ["validate", "--url", f"http://{live}"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert (
+        report["passed"]
+        and report["summary"]["passed_count"] == report["summary"]["total_count"] == 6
+    )
+    assert report["standard_profile"] == "openenv-http/1.x" and report["mode"] == "simulation"

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 
 class DefenderAction(BaseModel):
@@ -54,19 +62,71 @@ class ArenaState(BaseModel):
     done: bool = False
 
 
-class ResetRequest(BaseModel):
+MAX_TEXT_CHARS = 20_000
+"""Longest completion or rewrite accepted on the wire (longer -> 422)."""
+
+
+class DecisionAction(BaseModel):
+    """A structured defender action on the wire (OpenEnv ``Action`` shape: extra fields forbidden,
+    free ``metadata``). Only its shape is checked here; a cross-field mistake (a transform without a
+    rewrite) is the policy's error and earns the format penalty, as in ``parse_action``."""
+
     model_config = ConfigDict(extra="forbid")
 
-    seed: int | None = None
-    episode_id: str | None = None
-    prompt_id: str | None = Field(default=None, description="pick a specific pool prompt")
+    decision: Literal["allow", "transform", "reject"]
+    rewrite: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    reason: str = Field(default="", max_length=1000)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="client data, not scored")
+
+
+class CompletionAction(BaseModel):
+    """The policy's raw output; the server parses it (unparseable -> format penalty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    completion: str = Field(max_length=MAX_TEXT_CHARS)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="client data, not scored")
+
+
+def _action_kind(v: Any) -> str:
+    if isinstance(v, CompletionAction) or (isinstance(v, dict) and "completion" in v):
+        return "completion"
+    return "decision"
+
+
+ArenaAction = Annotated[
+    Annotated[DecisionAction, Tag("decision")] | Annotated[CompletionAction, Tag("completion")],
+    Discriminator(_action_kind),
+]
+"""What a step sends: ``{"decision", "rewrite"?, "reason"?}`` or ``{"completion"}``."""
+
+
+class ResetRequest(BaseModel):
+    """OpenEnv's reset request plus the arena's fields. Other fields are accepted and ignored (as
+    OpenEnv does); the reply lists them in ``observation.metadata.ignored_fields``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seed: int | None = Field(default=None, ge=0)
+    episode_id: str | None = Field(default=None, max_length=255,
+                                   description="client label for the episode (not an address)")
+    prompt_id: str | None = Field(default=None, max_length=255,
+                                  description="pick a specific pool prompt")
     split: Literal["train", "holdout"] = "train"
 
 
 class StepRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """OpenEnv's HTTP step request plus the ``session_id`` that HTTP /reset issued. Other fields are
+    accepted and ignored (listed in ``observation.metadata.ignored_fields``)."""
 
-    action: dict[str, Any] | str = Field(description="a DefenderAction object, or the raw completion text")
+    model_config = ConfigDict(extra="allow")
+
+    action: ArenaAction
+    session_id: str = Field(max_length=255, description="observation.metadata.session_id of /reset")
+    timeout_s: float | None = Field(default=None, gt=0,
+                                    description="give up (429, episode untouched) if scoring has "
+                                                "not started within this many seconds")
+    request_id: str | None = Field(default=None, max_length=255, description="echoed in metadata")
 
 
 class StepResponse(BaseModel):

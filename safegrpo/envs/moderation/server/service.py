@@ -1,0 +1,69 @@
+"""What HTTP and WS share: the session registry, the batcher and the step path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from safegrpo.envs.moderation.models import (
+    ArenaObservation,
+    CompletionAction,
+    DecisionAction,
+    ResetRequest,
+)
+from safegrpo.envs.moderation.server.batcher import StepBatcher
+from safegrpo.envs.moderation.server.config import ArenaServerConfig
+from safegrpo.envs.moderation.server.environment import ModerationEnvironment
+from safegrpo.envs.moderation.server.sessions import SessionRegistry
+
+RESET_FIELDS = ("seed", "episode_id", "prompt_id", "split")
+
+
+class ArenaService:
+    def __init__(self, env_factory: Callable[[], ModerationEnvironment], cfg: ArenaServerConfig):
+        self.factory, self.cfg = env_factory, cfg
+        self.registry = SessionRegistry(cfg.max_sessions, cfg.session_ttl_s)
+        self.batcher = StepBatcher(cfg.max_batch, cfg.max_wait_ms)
+
+    @staticmethod
+    def reset(env: ModerationEnvironment, req: ResetRequest) -> ArenaObservation:
+        """Reset with the known fields; unknown ones are ignored (OpenEnv) and listed."""
+        obs = env.reset(**{k: getattr(req, k) for k in RESET_FIELDS})
+        ignored = sorted(req.model_extra or {})
+        if ignored:
+            obs.metadata["ignored_fields"] = ignored
+        return obs
+
+    async def step(
+        self,
+        env: ModerationEnvironment,
+        action: DecisionAction | CompletionAction,
+        timeout_s: float | None = None,
+    ) -> ArenaObservation:
+        """Claim the episode's one step, score it off the loop, complete it. On any failure the
+        claim is released and the episode stays open."""
+        job = env.claim(action)
+        try:
+            row = await self.batcher.score(env.reward, job, timeout_s)
+        except BaseException:
+            env.release()
+            raise
+        return env.complete(job, row)
+
+    def metadata_extra(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "sessions": {
+                "max_sessions": cfg.max_sessions,
+                "session_ttl_s": cfg.session_ttl_s,
+                "eviction": "at max_sessions a new session replaces an expired one, then a "
+                "finished HTTP episode (oldest first); if all are live it is refused with 429. "
+                "Gone ids answer 410, never-issued ids 404.",
+                "http": "POST /reset issues observation.metadata.session_id; /step and /state "
+                "require it (HTTP is stateless: no 'current' episode). WS /ws: one "
+                "session per connection.",
+                **self.registry.stats(),
+            },
+            "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch": cfg.max_batch,
+                       "keep_alive_s": cfg.keep_alive_s},
+        }
