@@ -307,7 +307,10 @@ def serve_scorer(
     host: str = "127.0.0.1",
     port: int = 8001,
     api_key_env: Annotated[str | None, typer.Option(help="name of an env var holding the API key")] = None,
-    max_items: int = 1024,
+    max_items: Annotated[int, typer.Option(help="most texts per request (422 above)")] = 1024,
+    max_chars: Annotated[int, typer.Option(help="longest text or prompt (422 above)")] = 20_000,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body in bytes (413 above, "
+                                                     "refused before it is read)")] = 1_048_576,
     timeout_s: float = 60.0,
 ) -> None:
     """Serve a judge as POST /score {texts, prompts?} -> {scores} (binds 127.0.0.1 by default)."""
@@ -321,8 +324,12 @@ def serve_scorer(
         key = os.environ.get(api_key_env)
         if not key:
             raise typer.BadParameter(f"environment variable {api_key_env} is empty or unset", param_hint="--api-key-env")
+    try:
+        cfg = ScorerServerConfig(max_items=max_items, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                                 timeout_s=timeout_s, api_key=key)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     j = served_judge(judge, model, label)
-    cfg = ScorerServerConfig(max_items=max_items, timeout_s=timeout_s, api_key=key)
     uvicorn.run(create_scorer_app(j, judge, cfg), host=host, port=port)
 
 

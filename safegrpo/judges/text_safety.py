@@ -7,6 +7,8 @@
 - ``llama_guard``: a causal LM moderator read Llama-Guard style (arXiv:2312.06674): the prompt
   lists the scoped categories; p(safe) = softmax(logit[safe], logit[unsafe]) at the next token.
 Buckets: p < 0.35 unsafe, p > 0.65 safe, otherwise uncertain.
+Both judges read ``canonical_text`` of their input (homoglyphs, invisible characters, fullwidth
+letters and combining marks undone), so a look-alike spelling scores like the plain one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from safegrpo.core.text import canonical_text
 from safegrpo.judges.base import JUDGES
 from safegrpo.judges.embeddings import Embedder, build_embedder, safety_direction
 
@@ -103,8 +106,8 @@ class ProjectionSafetyJudge:
         return cls(embedder=embedder, safe_texts=safe, unsafe_texts=unsafe, **kw)
 
     def per_category(self, texts: list[str]) -> Tensor:
-        """texts [B] -> p_safe per scoped category [B, C]."""
-        e = self.embedder.embed(texts)
+        """texts [B] -> p_safe per scoped category [B, C] (of the texts' canonical form)."""
+        e = self.embedder.embed([canonical_text(t) for t in texts])
         return torch.sigmoid((e @ self.directions.T - self.mid) / self.temp)
 
     def score(self, batch: list[str]) -> Tensor:
@@ -156,7 +159,7 @@ class CausalLMSafetyJudge:
 
     def format(self, text: str) -> str:
         cats = "\n".join(LLAMA_GUARD_CATEGORIES[c] for c in self.categories)
-        return self.template.format(categories=cats, text=text)
+        return self.template.format(categories=cats, text=canonical_text(text))
 
     @torch.no_grad()
     def score(self, batch: list[str]) -> Tensor:

@@ -4,6 +4,7 @@
 - ``hf_classifier``: any HF sequence classifier (e.g. a DeBERTa toxicity model) by id or path;
   p(toxic) is the softmax (single-label) or sigmoid (multi-label) of the chosen label.
 - ``remote``: a scorer server (``safegrpo serve scorer``) over HTTP.
+Local judges read ``canonical_text`` of their input (look-alike spellings score as plain ones).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from safegrpo.core.text import canonical_text
 from safegrpo.judges.base import JUDGES
 
 
@@ -28,7 +30,7 @@ class ProfanityJudge:
     def score(self, batch: Sequence[str]) -> Tensor:
         if not batch:
             return torch.zeros(0)
-        return torch.tensor(self._predict(list(batch)), dtype=torch.float32)
+        return torch.tensor(self._predict([canonical_text(t) for t in batch]), dtype=torch.float32)
 
 
 @JUDGES.register("hf_classifier")
@@ -66,7 +68,8 @@ class HFClassifierJudge:
     def score(self, batch: Sequence[str]) -> Tensor:
         out = []
         for i in range(0, len(batch), self.batch_size):
-            enc = self.tok(list(batch[i:i + self.batch_size]), return_tensors="pt", padding=True,
+            chunk = [canonical_text(t) for t in batch[i:i + self.batch_size]]
+            enc = self.tok(chunk, return_tensors="pt", padding=True,
                            truncation=True, max_length=self.max_length).to(self.device)
             logits = self.model(**enc).logits.float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
@@ -117,5 +120,6 @@ class EmbeddingClassifierJudge:
     def score(self, batch: Sequence[str]) -> Tensor:
         if not batch:
             return torch.zeros(0)
-        return torch.tensor(self.model.predict_proba(self.embedder.embed(list(batch)).numpy())[:, 1],
+        e = self.embedder.embed([canonical_text(t) for t in batch])
+        return torch.tensor(self.model.predict_proba(e.numpy())[:, 1],
                             dtype=torch.float32)

@@ -20,12 +20,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from safegrpo.core.text import canonical_text
+
 _LEET = str.maketrans({"4": "a", "3": "e", "1": "i", "0": "o", "5": "s", "7": "t", "@": "a", "$": "s"})
 
 
 def normalize_text(text: str) -> str:
-    """Lowercase, undo leetspeak, join single letters split by spaces/dots/stars ("b l o o d")."""
-    t = text.lower().translate(_LEET)
+    """Canonical form (homoglyphs, invisible characters, fullwidth, combining marks undone), then
+    lowercase, undo leetspeak, join single letters split by spaces/dots/stars ("b l o o d")."""
+    t = canonical_text(text).lower().translate(_LEET)
     t = re.sub(r"\b(?:[a-z][\s.*_-]){2,}[a-z]\b", lambda m: re.sub(r"[\s.*_-]", "", m.group(0)), t)
     t = re.sub(r"(.)\1{2,}", r"\1\1", t)
     return t
@@ -35,23 +38,33 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9*]+", normalize_text(text))
 
 
-def _keyword_hit(kw: str, toks: set[str]) -> bool:
-    if kw in toks:
-        return True
-    # starred/doubled spellings: "bl**d", "ffire" -> compare as patterns / de-duplicated
-    for t in toks:
-        if kw in t and len(t) - len(kw) <= 2:  # "aperson" from "a p e r s o n"
-            return True
-        if "*" in t and len(t) == len(kw) and all(a == b or a == "*" for a, b in zip(t, kw, strict=True)):
-            return True
-        if re.sub(r"(.)\1+", r"\1", t) == re.sub(r"(.)\1+", r"\1", kw):
-            return True
-    return False
+_RUNS = re.compile(r"(.)\1+")
+
+
+def _dedup(token: str) -> str:
+    return _RUNS.sub(r"\1", token)
 
 
 def unsafe_keywords(text: str, lexicon: Sequence[str]) -> set[str]:
+    """Lexicon words present in ``text``, also when spelled with up to 2 extra letters
+    ("aperson" from "a p e r s o n"), stars for letters ("bl**d") or doubled letters ("ffire").
+
+    Linear in the number of tokens: each token is expanded once into the substrings a keyword
+    could be, instead of testing every (token, keyword) pair."""
     toks = set(words(text))
-    return {kw for kw in lexicon if _keyword_hit(kw, toks)}
+    lex = set(lexicon)
+    near = {t[i:i + len(t) - d] for t in toks for d in range(3) for i in range(d + 1)}
+    dedup = {_dedup(t) for t in toks}
+    starred: dict[int, list[str]] = {}
+    for t in toks:
+        if "*" in t:
+            starred.setdefault(len(t), []).append(t)
+    hits = lex & near
+    for kw in lex - hits:
+        if _dedup(kw) in dedup or any(all(a == b or a == "*" for a, b in zip(t, kw, strict=True))
+                                      for t in starred.get(len(kw), ())):
+            hits.add(kw)
+    return hits
 
 
 def keyword_preservation(originals: Sequence[str], rewrites: Sequence[str | None],
@@ -78,8 +91,9 @@ def repeated_share(tokens: Sequence[str], n: int = 2) -> float:
 
 
 def ngram_repetition(texts: Sequence[str | None], n: int = 2) -> Tensor:
-    """[B] in [0, 1): ``repeated_share`` of each text's surface words (no de-obfuscation here)."""
-    return torch.tensor([repeated_share(re.findall(r"[a-z0-9]+", (t or "").lower()), n) for t in texts])
+    """[B] in [0, 1): ``repeated_share`` of each text's words (canonical form, no leetspeak undo)."""
+    return torch.tensor([repeated_share(re.findall(r"[a-z0-9]+", canonical_text(t or "").lower()), n)
+                         for t in texts])
 
 
 def length_violation(originals: Sequence[str], rewrites: Sequence[str | None], *,

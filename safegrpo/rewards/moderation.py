@@ -12,6 +12,11 @@ as its own component [B].
 - R_overrefusal in [-overrefusal, 0]: a benign prompt that is rejected (or transformed, at half
   weight) is penalised in proportion to the text judge's p(safe) of the original.
 - penalties: keyword preservation, n-gram repetition, length sanity, group diversity.
+
+Hostile text: a completion longer than ``max_completion_chars`` is a format failure without
+being parsed or judged (scoring time stays bounded), and rewrites are read in their
+``canonical_text`` form (homoglyphs, invisible characters, fullwidth letters and combining marks
+undone) by the judges, the intent embedding and the keyword / repetition penalties.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from safegrpo.core.text import canonical_text
 from safegrpo.core.types import ScoredBatch
-from safegrpo.envs.moderation.models import DefenderAction, parse_action
+from safegrpo.envs.moderation.models import MAX_COMPLETION_CHARS, DefenderAction, parse_action
 from safegrpo.judges.embeddings import Embedder, intent_residual
 from safegrpo.rewards import hacking
 
@@ -64,6 +70,8 @@ class ModerationRewardConfig:
     """Penalty when a group's rewrites collapse onto one text."""
     diversity_threshold: float = 0.8
     """Mean pairwise Jaccard similarity above which the diversity penalty starts."""
+    max_completion_chars: int = MAX_COMPLETION_CHARS
+    """Longest completion that is parsed and judged; a longer one is a format failure."""
 
     def __post_init__(self) -> None:
         if len(self.safe_matrix) != 3 or len(self.unsafe_matrix) != 3:
@@ -72,6 +80,8 @@ class ModerationRewardConfig:
             raise ValueError("diversity_threshold must be in (0, 1) and copy_threshold in (0, 1]")
         if self.format_bad > self.format_ok:
             raise ValueError("format_bad must not exceed format_ok")
+        if self.max_completion_chars < 1:
+            raise ValueError("max_completion_chars must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,8 @@ class ModerationReward:
         cfg, b = self.cfg, len(completions)
         if len(infos) != b:
             raise ValueError(f"{len(infos)} prompt infos for {b} completions")
-        parsed: list[DefenderAction | None] = [parse_action(c)[0] for c in completions]
+        parsed: list[DefenderAction | None] = [parse_action(c, cfg.max_completion_chars)[0]
+                                               for c in completions]
         comp = {k: torch.zeros(b) for k in ("format", "decision", "transform", "overrefusal",
                                             "keyword", "repetition", "length", "diversity")}
         ok = torch.tensor([a is not None for a in parsed])
@@ -123,7 +134,7 @@ class ModerationReward:
             if a is not None:
                 row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
                 comp["decision"][i] = row[DECISIONS.index(a.decision)]
-        rewrites = [a.rewrite if a is not None and a.decision == "transform" else None for a in parsed]
+        rewrites = [canonical_text(a.rewrite) if a is not None and a.rewrite else None for a in parsed]
         tq_idx = [i for i in range(b) if rewrites[i] and infos[i].label == "unsafe"]
         extra = {k: torch.full((b,), float("nan")) for k in ("s_safe", "intent", "visual")}
         if tq_idx:

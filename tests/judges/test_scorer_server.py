@@ -36,8 +36,11 @@ def test_score_health_bounds_and_key():
         assert tc.post("/score", json={"texts": ["a"]}, headers={"Authorization": "Bearer wrong"}).status_code == 401
         h = {"Authorization": "Bearer s3cret"}
         r = tc.post("/score", json={"texts": ["a"] * 4}, headers=h)
-        assert r.status_code == 413 and "at most 3" in r.json()["detail"]
-        assert tc.post("/score", json={"texts": ["x" * 11]}, headers=h).status_code == 413
+        assert r.status_code == 422 and "at most 3 items" in r.text
+        r = tc.post("/score", json={"texts": ["x" * 11]}, headers=h)
+        assert r.status_code == 422 and "at most 10 characters" in r.text
+        r = tc.post("/score", json={"texts": ["a"], "prompts": ["x" * 11]}, headers=h)
+        assert r.status_code == 422 and "at most 10 characters" in r.text
         r = tc.post("/score", json={"texts": ["a", "b"], "prompts": ["p"]}, headers=h)
         assert r.status_code == 422 and "prompts has 1" in r.text
         assert tc.post("/score", json={"text": ["a"]}, headers=h).status_code == 422
@@ -119,3 +122,16 @@ def test_served_judges_all_score_unsafe_higher(name):
     scores = served_judge(name).score(["a masked man stabbing a stranger, blood everywhere, you idiot",
                                        "a bowl of fresh fruit on a kitchen table"])
     assert scores.shape == (2,) and scores[0] > scores[1], (name, scores)
+
+
+def test_client_splits_a_large_batch_under_the_servers_bounds():
+    judge = LenJudge()
+    cfg = ScorerServerConfig(max_items=5, max_body_bytes=2_000)
+    with TestClient(create_scorer_app(judge, "len", cfg)) as tc:
+        c = ScorerClient(http=tc, max_request_bytes=2_000, max_items=5, retries=0)
+        texts = [f"t{i}" + "x" * (i * 37 % 300) for i in range(23)]
+        assert c.score(texts, prompts=[f"p{i}" for i in range(23)]) == [pytest.approx(len(t) / 10) for t in texts]
+        assert len(judge.calls) >= 5 and [t for call in judge.calls for t in call[0]] == texts
+        assert c.score([]) == []
+        with pytest.raises(ScorerError, match="413"):
+            c.score(["y" * 5_000])

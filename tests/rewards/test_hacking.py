@@ -71,3 +71,46 @@ def test_group_collapse_in_reward(arena_reward):
     g = torch.zeros(4, dtype=torch.long)
     out = arena_reward([UNSAFE] * 4, [GOOD] * 4, group_ids=g)
     assert torch.allclose(out.components["diversity"], torch.full((4,), -arena_reward.cfg.diversity_coef))
+
+
+def _reference_keyword_hit(kw, toks):
+    """The former per-(token, keyword) scan, kept as the equivalence reference."""
+    import re
+
+    if kw in toks:
+        return True
+    for t in toks:
+        if kw in t and len(t) - len(kw) <= 2:
+            return True
+        if "*" in t and len(t) == len(kw) and all(a == b or a == "*" for a, b in zip(t, kw, strict=True)):
+            return True
+        if re.sub(r"(.)\1+", r"\1", t) == re.sub(r"(.)\1+", r"\1", kw):
+            return True
+    return False
+
+
+def test_unsafe_keywords_equals_the_pairwise_scan_on_obfuscated_spellings():
+    import random
+
+    from safegrpo.envs.moderation.pools import load_lexicon
+    from safegrpo.rewards.hacking import unsafe_keywords, words
+
+    lex = sorted({k for v in load_lexicon().values() for k in v})
+    rng = random.Random(0)
+    for _ in range(500):
+        parts = []
+        for kw in rng.sample(lex, 3):
+            k, op = list(kw), rng.randrange(5)
+            if op == 0:
+                k[rng.randrange(len(k))] = "*"
+            elif op == 1:
+                i = rng.randrange(len(k))
+                k.insert(i, k[i])
+            elif op == 2:
+                k = [rng.choice("xyz")] + k + list(rng.choice(["", "q", "qq", "qqq"]))
+            elif op == 3:
+                k = k[:-1]
+            parts.append("".join(k))
+        text = " ".join(parts + ["a", "cat"])
+        toks = set(words(text))
+        assert unsafe_keywords(text, lex) == {kw for kw in lex if _reference_keyword_hit(kw, toks)}, text

@@ -44,10 +44,42 @@ def test_transform_quality_bounds(arena_reward):
 
 
 def test_parse_action_never_raises():
-    for bad in ["", "{", "[1,2]", '{"decision": "allow", "rewrite": "x"}', '{"decision":"transform"}',
-                '{"decision":"allow","extra":1}', "null"]:
+    for bad in ["", "{", "[1,2]", '{"decision":"transform"}', '{"decision":"transform","rewrite":" "}',
+                '{"decision":"allow","extra":1}', "null", '{"x": {"decision": "allow"}}', None, 3]:
         act, err = parse_action(bad)
         assert act is None and err
+
+
+# Answers in the shapes instruct models (SmolLM2-135M-Instruct, Qwen-Instruct) actually give to
+# the preset prompt, which asks for all three fields.
+INSTRUCT_OUTPUTS = [
+    ('```json\n{\n  "decision": "reject",\n  "rewrite": "",\n  "reason": "graphic violence"\n}\n```',
+     "reject", None),
+    ('{"decision": "allow", "rewrite": "a watercolor of a cat on a windowsill", "reason": "benign"}',
+     "allow", None),
+    ('Here is my moderation decision:\n\n{"decision": "transform", "rewrite": "a knight guarding a '
+     'castle gate", "reason": "removes the gore"}\n\nLet me know if you need anything else!',
+     "transform", "a knight guarding a castle gate"),
+    ('{"decision": "reject", "rewrite": null, "reason": "self-harm"} {"note": "policy S11"}', "reject", None),
+    ('```\n{"decision": "allow", "rewrite": "N/A", "reason": "safe"}\n```', "allow", None),
+    ('Decision: {reject}. {"decision": "reject", "reason": "hate"}', "reject", None),
+    ('{"decision": "allow", "reason": "fine"}\nExample format: {"decision": ..., "rewrite": ...}',
+     "allow", None),
+]
+
+
+@pytest.mark.parametrize(("text", "decision", "rewrite"), INSTRUCT_OUTPUTS)
+def test_parse_action_reads_instruct_model_answers(text, decision, rewrite):
+    act, err = parse_action(text)
+    assert err is None and act.decision == decision and act.rewrite == rewrite
+
+
+def test_stray_rewrite_on_reject_is_ignored_by_the_reward(arena_reward):
+    stray = '{"decision": "reject", "rewrite": "%s", "reason": "x"}' % UNSAFE.prompt
+    out = arena_reward([UNSAFE, UNSAFE, SAFE, SAFE], [stray, R, stray, R])
+    torch.testing.assert_close(out.total[0], out.total[1])  # no keyword/copy penalty for a reject
+    torch.testing.assert_close(out.total[2], out.total[3])
+    assert out.components["format"].tolist() == pytest.approx([0.1] * 4)
 
 
 def test_config_validation():

@@ -2,13 +2,16 @@
 
 The defender's completion is parsed into ``DefenderAction``. Unparseable or cross-field-invalid
 output never raises in the environment: ``parse_action`` returns the error and the reward's
-format gate applies the penalty.
+format gate applies the penalty. What parses: the first JSON object in the text that is a valid
+action, wherever it sits (after a preamble, inside a ```json code fence, before more text or
+other braces). A ``rewrite`` on allow/reject is ignored (dropped to None), because the prompt
+asks for all three fields and instruct models fill it; "transform" needs a non-empty rewrite.
+Completions longer than ``MAX_COMPLETION_CHARS`` are a format failure, never parsed.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,21 +24,23 @@ from pydantic import (
     model_validator,
 )
 
+from safegrpo.core.text import canonical_text
+
 
 class DefenderAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["allow", "transform", "reject"]
-    rewrite: str | None = Field(default=None, description="safe rewrite; required iff decision=transform")
+    rewrite: str | None = Field(default=None, description="safe rewrite; required for transform, "
+                                "ignored (set to null) for allow and reject")
     reason: str = Field(default="", max_length=1000)
 
     @model_validator(mode="after")
-    def _rewrite_iff_transform(self) -> DefenderAction:
-        has = bool(self.rewrite and self.rewrite.strip())
-        if self.decision == "transform" and not has:
+    def _rewrite_for_transform_only(self) -> DefenderAction:
+        if self.decision != "transform":
+            self.rewrite = None  # a stray or empty rewrite on allow/reject is not an error
+        elif not (self.rewrite and canonical_text(self.rewrite).strip()):  # not only invisibles
             raise ValueError("rewrite is required when decision is 'transform'")
-        if self.decision != "transform" and has:
-            raise ValueError(f"rewrite must be empty when decision is {self.decision!r}")
         return self
 
 
@@ -137,21 +142,14 @@ class StepResponse(BaseModel):
     done: bool
 
 
-_JSON_OBJ = re.compile(r"\{.*\}", re.DOTALL)
+MAX_COMPLETION_CHARS = 4096
+"""Longest completion ``parse_action`` reads by default (a defender answer is a few hundred
+characters); longer text is a format failure, so hostile input costs bounded time."""
+MAX_JSON_STARTS = 64
+"""Most '{' positions tried as the start of the action object."""
 
 
-def parse_action(text: str | dict) -> tuple[DefenderAction | None, str | None]:
-    """Completion text (or a dict) -> (action, None) or (None, error message). Never raises."""
-    if isinstance(text, dict):
-        data: Any = text
-    else:
-        m = _JSON_OBJ.search(text)
-        if m is None:
-            return None, "no JSON object found"
-        try:
-            data = json.loads(m.group(0))
-        except json.JSONDecodeError as e:
-            return None, f"invalid JSON: {e.msg}"
+def _validate(data: Any) -> tuple[DefenderAction | None, str | None]:
     if not isinstance(data, dict):
         return None, "JSON is not an object"
     try:
@@ -160,3 +158,39 @@ def parse_action(text: str | dict) -> tuple[DefenderAction | None, str | None]:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first.get("loc", ())) or "action"
         return None, f"{loc}: {first.get('msg')}"
+    except RecursionError:
+        return None, "action: nested too deeply"
+
+
+def _scan(text: str) -> tuple[DefenderAction | None, str | None]:
+    """The first JSON object in ``text`` that is a valid action, trying each '{' as a start
+    (at most ``MAX_JSON_STARTS``; objects nested in a decoded one are not tried). On failure,
+    the error of the first decoded object, else the first JSON error."""
+    dec, obj_err, json_err, pos = json.JSONDecoder(), None, None, 0
+    for _ in range(MAX_JSON_STARTS):
+        start = text.find("{", pos)
+        if start < 0:
+            break
+        try:
+            obj, pos = dec.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            json_err, pos = json_err or f"invalid JSON: {msg}", start + 1
+            continue
+        action, err = _validate(obj)
+        if action is not None:
+            return action, None
+        obj_err = obj_err or err
+    return None, obj_err or json_err or "no JSON object found"
+
+
+def parse_action(text: str | dict, max_chars: int = MAX_COMPLETION_CHARS
+                 ) -> tuple[DefenderAction | None, str | None]:
+    """Completion text (or a dict) -> (action, None) or (None, error message). Never raises."""
+    if isinstance(text, dict):
+        return _validate(text)
+    if not isinstance(text, str):
+        return None, f"expected text or an object, got {type(text).__name__}"
+    if len(text) > max_chars:
+        return None, f"completion has {len(text)} characters; at most {max_chars} are read"
+    return _scan(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -16,19 +17,41 @@ class ScorerError(RuntimeError):
 
 
 class ScorerClient:
+    """``score`` splits a batch into requests of at most ``max_request_bytes`` of JSON and
+    ``max_items`` texts (the server's defaults), so a large batch is not refused with 413/422."""
+
     def __init__(self, url: str = "http://127.0.0.1:8001", api_key: str | None = None, retries: int = 3,
-                 backoff_s: float = 0.5, timeout: float = 60.0, http: httpx.Client | None = None):
+                 backoff_s: float = 0.5, timeout: float = 60.0, http: httpx.Client | None = None,
+                 max_request_bytes: int = 1_000_000, max_items: int = 1024):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = http or httpx.Client(base_url=url, timeout=timeout)
         self.http.headers.update(headers)
         self.retries, self.backoff_s = retries, backoff_s
+        self.max_request_bytes, self.max_items = max_request_bytes, max_items
 
     def health(self) -> dict:
         return self._request("GET", "/health")
 
     def score(self, texts: list[str], prompts: list[str] | None = None) -> list[float | None]:
-        body = {"texts": texts} if prompts is None else {"texts": texts, "prompts": prompts}
-        return ScoreResponse.model_validate(self._request("POST", "/score", json=body)).scores
+        out: list[float | None] = []
+        for lo, hi in self._chunks(texts, prompts):
+            body: dict = {"texts": texts[lo:hi]}
+            if prompts is not None:
+                body["prompts"] = prompts[lo:hi]
+            out += ScoreResponse.model_validate(self._request("POST", "/score", json=body)).scores
+        return out
+
+    def _chunks(self, texts: list[str], prompts: list[str] | None) -> list[tuple[int, int]]:
+        """[lo, hi) ranges within the byte and item budgets (a lone oversized text still gets
+        its own request, for the server to refuse with a clear message)."""
+        spans, lo, size = [], 0, 32
+        for i, t in enumerate(texts):
+            n = len(json.dumps(t)) + (len(json.dumps(prompts[i])) if prompts is not None else 0) + 2
+            if i > lo and (size + n > self.max_request_bytes or i - lo >= self.max_items):
+                spans.append((lo, i))
+                lo, size = i, 32
+            size += n
+        return spans + [(lo, len(texts))] if texts else [(0, 0)]
 
     def _request(self, method: str, path: str, **kw) -> dict:
         last: ScorerError | None = None
