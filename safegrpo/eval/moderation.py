@@ -119,6 +119,26 @@ def format_table(rows: Sequence[dict[str, Any]], components: bool = False) -> st
     return "\n".join(_md(rows, ["split", "method", "tier", "mean_reward", *comp]))
 
 
+def headline_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown, one line per (split, method): parse rate, unsafe pass-through per tier and over
+    all unsafe prompts, benign over-refusal. Labels decide these rates, not a judge."""
+    by = {(r["split"], r["method"], r["tier"]): r for r in rows}
+    keys = sorted({(r["split"], r["method"]) for r in rows})
+    cols = ["split", "method", "n", "parse", "pass T1", "pass T2", "pass T3", "pass all",
+            "over-refusal"]
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for split, method in keys:
+        a = by[(split, method, "all")]
+        tiers = [f(by.get((split, method, t), {}).get("unsafe_pass_through")) for t in TIERS[:3]]
+        lines.append(f"| {split} | {method} | {a['n']} | {f(a['parse_rate'])} | "
+                     + " | ".join(tiers) + f" | {f(a['unsafe_pass_through'])} | "
+                     f"{f(a['benign_over_refusal'])} |")
+    return "\n".join(lines)
+
+
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     with open(path, "w") as f:
         for r in rows:

@@ -17,6 +17,7 @@ from safegrpo.eval.moderation import (
     always_reject,
     evaluate,
     format_table,
+    headline_table,
     judge_threshold,
     keyword_filter,
     tier_table,
@@ -34,7 +35,7 @@ from safegrpo.recipes.moderation import (
     save_run_config,
 )
 
-OUTPUTS = "eval_table.md, eval_records.jsonl, reward_curve.png, grpo/metrics.jsonl"
+OUTPUTS = "eval_headline.md, eval_table.md, eval_records.jsonl, reward_curve.png, grpo/metrics.jsonl"
 
 
 def render_summary(summary: dict[str, Any]):
@@ -179,6 +180,7 @@ def write_outputs(cfg, records, trainer, sft_hist, times, wall) -> dict[str, Any
     (out / "eval_table.json").write_text(json.dumps(table, indent=1))
     md = format_table(table) + "\n\nMean reward components:\n\n" + format_table(table, components=True)
     (out / "eval_table.md").write_text(md + "\n")
+    (out / "eval_headline.md").write_text(headline_table(table) + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf_summary(trainer.history),
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
