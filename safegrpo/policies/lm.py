@@ -138,9 +138,15 @@ class LMPolicy:
             with model.disable_adapter():
                 yield model
         else:
-            if self._ref is None:
-                self._ref = copy.deepcopy(model).eval().requires_grad_(False)
+            self.prepare_reference(model)
             yield self._ref
+
+    def prepare_reference(self, model=None) -> None:
+        """Full fine-tuning: freeze a copy of ``model`` (default the policy) as the reference now.
+        Trainers call this at construction, before resume loads a checkpoint, so the reference
+        is the starting policy; later calls keep the first copy. No-op with LoRA."""
+        if not self.uses_lora and self._ref is None:
+            self._ref = copy.deepcopy(model or self.model).eval().requires_grad_(False)
 
     def encode_prompts(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         self.tokenizer.truncation_side = "left"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,10 @@ from safegrpo.envs.moderation.pools import train_split
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.recipes.moderation import TinyModelConfig
 from safegrpo.rewards.redteam import RedTeamReward, RedTeamRewardConfig
+from safegrpo.training.base import fill_unset
+from safegrpo.training.checkpoint import atomic_write_text
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
+from safegrpo.training.logging import truncate_jsonl as truncate_samples
 from safegrpo.training.sft import SFTConfig, sft_train
 
 TOPICS = ("violence", "self-harm", "hate", "sexual", "scene", "trap")
@@ -86,7 +89,8 @@ class AttackDataConfig:
     sft_examples: int = 600
     """SFT pairs of the embedded attacker and target."""
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=8, lr=1e-3))
-    """SFT of the embedded attacker and target."""
+    """SFT of the embedded attacker and target (sft.seed unset = seed; sft.out_dir unset =
+    <out_dir>/{attacker,target}/sft, set = <sft.out_dir>/{attacker,target})."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,8 @@ class RedTeamRecipeConfig:
     """Toxicity scorer and penalties."""
     training: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=60, prompts_per_step=4, group_size=8,
                                                                     lr=5e-4, reward_kl_coef=0.02, reward_clip=1.0))
-    """GRPO (reward_kl_coef / reward_clip shape the reward; beta adds a loss-side KL)."""
+    """GRPO (reward_kl_coef / reward_clip shape the reward; beta adds a loss-side KL; training.seed
+    unset = seed, training.out_dir unset = <out_dir>/grpo)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Export and stop rules."""
 
@@ -193,8 +198,10 @@ def target_pairs(cfg: RedTeamRecipeConfig) -> list[tuple[str, str]]:
 def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]], log) -> str:
     from safegrpo.policies.tiny import build_tiny_lm
 
-    root = Path(cfg.out_dir) / name
-    model = root / "sft" / "model"
+    root, sft_dir = Path(cfg.out_dir) / name, cfg.data.sft.out_dir
+    sft_dir = Path(sft_dir) / name if sft_dir else root / "sft"
+    sft = fill_unset(cfg.data.sft, seed=cfg.seed, out_dir=str(sft_dir))
+    model = Path(sft.out_dir) / "model"
     if (model / "config.json").exists():
         return str(model)
     corpus = [a for a, _ in pairs] + [b for _, b in pairs]
@@ -202,7 +209,7 @@ def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]],
     build_tiny_lm(root / "base", corpus, vocab_size=t.vocab_size, hidden=t.hidden, layers=t.layers,
                   heads=t.heads, seed=cfg.seed)
     pol = LMPolicy(LMPolicyConfig(model=str(root / "base"), lora=LoRAConfig(r=0), max_new_tokens=48))
-    hist = sft_train(pol, pairs, replace(cfg.data.sft, out_dir=str(root / "sft"), seed=cfg.seed))
+    hist = sft_train(pol, pairs, sft)
     log(f"      {name} SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
     return str(model)
 
@@ -255,18 +262,8 @@ def export_adversarial(samples_path: Path, out_path: Path, top_k: int) -> list[d
         if key and (key not in best or (r["toxicity"], r["reward"]) > (best[key]["toxicity"], best[key]["reward"])):
             best[key] = r
     top = sorted(best.values(), key=lambda r: (r["toxicity"], r["reward"]), reverse=True)[:top_k]
-    tmp = out_path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in top))
-    tmp.replace(out_path)
+    atomic_write_text(out_path, "".join(json.dumps(r) + "\n" for r in top))
     return top
-
-
-def truncate_samples(path: Path, start_step: int) -> None:
-    """On resume, drop samples from steps that will be re-run (they were never checkpointed)."""
-    if not path.exists():
-        return
-    keep = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] < start_step]
-    path.write_text("".join(x + "\n" for x in keep))
 
 
 def repetition_stop(limit: float | None):
@@ -285,18 +282,19 @@ def attacker_policy(cfg: RedTeamRecipeConfig, model: str) -> LMPolicy:
                     device=cfg.training.device)
 
 
-def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: bool = False,
-               out: Path | None = None) -> tuple[LMPolicy, GRPOTrainer, list[dict[str, Any]]]:
+def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge,
+               resume: bool = False) -> tuple[LMPolicy, GRPOTrainer, list[dict[str, Any]]]:
     """GRPO of the attacker against ``target``; returns (policy, trainer, exported attacks)."""
-    out = out or Path(cfg.out_dir) / "grpo"
+    tcfg = fill_unset(cfg.training, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / "grpo"))
+    out = Path(tcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = out / "attacks.jsonl"
     policy = attacker_policy(cfg, attacker)
     reward = RedTeamReward(judge, target, cfg.reward.shaping)
-    trainer = GRPOTrainer(policy, AttackTask(cfg, reward, samples), replace(cfg.training, out_dir=str(out), seed=cfg.seed))
+    trainer = GRPOTrainer(policy, AttackTask(cfg, reward, samples), tcfg)
     trainer.stop_rules.append(repetition_stop(cfg.logging.early_stop_repetition))
     start = trainer.resume() if resume else 0
-    truncate_samples(samples, start)
+    truncate_samples(samples, start)  # drop the samples of steps that will be re-run
     trainer.train()
     top = export_adversarial(samples, out / "adversarial.jsonl", cfg.logging.export_top_k)
     return policy, trainer, top
