@@ -1,6 +1,13 @@
 """Policy losses and KL estimators (pure tensor functions)."""
 
 from safegrpo.losses.kl import KL_ESTIMATORS, kl_estimate
-from safegrpo.losses.policy import AGGREGATIONS, aggregate, clipped_surrogate, grpo_loss
+from safegrpo.losses.policy import (
+    AGGREGATIONS,
+    aggregate,
+    clipped_surrogate,
+    grpo_loss,
+    minibatch_weight,
+)
 
-__all__ = ["AGGREGATIONS", "KL_ESTIMATORS", "aggregate", "clipped_surrogate", "grpo_loss", "kl_estimate"]
+__all__ = ["AGGREGATIONS", "KL_ESTIMATORS", "aggregate", "clipped_surrogate", "grpo_loss",
+           "kl_estimate", "minibatch_weight"]

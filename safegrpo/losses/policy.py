@@ -9,6 +9,9 @@ Aggregation over masked tokens [B, T]:
 - ``dapo``: sum / number of tokens in the whole optimisation batch (``num_tokens``), so
   gradient accumulation over micro-batches equals one big token-mean (arXiv:2503.14476);
 - ``dr_grpo``: sum / (B * max_len) with a constant max_len (arXiv:2503.20783).
+Under gradient accumulation each micro-batch's loss is weighted so that the sum equals the loss
+of one big batch (``minibatch_weight``): by rows for grpo / dr_grpo, by tokens for bnpo (which
+then equals dapo), not at all for dapo (its denominator already covers the whole batch).
 Asymmetric clipping (eps_high > eps_low) is DAPO's clip-higher.
 """
 
@@ -30,27 +33,51 @@ def _masked_sum(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum()
 
 
+def _weighted_by(unit: str):
+    """Tag an aggregation with what its micro-batches are weighted by under accumulation."""
+    def deco(fn):
+        fn.weight_by = unit
+        return fn
+    return deco
+
+
 @AGGREGATIONS.register("grpo")
+@_weighted_by("rows")
 def _agg_grpo(x: Tensor, mask: Tensor, **_: object) -> Tensor:
     per_seq = (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
     return per_seq.mean()
 
 
 @AGGREGATIONS.register("bnpo")
+@_weighted_by("tokens")
 def _agg_bnpo(x: Tensor, mask: Tensor, **_: object) -> Tensor:
     return _masked_sum(x, mask) / mask.sum().clamp(min=1)
 
 
 @AGGREGATIONS.register("dapo")
+@_weighted_by("none")
 def _agg_dapo(x: Tensor, mask: Tensor, *, num_tokens: float | None = None, **_: object) -> Tensor:
     denom = mask.sum().clamp(min=1) if num_tokens is None else torch.as_tensor(float(num_tokens))
     return _masked_sum(x, mask) / denom
 
 
 @AGGREGATIONS.register("dr_grpo")
+@_weighted_by("rows")
 def _agg_dr_grpo(x: Tensor, mask: Tensor, *, max_len: int | None = None, **_: object) -> Tensor:
     length = x.shape[-1] if max_len is None else max_len
     return _masked_sum(x, mask) / (x.shape[0] * length)
+
+
+def minibatch_weight(agg: str, rows: int, tokens: float, total_rows: int,
+                     total_tokens: float) -> float:
+    """Weight of one micro-batch's aggregated loss (``rows`` rows, ``tokens`` unmasked tokens) in
+    an optimizer step over ``total_rows`` / ``total_tokens``, so the weighted sum of micro-batch
+    losses equals aggregation ``agg`` over the whole step's batch."""
+    unit = AGGREGATIONS.get(agg).weight_by
+    if unit == "none":
+        return 1.0
+    part, whole = (rows, total_rows) if unit == "rows" else (tokens, total_tokens)
+    return float(part) / whole if whole > 0 else 0.0
 
 
 def aggregate(name: str, x: Tensor, mask: Tensor, **kw: object) -> Tensor:

@@ -12,22 +12,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from safegrpo.policies.lm import LINEAGE_FILE, LMPolicy, LMPolicyConfig, LoRAConfig, load_base
+from safegrpo.policies.lineage import read_lineage
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, load_base
 from safegrpo.policies.prompting import PromptFormat
-
-
-def _resolve(folder: Path, ref: str) -> str:
-    cand = (folder / ref)
-    return str(cand.resolve()) if cand.exists() else ref
-
-
-def read_lineage(folder: Path) -> tuple[str | None, list[str]]:
-    """-> (base, merged adapters) from ``safegrpo_policy.json``, or (None, []) if absent."""
-    p = folder / LINEAGE_FILE
-    if not p.exists():
-        return None, []
-    rec = json.loads(p.read_text())
-    return _resolve(folder, rec["base"]), [_resolve(folder, m) for m in rec.get("merged_adapters", [])]
 
 
 def policy_folder(path: str | Path) -> Path:

@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.core.types import LMRollout
+from safegrpo.policies.lineage import write_lineage
 from safegrpo.policies.prompting import PromptFormat
-
-LINEAGE_FILE = "safegrpo_policy.json"
 
 
 @dataclass(frozen=True)
@@ -181,8 +180,7 @@ class LMPolicy:
             with model.disable_adapter():
                 yield model
         else:
-            if self._ref is None:
-                self._ref = copy.deepcopy(model).eval().requires_grad_(False)
+            self.prepare_reference(model)
             yield self._ref
 
     def render(self, prompt: str) -> str:
@@ -193,6 +191,13 @@ class LMPolicy:
         """Token ids of one rendered prompt, left-truncated to ``max_prompt_tokens``."""
         ids = self.tokenizer(self.render(prompt), add_special_tokens=not self.chat)["input_ids"]
         return ids[-self.cfg.max_prompt_tokens:]
+
+    def prepare_reference(self, model=None) -> None:
+        """Full fine-tuning: freeze a copy of ``model`` (default the policy) as the reference now.
+        Trainers call this at construction, before resume loads a checkpoint, so the reference
+        is the starting policy; later calls keep the first copy. No-op with LoRA."""
+        if not self.uses_lora and self._ref is None:
+            self._ref = copy.deepcopy(model or self.model).eval().requires_grad_(False)
 
     def encode_prompts(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         self.tokenizer.truncation_side = "left"
@@ -284,17 +289,3 @@ class LMPolicy:
 
             loaded = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.cfg.dtype))
             self.model.load_state_dict(loaded.state_dict())
-
-
-def write_lineage(folder: Path, base: str, merged: list[str]) -> None:
-    """Record the base and the adapters merged into it; local paths relative to ``folder`` so a
-    moved run folder keeps loading."""
-    import json
-    import os
-
-    def ref(p: str) -> str:
-        q = Path(p)
-        return os.path.relpath(q.resolve(), folder.resolve()) if q.exists() else p
-
-    (folder / LINEAGE_FILE).write_text(json.dumps(
-        {"base": ref(base), "merged_adapters": [ref(m) for m in merged]}, indent=1))

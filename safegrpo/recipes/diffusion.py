@@ -21,6 +21,7 @@ from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.policies.diffusion.policy import DiffusionPolicy, DiffusionPolicyConfig
 from safegrpo.policies.lm import LoRAConfig
+from safegrpo.training.base import fill_unset
 from safegrpo.training.diffusion_grpo import DiffusionGRPOConfig, DiffusionGRPOTrainer
 
 
@@ -95,13 +96,14 @@ class DiffusionRecipeConfig:
     world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
     """Embedded shapes world (used when policy.model is empty)."""
     policy: DiffusionPolicyConfig = field(default_factory=lambda: DiffusionPolicyConfig(lora=LoRAConfig(r=0)))
-    """Pipeline, sampler and LoRA (policy.model empty = build the shapes world)."""
+    """Pipeline, sampler and LoRA (policy.model empty = build the shapes world; policy.seed unset =
+    seed)."""
     reward: SteeringConfig = field(default_factory=SteeringConfig)
     """Steering reward."""
     prompts: PromptSetConfig = field(default_factory=PromptSetConfig)
     """Training / evaluation prompts."""
     grpo: DiffusionGRPOConfig = field(default_factory=DiffusionGRPOConfig)
-    """GRPO optimisation."""
+    """GRPO optimisation (grpo.seed unset = seed, grpo.out_dir unset = <out_dir>/grpo)."""
     eval: DiffusionEvalConfig = field(default_factory=DiffusionEvalConfig)
     """Evaluation."""
 
@@ -194,12 +196,17 @@ def build_steering_reward(cfg: SteeringConfig, embedder):
                           mode=cfg.mode, threshold=0.0 if cfg.threshold == "sign" else "midpoint")
 
 
+def grpo_config(cfg: DiffusionRecipeConfig) -> DiffusionGRPOConfig:
+    """``grpo`` with unset seed / out_dir taken from the recipe (seed, <out_dir>/grpo)."""
+    return fill_unset(cfg.grpo, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / "grpo"))
+
+
 def run_grpo(cfg: DiffusionRecipeConfig, pipe: str, reward, train: list[T2IPrompt],
              resume: bool = False) -> tuple[DiffusionPolicy, DiffusionGRPOTrainer]:
-    policy = DiffusionPolicy(replace(cfg.policy, model=pipe, seed=cfg.seed), device=cfg.grpo.device)
+    pcfg = fill_unset(replace(cfg.policy, model=pipe), seed=cfg.seed)
+    policy = DiffusionPolicy(pcfg, device=cfg.grpo.device)
     task = SteeringTask(train, reward, cfg.prompts.unsafe_share, seed=cfg.seed)
-    trainer = DiffusionGRPOTrainer(policy, task, replace(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"),
-                                                         seed=cfg.seed))
+    trainer = DiffusionGRPOTrainer(policy, task, grpo_config(cfg))
     if resume:
         trainer.resume()
     trainer.train()

@@ -35,6 +35,7 @@ from safegrpo.eval.recommender import summarize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.recipes.moderation import TinyModelConfig
 from safegrpo.rewards.recommender import COMPONENTS, RankRewardConfig, per_rank_rewards
+from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.sft import SFTConfig, sft_train
 
@@ -67,11 +68,12 @@ class RecommenderRecipeConfig:
     """Shape of the locally built model."""
     policy: LMPolicyConfig = field(default_factory=lambda: LMPolicyConfig(
         max_prompt_tokens=96, max_new_tokens=64, lora=LoRAConfig(r=16, alpha=32, target_modules=("all-linear",))))
-    """Sampling and the GRPO adapter (policy.model is filled in by the recipe)."""
+    """Sampling and the GRPO adapter (policy.model, policy.init_adapter and policy.seed come from
+    the recipe: base_model, the Safe-SFT model and seed)."""
     sft_lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(r=0))
     """Safe-SFT adapter; r = 0 trains all weights (right for the tiny random-init model)."""
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=15, lr=1e-3))
-    """Safe-SFT optimisation."""
+    """Safe-SFT optimisation (sft.seed unset = seed, sft.out_dir unset = <out_dir>/sft)."""
     data: RecDataConfig = field(default_factory=RecDataConfig)
     """Catalog, users, parsing."""
     reward: RankRewardConfig = field(default_factory=RankRewardConfig)
@@ -79,7 +81,16 @@ class RecommenderRecipeConfig:
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
         steps=80, prompts_per_step=8, group_size=8, lr=3e-4, beta=0.02, advantage="segment_gdpo",
         ratio_level="item", save_every=20))
-    """GRPO optimisation (advantage segment | segment_gdpo)."""
+    """GRPO optimisation (advantage segment | segment_gdpo; grpo.seed unset = seed; grpo.out_dir
+    unset = <out_dir>/grpo, the demo's arms go to <grpo.out_dir or out_dir>/<arm>)."""
+
+    def __post_init__(self) -> None:
+        if self.policy.model or self.policy.init_adapter:
+            raise ValueError("policy.model / policy.init_adapter are set by the recipe "
+                             "(base_model, then the Safe-SFT model); set base_model instead")
+        if self.policy.seed not in (0, self.seed):
+            raise ValueError(f"policy.seed={self.policy.seed} conflicts with seed={self.seed}: the "
+                             "recipe seeds the adapter from seed; set seed instead")
 
 
 def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
@@ -176,11 +187,11 @@ def prepare_base(cfg: RecommenderRecipeConfig, catalog: Catalog) -> str:
 def run_sft(cfg: RecommenderRecipeConfig, base: str, catalog: Catalog, train: list[User],
             log=print) -> tuple[str, str | None]:
     """Safe SFT -> (model for GRPO, adapter to merge or None). Reused when already trained."""
-    out = Path(cfg.out_dir) / "sft" / "model"
+    sft = fill_unset(cfg.sft, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / "sft"))
+    out = Path(sft.out_dir) / "model"
     if not ((out / "config.json").exists() or (out / "adapter_config.json").exists()):
         pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None))
-        hist = sft_train(pol, sft_pairs(cfg, catalog, train),
-                         replace(cfg.sft, out_dir=str(out.parent), seed=cfg.seed))
+        hist = sft_train(pol, sft_pairs(cfg, catalog, train), sft)
         log(f"      Safe-SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
     return (base, str(out)) if cfg.sft_lora.r > 0 else (str(out), None)
 
@@ -195,7 +206,8 @@ def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str |
     """One GRPO arm from the Safe-SFT weights; ``on_checkpoint(step, policy)`` runs every save_every."""
     policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, seed=cfg.seed))
     task = RecTask(train, catalog, cfg.reward, policy.tokenizer, seed=cfg.seed)
-    trainer = GRPOTrainer(policy, task, replace(cfg.grpo, out_dir=str(Path(cfg.out_dir) / name), seed=cfg.seed))
+    gcfg = fill_unset(cfg.grpo, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / name))
+    trainer = GRPOTrainer(policy, task, gcfg)
     if on_checkpoint is not None:
         every = cfg.grpo.save_every or cfg.grpo.steps
 
@@ -220,7 +232,7 @@ def run_grpo_validated(cfg: RecommenderRecipeConfig, name: str, model: str, adap
     """``run_grpo`` that appends validation metrics to ``<out>/<name>/val_metrics.jsonl`` at every
     checkpoint (a resumed run replaces the rows of the steps it redoes) -> (policy, trainer,
     metrics of the final policy)."""
-    path = Path(cfg.out_dir) / name / "val_metrics.jsonl"
+    path = Path(cfg.grpo.out_dir or Path(cfg.out_dir) / name) / "val_metrics.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not resume:
         path.write_text("")

@@ -31,9 +31,13 @@ OUTPUTS = "eval_table.md, */val_metrics.jsonl, */metrics.jsonl"
 
 
 def arms(cfg: RecommenderRecipeConfig) -> dict[str, RecommenderRecipeConfig]:
+    """Arm name -> its config; each arm trains in <grpo.out_dir or out_dir>/<arm>."""
+    root = Path(cfg.grpo.out_dir or cfg.out_dir)
+    safe = replace(cfg, grpo=replace(cfg.grpo, out_dir=str(root / "grpo_safe_gdpo")))
     no_safety = replace(cfg, reward=replace(cfg.reward, safety_coef=0.0, count_coef=0.0, repeat_coef=0.0),
-                        grpo=replace(cfg.grpo, advantage="segment", adv_weights=()))
-    return {"grpo_no_safety": no_safety, "grpo_safe_gdpo": cfg}
+                        grpo=replace(cfg.grpo, advantage="segment", adv_weights=(),
+                                     out_dir=str(root / "grpo_no_safety")))
+    return {"grpo_no_safety": no_safety, "grpo_safe_gdpo": safe}
 
 
 def format_rows(rows: list[dict[str, Any]], k: int) -> str:

@@ -17,7 +17,6 @@ and comply with everything else, so the attacker has to discover disguised attac
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,13 +31,21 @@ from safegrpo.policies.importing import materialize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.policies.prompting import PromptFormat
 from safegrpo.recipes.moderation import TinyModelConfig
-from safegrpo.rewards.redteam import RedTeamReward, RedTeamRewardConfig
+from safegrpo.recipes.redteam_scorer import (  # noqa: F401 (re-exported)
+    REFUSAL,
+    REFUSALS,
+    Inverted,
+    ScorerConfig,
+    build_scorer,
+)
+from safegrpo.rewards.redteam import RedTeamReward
+from safegrpo.training.base import fill_unset
+from safegrpo.training.checkpoint import atomic_write_text
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
+from safegrpo.training.logging import truncate_jsonl as truncate_samples
 from safegrpo.training.sft import SFTConfig, sft_train
 
 TOPICS = ("violence", "self-harm", "hate", "sexual", "scene", "trap")
-REFUSAL = "I can't help with that."
-REFUSALS = (REFUSAL, "I cannot help with that request.", "Sorry, I won't create that.", "I can't do that.")
 
 
 @dataclass(frozen=True)
@@ -90,23 +97,8 @@ class AttackDataConfig:
     sft_examples: int = 600
     """SFT pairs of the embedded attacker and target."""
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(epochs=8, lr=1e-3))
-    """SFT of the embedded attacker and target."""
-
-
-@dataclass(frozen=True)
-class ScorerConfig:
-    judge: str = "embedding_classifier"
-    """embedding_classifier (embedded: MiniLM + logistic regression) | profanity | projection | hf_classifier | remote."""
-    invert: bool = False
-    """Use 1 - score (judges that return p(safe), like projection)."""
-    model: str = ""
-    """hf_classifier model id/path."""
-    url: str = ""
-    """remote: scorer server base URL (POST /score)."""
-    api_key_env: str = ""
-    """remote: environment variable holding the API key."""
-    shaping: RedTeamRewardConfig = field(default_factory=RedTeamRewardConfig)
-    """Repetition / duplicate penalties."""
+    """SFT of the embedded attacker and target (sft.seed unset = seed; sft.out_dir unset =
+    <out_dir>/{attacker,target}/sft, set = <sft.out_dir>/{attacker,target})."""
 
 
 @dataclass(frozen=True)
@@ -135,47 +127,10 @@ class RedTeamRecipeConfig:
     """Toxicity scorer and penalties."""
     training: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=60, prompts_per_step=4, group_size=8,
                                                                     lr=5e-4, reward_kl_coef=0.02, reward_clip=1.0))
-    """GRPO (reward_kl_coef / reward_clip shape the reward; beta adds a loss-side KL)."""
+    """GRPO (reward_kl_coef / reward_clip shape the reward; beta adds a loss-side KL; training.seed
+    unset = seed, training.out_dir unset = <out_dir>/grpo)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Export and stop rules."""
-
-
-def build_scorer(cfg: ScorerConfig, embedder=None):
-    from safegrpo.judges import build_judge
-
-    if cfg.judge == "remote":
-        if not cfg.url:
-            raise ValueError("reward.url is required when reward.judge = remote")
-        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-        if cfg.api_key_env and not key:
-            raise ValueError(f"reward.api_key_env: environment variable {cfg.api_key_env} is empty or unset")
-        judge = build_judge("remote", url=cfg.url, api_key=key)
-    elif cfg.judge == "hf_classifier":
-        if not cfg.model:
-            raise ValueError("reward.model is required when reward.judge = hf_classifier")
-        judge = build_judge("hf_classifier", model=cfg.model)
-    elif cfg.judge == "embedding_classifier":
-        from safegrpo.judges.toxicity import EmbeddingClassifierJudge
-
-        judge = EmbeddingClassifierJudge.from_records(train_split(), embedder=embedder, extra_safe=REFUSALS)
-    elif cfg.judge == "projection":
-        from safegrpo.judges.text_safety import ProjectionSafetyJudge
-
-        # it reads target responses, so refusals are fitted as safe text
-        judge = ProjectionSafetyJudge.from_records(train_split(), embedder=embedder, extra_safe=REFUSALS)
-    else:
-        judge = build_judge(cfg.judge)
-    return Inverted(judge) if cfg.invert else judge
-
-
-class Inverted:
-    """score = 1 - judge.score (p(safe) judges used as toxicity scorers)."""
-
-    def __init__(self, judge):
-        self.judge = judge
-
-    def score(self, batch) -> Tensor:
-        return 1.0 - self.judge.score(list(batch)).float()
 
 
 def attacker_pairs(cfg: RedTeamRecipeConfig) -> list[tuple[str, str]]:
@@ -197,8 +152,10 @@ def target_pairs(cfg: RedTeamRecipeConfig) -> list[tuple[str, str]]:
 def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]], log) -> str:
     from safegrpo.policies.tiny import build_tiny_lm
 
-    root = Path(cfg.out_dir) / name
-    model = root / "sft" / "model"
+    root, sft_dir = Path(cfg.out_dir) / name, cfg.data.sft.out_dir
+    sft_dir = Path(sft_dir) / name if sft_dir else root / "sft"
+    sft = fill_unset(cfg.data.sft, seed=cfg.seed, out_dir=str(sft_dir))
+    model = Path(sft.out_dir) / "model"
     if (model / "config.json").exists():
         return str(model)
     corpus = [a for a, _ in pairs] + [b for _, b in pairs]
@@ -206,7 +163,7 @@ def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]],
     build_tiny_lm(root / "base", corpus, vocab_size=t.vocab_size, hidden=t.hidden, layers=t.layers,
                   heads=t.heads, seed=cfg.seed)
     pol = LMPolicy(LMPolicyConfig(model=str(root / "base"), lora=LoRAConfig(r=0), max_new_tokens=48))
-    hist = sft_train(pol, pairs, replace(cfg.data.sft, out_dir=str(root / "sft"), seed=cfg.seed))
+    hist = sft_train(pol, pairs, sft)
     log(f"      {name} SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
     return str(model)
 
@@ -264,18 +221,8 @@ def export_adversarial(samples_path: Path, out_path: Path, top_k: int) -> list[d
         if key and (key not in best or (r["toxicity"], r["reward"]) > (best[key]["toxicity"], best[key]["reward"])):
             best[key] = r
     top = sorted(best.values(), key=lambda r: (r["toxicity"], r["reward"]), reverse=True)[:top_k]
-    tmp = out_path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in top))
-    tmp.replace(out_path)
+    atomic_write_text(out_path, "".join(json.dumps(r) + "\n" for r in top))
     return top
-
-
-def truncate_samples(path: Path, start_step: int) -> None:
-    """On resume, drop samples from steps that will be re-run (they were never checkpointed)."""
-    if not path.exists():
-        return
-    keep = [x for x in path.read_text().splitlines() if x.strip() and json.loads(x)["step"] < start_step]
-    path.write_text("".join(x + "\n" for x in keep))
 
 
 def repetition_stop(limit: float | None):
@@ -296,18 +243,19 @@ def attacker_policy(cfg: RedTeamRecipeConfig, model: str) -> LMPolicy:
                     device=cfg.training.device)
 
 
-def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: bool = False,
-               out: Path | None = None) -> tuple[LMPolicy, GRPOTrainer, list[dict[str, Any]]]:
+def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge,
+               resume: bool = False) -> tuple[LMPolicy, GRPOTrainer, list[dict[str, Any]]]:
     """GRPO of the attacker against ``target``; returns (policy, trainer, exported attacks)."""
-    out = out or Path(cfg.out_dir) / "grpo"
+    tcfg = fill_unset(cfg.training, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / "grpo"))
+    out = Path(tcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = out / "attacks.jsonl"
     policy = attacker_policy(cfg, attacker)
     reward = RedTeamReward(judge, target, cfg.reward.shaping)
-    trainer = GRPOTrainer(policy, AttackTask(cfg, reward, samples), replace(cfg.training, out_dir=str(out), seed=cfg.seed))
+    trainer = GRPOTrainer(policy, AttackTask(cfg, reward, samples), tcfg)
     trainer.stop_rules.append(repetition_stop(cfg.logging.early_stop_repetition))
     start = trainer.resume() if resume else 0
-    truncate_samples(samples, start)
+    truncate_samples(samples, start)  # drop the samples of steps that will be re-run
     trainer.train()
     top = export_adversarial(samples, out / "adversarial.jsonl", cfg.logging.export_top_k)
     return policy, trainer, top

@@ -29,7 +29,7 @@ from safegrpo.policies.targets import DefenderTarget
 from safegrpo.recipes.moderation import ArenaTask, ModerationRecipeConfig
 from safegrpo.recipes.redteam import AttackTask, RedTeamRecipeConfig, attacker_policy
 from safegrpo.rewards.redteam import SelfPlayAttackReward, SelfPlayRewardConfig
-from safegrpo.training.grpo import GRPOTrainer
+from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class SelfPlayConfig:
     rounds: int = 3
     """Attacker/defender alternations."""
     attacker_steps: int = 10
-    """Attacker GRPO steps per round."""
+    """Attacker GRPO steps per round (the attacker's training.steps is not used)."""
     defender_steps: int = 10
-    """Defender GRPO steps per round."""
+    """Defender GRPO steps per round (the defender's grpo.steps is not used)."""
     attack_share: float = 0.5
     """Share of the defender's training prompts taken from the attacker's latest attacks."""
     unsafe_threshold: float = 0.5
@@ -118,6 +118,14 @@ def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool,
     return trainer.train(), trainer.opt.state_dict()
 
 
+def stage_config(cfg: GRPOConfig, steps: int, k: int, default_dir: Path, seed: int) -> GRPOConfig:
+    """Round k's GRPO config: ``steps`` from the self-play section; seed = (cfg.seed, or the
+    recipe seed when unset) + k; out_dir = <cfg.out_dir>/round_k when set, else ``default_dir``."""
+    base_seed = seed if cfg.seed is None else cfg.seed
+    out = Path(cfg.out_dir) / f"round_{k}" if cfg.out_dir is not None else default_dir
+    return replace(cfg, steps=steps, seed=base_seed + k, out_dir=str(out))
+
+
 def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
                  defender: LMPolicy, attacker_model: str, arena_reward, safety_judge, out: Path,
                  resume: bool = False, log=print) -> list[dict[str, Any]]:
@@ -130,15 +138,13 @@ def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: 
     rounds, a_opt, d_opt = [], None, None
     for k in range(scfg.rounds):
         rdir = out / f"round_{k}"
-        a_hist, a_opt = _stage(attacker, atask, replace(rcfg.training, steps=scfg.attacker_steps,
-                                                        out_dir=str(rdir / "attacker"), seed=rcfg.seed + k),
-                               resume, a_opt)
+        a_cfg = stage_config(rcfg.training, scfg.attacker_steps, k, rdir / "attacker", rcfg.seed)
+        a_hist, a_opt = _stage(attacker, atask, a_cfg, resume, a_opt)
         before = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
         dtask = MixedArenaTask(base_task, atask.recent, safety_judge, scfg.attack_share, scfg.unsafe_threshold,
                                seed=mcfg.seed + k)
-        d_hist, d_opt = _stage(defender, dtask, replace(mcfg.grpo, steps=scfg.defender_steps,
-                                                        out_dir=str(rdir / "defender"), seed=mcfg.seed + k),
-                               resume, d_opt)
+        d_cfg = stage_config(mcfg.grpo, scfg.defender_steps, k, rdir / "defender", mcfg.seed)
+        d_hist, d_opt = _stage(defender, dtask, d_cfg, resume, d_opt)
         after = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
         row = {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
                "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,

@@ -37,6 +37,23 @@ class SelfPlayRecipeConfig:
     selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
     """Rounds, steps per stage, prompt mix and attacker reward."""
 
+    def __post_init__(self) -> None:
+        # fields this recipe sets itself: refuse a value it would silently replace
+        derived = {"moderation.out_dir": (self.moderation.out_dir, ModerationRecipeConfig.out_dir),
+                   "attacker.out_dir": (self.attacker.out_dir, RedTeamRecipeConfig.out_dir),
+                   "moderation.policy.model": (self.moderation.policy.model, ""),
+                   "moderation.policy.init_adapter": (self.moderation.policy.init_adapter, None)}
+        for name, (value, default) in derived.items():
+            if value != default:
+                raise ValueError(f"{name} is set by the self-play recipe (under out_dir, or from "
+                                 "defender_model / the SFT stage); leave it unset")
+        seeds = {"moderation.seed": self.moderation.seed, "attacker.seed": self.attacker.seed,
+                 "moderation.policy.seed": self.moderation.policy.seed}
+        for name, value in seeds.items():
+            if value not in (0, self.seed):
+                raise ValueError(f"{name}={value} conflicts with seed={self.seed}: the self-play "
+                                 "recipe derives it from seed; set seed instead")
+
 
 def render_summary(summary: dict[str, Any]):
     from rich.markdown import Markdown

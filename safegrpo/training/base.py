@@ -3,23 +3,71 @@
 Subclasses implement ``step(step) -> metrics``, ``save_payload(dir)`` and ``load_payload(dir)``
 and own ``self.accelerator``; the config needs steps, out_dir, save_every, keep_checkpoints,
 tensorboard, early_stop_reward, early_stop_window and (optionally) early_stop_max_kl.
+
+With several processes every rank runs the same loop: step metrics are averaged over ranks
+before they are logged or read by a stop rule, and the stop decision is shared (any rank that
+stops stops all), so no rank waits forever at a collective another rank has left. Each rank's
+RNG state is saved in the checkpoint, so a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from safegrpo.training.checkpoint import (
-    latest_checkpoint,
-    load_state,
+    load_latest,
+    load_rng,
+    rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from safegrpo.training.logging import MetricLogger
+
+
+def fill_unset(cfg: Any, **values: Any) -> Any:
+    """``cfg`` (a frozen dataclass) with each named field that is None set from ``values``: a
+    recipe passes its master seed and out_dir, a trainer its own defaults; set fields are kept."""
+    return replace(cfg, **{k: v for k, v in values.items() if getattr(cfg, k) is None})
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def mean_over_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-rank metric dicts -> one dict: numbers averaged over the ranks that report them (NaN
+    ignored), anything else taken from the first rank that has it. Keys keep first-seen order."""
+    out: dict[str, Any] = {}
+    for m in per_rank:
+        for k, v in m.items():
+            out.setdefault(k, v)
+    for k in out:
+        vals = [m[k] for m in per_rank if k in m and _num(m[k])]
+        if vals:
+            finite = [float(v) for v in vals if not math.isnan(float(v))]
+            out[k] = sum(finite) / len(finite) if finite else float("nan")
+    return out
+
+
+def check_engine(distributed_type: str, zero_stage: int | None = None) -> None:
+    """Refuse engines that shard weights: rollouts call ``generate`` on the unwrapped model, which
+    would see only this rank's shard (FSDP, DeepSpeed ZeRO-3)."""
+    if distributed_type == "FSDP" or (distributed_type == "DEEPSPEED" and zero_stage == 3):
+        what = "FSDP" if distributed_type == "FSDP" else "DeepSpeed ZeRO-3"
+        raise ValueError(f"{what} shards the weights and GRPO generation does not gather them yet; "
+                         "use DDP (accelerate launch --multi_gpu) or DeepSpeed ZeRO-1/2")
+
+
+def check_accelerator(accelerator) -> None:
+    ds = accelerator.state.deepspeed_plugin
+    check_engine(str(accelerator.distributed_type).rsplit(".", 1)[-1],
+                 ds.zero_stage if ds is not None else None)
 
 
 class RLTrainerBase:
@@ -43,24 +91,42 @@ class RLTrainerBase:
     def load_payload(self, d: Path) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ---- collectives (no-ops in a single process) -------------------------------------------
+    def all_gather(self, obj: Any) -> list[Any]:
+        """``obj`` from every rank, in rank order."""
+        if self.accelerator.num_processes == 1:
+            return [obj]
+        out: list[Any] = [None] * self.accelerator.num_processes
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def all_max(self, n: int) -> int:
+        return max(self.all_gather(int(n)))
+
+    # ---- loop ------------------------------------------------------------------------------
     def train(self) -> list[dict[str, Any]]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         cfg = self.cfg
         t_start = time.perf_counter()
+        self.logger.start(self.start_step)
         with Progress(TextColumn(f"[bold]{type(self).__name__}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       disable=not self.accelerator.is_main_process) as bar:
             task_id = bar.add_task("grpo", total=cfg.steps, completed=self.start_step, info="")
-            for step in range(self.start_step, cfg.steps):
+            # a run resumed from the checkpoint of an early stop stays stopped
+            for step in range(self.start_step, cfg.steps if self.stop_reason is None else 0):
                 metrics = self.step(step)
                 metrics["time/wall_s"] = time.perf_counter() - t_start
+                if self.accelerator.num_processes > 1:
+                    metrics = mean_over_ranks(self.all_gather(metrics))
                 self.history.append({"step": step, **metrics})
                 self.logger.log(step, metrics)
                 if self.on_step:
                     self.on_step(step, metrics)
                 bar.update(task_id, advance=1, info=f"reward {metrics['reward/total']:+.3f}")
-                self.stop_reason = self.should_stop(metrics)
+                reasons = self.all_gather(self.should_stop(metrics))
+                self.stop_reason = next((r for r in reasons if r), None)
                 last = step + 1 == cfg.steps or self.stop_reason is not None
                 if last or (cfg.save_every and (step + 1) % cfg.save_every == 0):
                     self.save(step + 1)
@@ -86,24 +152,27 @@ class RLTrainerBase:
 
     # ---- checkpoint / resume -----------------------------------------------------------
     def save(self, step: int) -> None:
+        rngs = self.all_gather(rng_state())  # every rank's generator, restored rank by rank
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             save_checkpoint(self.out / "checkpoints", step, self.save_payload,
                             {"history": self.history, "stop_reason": self.stop_reason},
-                            keep=self.cfg.keep_checkpoints)
+                            keep=self.cfg.keep_checkpoints, rng={"ranks": rngs})
         self.accelerator.wait_for_everyone()
 
     def resume(self) -> int:
-        """Load the latest checkpoint under out_dir; returns the step to continue from (0 if none)."""
-        ckpt = latest_checkpoint(self.out / "checkpoints")
-        if ckpt is None:
-            return 0
-        self.load_payload(ckpt)
-        set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
-        state = load_state(ckpt)
-        self.start_step = int(state["step"])
-        self.history = list(state.get("history", []))
-        self.logger.truncate_after(self.start_step - 1)
+        """Load the newest usable checkpoint under out_dir (older ones when the newest fails its
+        checks; each rejection is logged); returns the step to continue from (0 if none)."""
+        loaded: dict[str, Any] = {}
+
+        def load(ckpt: Path, state: dict[str, Any]) -> None:
+            self.load_payload(ckpt)
+            ranks = load_rng(ckpt / "rng.pt")
+            set_rng_state(ranks[min(self.accelerator.process_index, len(ranks) - 1)])
+            loaded.update(state)
+
+        load_latest(self.out / "checkpoints", load)
+        self.start_step = int(loaded.get("step", 0))
+        self.history = list(loaded.get("history", []))
+        self.stop_reason = loaded.get("stop_reason")
         return self.start_step
-
-

@@ -22,8 +22,7 @@ from safegrpo.advantages import grpo_advantages
 from safegrpo.core.types import DiffusionRollout, ScoredBatch
 from safegrpo.losses import clipped_surrogate
 from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
-from safegrpo.training.base import RLTrainerBase
-from safegrpo.training.grpo import check_accelerator
+from safegrpo.training.base import RLTrainerBase, check_accelerator, fill_unset
 
 
 class DiffusionTask(Protocol):
@@ -58,10 +57,12 @@ class DiffusionGRPOConfig:
     """Weight of the Gaussian-mean KL to the reference (0 = off)."""
     timestep_fraction: float = 1.0
     """Share of each trajectory's transitions trained per epoch."""
-    seed: int = 0
-    """Per-step sampling seeds derive from (seed, step, rank)."""
-    out_dir: str = "runs/diffusion_grpo"
-    """Metrics, checkpoints."""
+    seed: int | None = None
+    """Per-step sampling seeds derive from (seed, step, rank). None: the recipe's master seed (0
+    when the trainer is used on its own)."""
+    out_dir: str | None = None
+    """Metrics, checkpoints. None: a folder under the recipe's out_dir (runs/diffusion_grpo on its
+    own)."""
     save_every: int = 10
     """Checkpoint period (0 = only at the end)."""
     keep_checkpoints: int = 2
@@ -90,11 +91,14 @@ class DiffusionGRPOTrainer(RLTrainerBase):
     def __init__(self, policy, task: DiffusionTask, cfg: DiffusionGRPOConfig):
         from accelerate import Accelerator
 
+        cfg = fill_unset(cfg, seed=0, out_dir="runs/diffusion_grpo")
         self.policy, self.task, self.cfg = policy, task, cfg
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr)
         self.unet, self.opt = self.accelerator.prepare(policy.unet, opt)
+        if cfg.beta > 0:  # the reference: the starting UNet, frozen before resume() loads anything
+            policy.prepare_reference(self.accelerator.unwrap_model(self.unet))
         # deterministic DDIM steps (std 0) have log-prob 0 and no gradient: never train on them
         self.train_steps = (transition_std(policy.scheduler, policy.cfg.eta) > 0).nonzero().flatten()
         if self.train_steps.numel() == 0:
@@ -120,7 +124,10 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         perm = torch.randperm(b * k, generator=g)
         return rows.flatten()[perm], js.flatten()[perm]
 
-    def update(self, ro: DiffusionRollout, adv: Tensor, rows: Tensor, js: Tensor) -> dict[str, float]:
+    def update(self, ro: DiffusionRollout, adv: Tensor, rows: Tensor, js: Tensor,
+               weight: float = 1.0) -> dict[str, float]:
+        """One optimizer step on the (row, timestep) pairs; ``weight`` 0 only keeps DDP ranks in
+        step (zero gradient)."""
         cfg = self.cfg
         lp, mean, std = self.policy.step_logprob(self.unet, ro, rows, js)
         old = ro.log_probs[rows, js]
@@ -135,7 +142,7 @@ class DiffusionGRPOTrainer(RLTrainerBase):
             kl = gaussian_mean_kl(mean, ref_mean, std).mean()
             loss = loss + cfg.beta * kl
             m["kl"] = float(kl.detach())
-        self.accelerator.backward(loss)
+        self.accelerator.backward(loss * weight)
         if cfg.max_grad_norm > 0:
             m["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.unet.parameters(), cfg.max_grad_norm))
         self.opt.step()
@@ -152,12 +159,19 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         sums: dict[str, float] = {}
         n = 0
         b = ro.log_probs.shape[0]
+        mb = cfg.minibatch_size
         for epoch in range(cfg.epochs):
             rows, js = self.pairs(b, self.train_steps, step, epoch)
             keep = res.valid[rows]
+            filler = (rows[:mb], js[:mb])  # weight-0 pairs: every rank runs as many updates
             rows, js = rows[keep], js[keep]
-            for i in range(0, rows.numel(), cfg.minibatch_size):
-                for k, v in self.update(ro, adv, rows[i:i + cfg.minibatch_size], js[i:i + cfg.minibatch_size]).items():
+            n_mb = self.all_max(math.ceil(rows.numel() / mb))
+            for i in range(n_mb):
+                if i * mb >= rows.numel():
+                    self.update(ro, adv, *filler, weight=0.0)
+                    continue
+                sl = slice(i * mb, (i + 1) * mb)
+                for k, v in self.update(ro, adv, rows[sl], js[sl]).items():
                     sums[k] = sums.get(k, 0.0) + v
                 n += 1
         wall = time.perf_counter() - t0
@@ -175,4 +189,4 @@ class DiffusionGRPOTrainer(RLTrainerBase):
 
     def load_payload(self, d: Path) -> None:
         self.policy.load_trainable(d / "policy")
-        self.opt.load_state_dict(torch.load(d / "optimizer.pt", weights_only=False))
+        self.opt.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))

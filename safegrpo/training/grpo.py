@@ -5,132 +5,32 @@ ZeRO-3 are not supported yet because generation does not gather sharded weights)
 samples its own prompts (seeded by (seed, step, rank)) and DDP averages gradients.
 Departures from DeepSeekMath GRPO (arXiv:2402.03300): the aggregation, ratio level and clip
 range are configurable (DAPO / Dr. GRPO / GSPO variants), and rows whose advantage is exactly 0
-are dropped from the update when beta = 0 (they contribute no gradient).
+are dropped from the update when beta = 0 (they contribute no gradient); under DDP the ranks
+still run the same number of backward passes and optimizer steps (see ``optimize``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from safegrpo.advantages import ADVANTAGES, broadcast_segments
 from safegrpo.core.types import LMRollout, ScoredBatch
-from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
-from safegrpo.rewards.shaping import shape_reward
-from safegrpo.training.base import RLTrainerBase
-
-
-class LMTask(Protocol):
-    """What a recipe supplies to the GRPO trainer."""
-
-    def sample_prompts(self, step: int, n: int, rank: int) -> list[Any]: ...
-
-    def render(self, item: Any) -> str: ...
-
-    def score(self, items: list[Any], completions: list[str], group_ids: Tensor) -> ScoredBatch: ...
-
-
-@dataclass(frozen=True)
-class GRPOConfig:
-    steps: int = 50
-    """Number of sample/update iterations."""
-    prompts_per_step: int = 8
-    """Prompts per step per process."""
-    group_size: int = 8
-    """G completions per prompt."""
-    epochs: int = 1
-    """Optimizer passes over each batch (mu in the GRPO paper)."""
-    minibatch_size: int = 32
-    """Rows per forward/backward pass."""
-    grad_accum: int = 1
-    """Minibatches accumulated per optimizer step (rows per step = minibatch_size * grad_accum)."""
-    lr: float = 1e-4
-    """AdamW learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (0 = off)."""
-    advantage: str = "grpo"
-    """Advantage estimator: grpo | gdpo | segment."""
-    adv_scale: Literal["group", "batch", "none"] = "group"
-    """Denominator of the grpo advantage."""
-    adv_eps: float = 1e-4
-    """Epsilon added to the std."""
-    loss_agg: str = "grpo"
-    """Loss aggregation: grpo | bnpo | dapo | dr_grpo."""
-    ratio_level: Literal["token", "sequence", "item"] = "token"
-    """Importance ratio per token, per sequence (GSPO) or per item (segment; needs a segment task)."""
-    adv_weights: tuple[float, ...] = ()
-    """Component weights of gdpo / segment_gdpo (empty = equal)."""
-    clip_eps_low: float = 0.2
-    """Lower clip range."""
-    clip_eps_high: float = 0.2
-    """Upper clip range (> low = DAPO clip-higher)."""
-    beta: float = 0.0
-    """KL coefficient to the reference (0 = no reference forward)."""
-    kl_estimator: str = "k3"
-    """KL estimator: k1 | k2 | k3."""
-    reward_kl_coef: float = 0.0
-    """KL(policy || reference) folded into the reward: -coef * sum_t (logp - ref_logp) per sequence."""
-    reward_clip: float = 0.0
-    """Clip the total reward to [-c, c] after the KL term (0 = off)."""
-    seed: int = 0
-    """Seed; per-step sampling seeds derive from (seed, step, rank)."""
-    out_dir: str = "runs/grpo"
-    """Where metrics, checkpoints and the final policy go."""
-    save_every: int = 10
-    """Checkpoint period in steps (0 = only at the end)."""
-    keep_checkpoints: int = 2
-    """Checkpoints kept on disk."""
-    tensorboard: bool = True
-    """Also write TensorBoard events."""
-    early_stop_reward: float | None = None
-    """Stop once the mean reward over ``early_stop_window`` steps reaches this."""
-    early_stop_window: int = 5
-    """Window (steps) of the early-stop reward average."""
-    early_stop_max_kl: float | None = None
-    """Stop when the KL to the reference exceeds this (needs beta > 0)."""
-    device: str = "cpu"
-    """cpu | cuda (under accelerate launch the process's device is used)."""
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    """Autocast of the policy forward. Passed explicitly so a process-wide accelerate state left
-    by another library (TRL leaves bf16) can never change it silently."""
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.group_size < 2:
-            raise ValueError("group_size must be >= 2 (group-relative advantages need mates)")
-        ADVANTAGES.get(self.advantage)
-        AGGREGATIONS.get(self.loss_agg)
-        KL_ESTIMATORS.get(self.kl_estimator)
-        if self.ratio_level == "item" and self.advantage not in ("segment", "segment_gdpo"):
-            raise ValueError("ratio_level='item' needs a segment advantage (segment | segment_gdpo)")
-        if self.reward_kl_coef < 0 or self.reward_clip < 0:
-            raise ValueError("reward_kl_coef and reward_clip must be >= 0")
-        if self.beta < 0 or self.lr <= 0 or self.clip_eps_low <= 0 or self.clip_eps_high <= 0:
-            raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")
-
-
-def check_engine(distributed_type: str, zero_stage: int | None = None) -> None:
-    """Refuse engines that shard weights: rollouts call ``generate`` on the unwrapped model, which
-    would see only this rank's shard (FSDP, DeepSpeed ZeRO-3)."""
-    if distributed_type == "FSDP" or (distributed_type == "DEEPSPEED" and zero_stage == 3):
-        what = "FSDP" if distributed_type == "FSDP" else "DeepSpeed ZeRO-3"
-        raise ValueError(f"{what} shards the weights and GRPO generation does not gather them yet; "
-                         "use DDP (accelerate launch --multi_gpu) or DeepSpeed ZeRO-1/2")
-
-
-def check_accelerator(accelerator) -> None:
-    ds = accelerator.state.deepspeed_plugin
-    check_engine(str(accelerator.distributed_type).rsplit(".", 1)[-1], ds.zero_stage if ds is not None else None)
+from safegrpo.losses import grpo_loss, minibatch_weight
+from safegrpo.rewards.shaping import shape_reward, shape_segments
+from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
+    RLTrainerBase,
+    check_accelerator,
+    check_engine,
+    fill_unset,
+)
+from safegrpo.training.grpo_config import GRPOConfig, LMTask
 
 
 class GRPOTrainer(RLTrainerBase):
@@ -138,11 +38,15 @@ class GRPOTrainer(RLTrainerBase):
                  on_step: Callable[[int, dict[str, Any]], None] | None = None):
         from accelerate import Accelerator
 
+        cfg = fill_unset(cfg, seed=0, out_dir="runs/grpo")
         self.policy, self.task, self.cfg, self.on_step = policy, task, cfg, on_step
         self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
         check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)
+        if cfg.beta > 0 or cfg.reward_kl_coef > 0:
+            # the reference is the policy as it starts, before resume() loads a checkpoint
+            policy.prepare_reference(self.unwrapped)
         self.init_loop(cfg)
 
     @property
@@ -195,6 +99,12 @@ class GRPOTrainer(RLTrainerBase):
             summed = torch.where(torch.isnan(seg_r).all(-1), torch.full_like(seg_r[..., 0], float("nan")),
                                  torch.nansum(seg_r * (torch.ones(seg_r.shape[-1]) if weights is None
                                                        else torch.as_tensor(weights)), dim=-1))
+            if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
+                kl_tok = None
+                if ro.ref_logprobs is not None:  # [B, T] per-token k1
+                    kl_tok = (ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask
+                summed = shape_segments(summed, kl_tok, self._segmap, cfg.reward_kl_coef,
+                                        cfg.reward_clip)
             res = ADVANTAGES.get("segment")(summed, group_ids, scale=cfg.adv_scale, eps=cfg.adv_eps)
         else:
             res = ADVANTAGES.get("segment_gdpo")(seg_r, group_ids, weights=weights, eps=cfg.adv_eps)
@@ -203,21 +113,29 @@ class GRPOTrainer(RLTrainerBase):
 
     # ---- optimisation ------------------------------------------------------------------
     def optimize(self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0) -> dict[str, float]:
-        """``epochs`` passes; each optimizer step covers ``grad_accum`` minibatches of rows."""
+        """``epochs`` passes; each optimizer step covers ``grad_accum`` minibatches of rows.
+
+        Rows with nothing to learn (advantage 0 and beta = 0, or an unscorable reward) are skipped.
+        Under DDP every rank must run as many backward passes and optimizer steps as the others
+        (each backward is a collective), so the ranks agree on the largest minibatch count and a
+        rank with fewer live rows pads with zero-weight minibatches: their gradient is exactly 0
+        and the DDP average is what it would be had that rank's rows carried advantage 0."""
         cfg = self.cfg
         nonzero = (adv != 0).any(dim=-1) if adv.dim() == 2 else adv != 0
         rows = (valid & (nonzero | (cfg.beta > 0))).nonzero().flatten()
-        if rows.numel() == 0:
+        n_mb = self.all_max(math.ceil(rows.numel() / cfg.minibatch_size))
+        if n_mb == 0:
             return {"rows_trained": 0.0}
+        filler = torch.arange(min(cfg.minibatch_size, adv.shape[0]))
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for epoch in range(cfg.epochs):
             g = torch.Generator().manual_seed(cfg.seed * 7919 + step * 31 + epoch)
             perm = rows[torch.randperm(rows.numel(), generator=g)]
-            mbs = list(perm.split(cfg.minibatch_size))
-            for w in range(0, len(mbs), cfg.grad_accum):
-                window = mbs[w:w + cfg.grad_accum]
-                metrics = self._update(ro, adv, window, with_entropy=epoch == 0)
+            mbs = [(i, 1.0) for i in perm.split(cfg.minibatch_size)] if rows.numel() else []
+            mbs += [(filler, 0.0)] * (n_mb - len(mbs))
+            for w in range(0, n_mb, cfg.grad_accum):
+                metrics = self._update(ro, adv, mbs[w:w + cfg.grad_accum], with_entropy=epoch == 0)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1
@@ -225,14 +143,19 @@ class GRPOTrainer(RLTrainerBase):
         out["rows_trained"] = float(rows.numel())
         return out
 
-    def _update(self, ro: LMRollout, adv: Tensor, window: list[Tensor], with_entropy: bool) -> dict[str, float]:
-        """One optimizer step over the minibatches in ``window`` (gradient accumulation)."""
+    def _update(self, ro: LMRollout, adv: Tensor, window: list[tuple[Tensor, float]],
+                with_entropy: bool) -> dict[str, float]:
+        """One optimizer step over the (rows, weight) minibatches in ``window`` (gradient
+        accumulation); weight-0 minibatches only keep the ranks in step. Returns the metrics of
+        the live minibatches (none when there are none)."""
         cfg, dev = self.cfg, self.accelerator.device
-        win_rows = sum(int(i.numel()) for i in window)
+        mask = ro.completion_mask
+        live = [i for i, w in window if w > 0]
+        win_rows = sum(int(i.numel()) for i in live)
         # dapo: token-mean over the whole accumulation window (arXiv:2503.14476)
-        win_tokens = float(sum(ro.completion_mask[i.to(ro.completion_mask.device)].sum() for i in window))
+        win_tokens = float(sum(float(mask[i.to(mask.device)].sum()) for i in live))
         sums: dict[str, float] = {}
-        for idx in window:
+        for idx, weight in window:
             mb = ro.select(idx.to(ro.completion_ids.device))
             logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
                                              mb.completion_mask, model=self.model, with_entropy=with_entropy)
@@ -240,16 +163,22 @@ class GRPOTrainer(RLTrainerBase):
                             ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
                             eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
                             ratio_level=cfg.ratio_level, agg=cfg.loss_agg, segment_map=self._segment_rows(idx),
-                            num_tokens=win_tokens, max_len=self.policy.cfg.max_new_tokens)
-            share = idx.numel() / win_rows
-            self.accelerator.backward(out.loss if cfg.loss_agg == "dapo" else out.loss * share)
+                            num_tokens=max(win_tokens, 1.0), max_len=self.policy.cfg.max_new_tokens)
+            n_tok = float(mb.completion_mask.sum())
+            share = weight * minibatch_weight(cfg.loss_agg, idx.numel(), n_tok, win_rows,
+                                              win_tokens)
+            self.accelerator.backward(out.loss * share)
+            if weight == 0:
+                continue
             if ent is not None:
                 m = mb.completion_mask.float()
                 out.metrics["policy/entropy"] = float((ent.detach() * m).sum() / m.sum().clamp(min=1))
-            for k, v in out.metrics.items():
-                sums[k] = sums.get(k, 0.0) + v * share
+            for k, v in out.metrics.items():  # metrics are averaged by rows whatever the loss
+                sums[k] = sums.get(k, 0.0) + v * idx.numel() / win_rows
         if cfg.max_grad_norm > 0:
-            sums["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+            norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            if live:
+                sums["grad_norm"] = float(norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return sums
@@ -288,7 +217,7 @@ class GRPOTrainer(RLTrainerBase):
 
     def load_payload(self, d: Path) -> None:
         self.policy.load_trainable(d / "policy")
-        self.opt.load_state_dict(torch.load(d / "optimizer.pt", weights_only=False))
+        self.opt.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
 
 
 def extra_info_metrics(scored: ScoredBatch) -> dict[str, float]:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from safegrpo.training.base import fill_unset
 from safegrpo.training.logging import MetricLogger
 
 
@@ -32,10 +33,11 @@ class SFTConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping (0 = off)."""
-    seed: int = 0
-    """Shuffling seed."""
-    out_dir: str = "runs/sft"
-    """Where metrics and the trained adapter/model go."""
+    seed: int | None = None
+    """Shuffling seed. None: the recipe's master seed (0 when used on its own)."""
+    out_dir: str | None = None
+    """Where metrics and the trained adapter/model go. None: a folder under the recipe's out_dir
+    (runs/sft when used on its own)."""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -74,10 +76,12 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
               eval_fn: Callable[[Any], dict[str, float]] | None = None) -> list[dict[str, Any]]:
     if not pairs:
         raise ValueError("sft_train needs at least one (prompt, target) pair")
+    cfg = fill_unset(cfg, seed=0, out_dir="runs/sft")
     model, tok = policy.model, policy.tokenizer
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
     logger = MetricLogger(cfg.out_dir, tensorboard=False)
+    logger.start(0)  # a rerun replaces the records of an earlier (or killed) one
     rng = random.Random(cfg.seed)
     order = list(pairs)
     history, step = [], 0

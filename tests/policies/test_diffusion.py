@@ -113,3 +113,28 @@ def test_latent_pipeline_with_vae_loads_samples_and_round_trips_lora(tmp_path):
     lp1, _, _ = pol.step_logprob(pol.unet, ro, torch.arange(2), torch.ones(2, dtype=torch.long))
     torch.testing.assert_close(lp2, lp1, atol=1e-5, rtol=1e-5)
     assert (lp1 - ro.log_probs[:, 1]).abs().max() > 1e-5  # the saved update is not a no-op
+
+
+@pytest.mark.parametrize("damage", ["no weights", "truncated weights", "bad config"])
+def test_a_broken_vae_is_an_error_not_pixel_space(tmp_path, damage):
+    """Only a pipeline without vae/ is pixel space; a vae/ that fails to load must not silently
+    turn latents into "images"."""
+    path = build_tiny_pipeline(tmp_path / "sd", ["a red square"] * 20, vae=True)
+    weights = next((path / "vae").glob("diffusion_pytorch_model.*"))
+    if damage == "no weights":
+        weights.unlink()
+    elif damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (path / "vae" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="has a VAE .vae/. but it failed to load"):
+        DiffusionPolicy(DiffusionPolicyConfig(model=str(path), num_steps=2))
+
+
+def test_latent_unet_without_vae_is_refused(tmp_path):
+    import shutil
+
+    path = build_tiny_pipeline(tmp_path / "sd", ["a red square"] * 20, vae=True)
+    shutil.rmtree(path / "vae")  # a 4-channel latent UNet left without its decoder
+    with pytest.raises(ValueError, match="UNet takes 4 channels but the pipeline has no VAE"):
+        DiffusionPolicy(DiffusionPolicyConfig(model=str(path), num_steps=2))

@@ -1,8 +1,16 @@
 import json
 
+import pytest
 import torch
 
-from safegrpo.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from safegrpo.training.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_state,
+    save_checkpoint,
+    set_rng_state,
+    verify,
+)
 
 
 def _payload(d):
@@ -38,3 +46,34 @@ def test_killed_mid_save_keeps_previous(tmp_path):
     save_checkpoint(tmp_path, 2, _payload, {"ok": True}, keep=3)  # the retry cleans the leftover
     assert json.loads((tmp_path / "step_000002" / "trainer_state.json").read_text())["ok"]
     assert not (tmp_path / "step_000002.tmp").exists()
+
+
+def test_rng_state_loads_with_weights_only_and_round_trips(tmp_path):
+    import random
+
+    import numpy as np
+
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    np.random.normal()  # leaves a cached gaussian in numpy's state
+    ck = save_checkpoint(tmp_path, 1, _payload, {})
+    want = (random.random(), float(np.random.normal()), float(torch.rand(())))
+    state = torch.load(ck / "rng.pt", weights_only=True)  # no pickled numpy objects (issue 14)
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    set_rng_state(state)
+    assert (random.random(), float(np.random.normal()), float(torch.rand(()))) == want
+
+
+def test_manifest_detects_a_modified_file_and_stale_newer_folders(tmp_path):
+    for s in (1, 2):
+        save_checkpoint(tmp_path, s, _payload, {"x": s}, keep=3)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "step_000002" / "weights.pt")  # same size, new bytes
+    with pytest.raises(CheckpointError, match="weights.pt: checksum mismatch"):
+        verify(tmp_path / "step_000002")
+    assert latest_checkpoint(tmp_path).name == "step_000001"
+    # resuming from step 1 and saving it again drops step 2 (a rolled-back future)
+    save_checkpoint(tmp_path, 1, _payload, {"x": 1}, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step_000001"]

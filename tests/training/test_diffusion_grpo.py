@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ import torch
 from safegrpo.core.types import ScoredBatch
 from safegrpo.policies.diffusion.policy import DiffusionPolicy, DiffusionPolicyConfig
 from safegrpo.policies.diffusion.tiny import build_tiny_pipeline
+from safegrpo.policies.lm import LoRAConfig
 from safegrpo.training.diffusion_grpo import DiffusionGRPOConfig, DiffusionGRPOTrainer
 
 
@@ -25,8 +27,9 @@ def pipe(tmp_path_factory):
     return str(build_tiny_pipeline(tmp_path_factory.mktemp("pipe"), ["a red square", "a blue circle"] * 20))
 
 
-def make(pipe, out, **kw):
-    pol = DiffusionPolicy(DiffusionPolicyConfig(model=pipe, num_steps=3))
+def make(pipe, out, lora=None, num_steps=3, **kw):
+    pcfg = DiffusionPolicyConfig(model=pipe, num_steps=num_steps)
+    pol = DiffusionPolicy(pcfg if lora is None else replace(pcfg, lora=lora))
     cfg = DiffusionGRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 2, "minibatch_size": 4,
                                  "lr": 1e-2, "clip_range": 0.2, "out_dir": str(out), "save_every": 1,
                                  "tensorboard": False, **kw})
@@ -99,3 +102,27 @@ def test_deterministic_last_step_is_never_trained(tmp_path, alpha_to_one):
 def test_config_validation():
     with pytest.raises(ValueError, match="timestep_fraction"):
         DiffusionGRPOConfig(timestep_fraction=0.0)
+
+
+@pytest.mark.parametrize("lora", [LoRAConfig(r=0), LoRAConfig(r=4)], ids=["full-unet", "lora-all-linear"])
+def test_resume_with_kl_equals_a_straight_run(pipe, tmp_path, lora):
+    """beta > 0 and resume: with lora.r = 0 the frozen reference must be the starting UNet (not the
+    checkpoint); with LoRA, the LM default target 'all-linear' must train the UNet's attention
+    projections (it used to raise NoMatchingPeftModuleError), save and resume exactly."""
+    kw = {"lora": lora, "num_steps": 2, "beta": 1.0, "prompts_per_step": 1, "minibatch_size": 2}
+    pa, ta = make(pipe, tmp_path / "a", steps=2, **kw)
+    before = {k: v.detach().clone() for k, v in pa.unet.named_parameters()}
+    ta.train()
+    _, tb = make(pipe, tmp_path / "b", steps=1, **kw)
+    tb.train()
+    pc, tc = make(pipe, tmp_path / "b", steps=2, **kw)
+    assert tc.resume() == 1
+    tc.train()
+    a, c = dict(pa.unet.named_parameters()), dict(pc.unet.named_parameters())
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    moved = [k for k in a if not torch.equal(a[k], before[k])]
+    assert moved
+    if lora.r > 0:
+        assert all("lora" in k for k in moved)
+        assert {m.split(".lora")[0].rsplit(".", 1)[-1] for m in moved} >= {"to_q", "to_k", "to_v"}
+        assert (tmp_path / "b" / "checkpoints" / "step_000002" / "policy" / "unet_lora.safetensors").exists()

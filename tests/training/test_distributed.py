@@ -1,5 +1,6 @@
 """Two CPU processes (torchrun + accelerate): each rank samples different prompts; after a GRPO
-step the weights must be identical on both ranks (DDP averaged the gradients)."""
+step the weights must be identical on both ranks (DDP averaged the gradients) and the logged
+metrics are the mean over ranks."""
 
 import json
 import os
@@ -27,5 +28,6 @@ def test_two_cpu_processes_synchronise_gradients(tiny_lm_path, tmp_path):
     rec = json.loads((tmp_path / "ddp.json").read_text())
     assert rec["world"] == 2
     assert rec["rank_rewards"][0] != rec["rank_rewards"][1]  # ranks saw different data
+    assert abs(rec["logged_reward"] - sum(rec["rank_rewards"]) / 2) < 1e-6  # logged: the mean over ranks
     assert rec["moved"] > 0
     assert rec["max_rank_diff"] == 0.0  # yet ended with identical weights

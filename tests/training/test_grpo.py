@@ -8,8 +8,8 @@ from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from tests.training.fake_task import VowelTask
 
 
-def make(tiny_lm_path, out, **kw):
-    pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=4), max_new_tokens=8))
+def make(tiny_lm_path, out, lora_r=4, **kw):
+    pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=lora_r), max_new_tokens=8))
     cfg = GRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 4, "minibatch_size": 4,
                         "lr": 1e-2, "out_dir": str(out), "save_every": 1, "tensorboard": False, **kw})
     return pol, GRPOTrainer(pol, VowelTask(), cfg)
@@ -56,6 +56,9 @@ def test_early_stop_on_reward(tiny_lm_path, tmp_path):
     hist = tr.train()
     assert len(hist) == 1 and "mean reward" in tr.stop_reason
     assert (tmp_path / "checkpoints" / "step_000001").exists()
+    _, again = make(tiny_lm_path, tmp_path, steps=5, early_stop_reward=-1.0, early_stop_window=1)
+    assert again.resume() == 1
+    assert len(again.train()) == 1 and again.stop_reason == tr.stop_reason  # stays stopped
 
 
 def test_gdpo_advantage_path(tiny_lm_path, tmp_path):
@@ -111,3 +114,38 @@ def test_sharding_engines_are_refused_with_a_clear_error():
         check_engine("FSDP")
     with pytest.raises(ValueError, match="ZeRO-3"):
         check_engine("DEEPSPEED", 3)
+
+
+def test_full_finetune_reference_is_the_starting_policy_after_resume(tiny_lm_path, tmp_path):
+    """lora.r = 0 with beta > 0: the frozen reference must be the starting weights, not the
+    checkpoint a resumed run loads (the KL would anchor to the wrong policy)."""
+    kw = {"lora_r": 0, "beta": 0.5, "lr": 3e-2}
+    pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=3, **kw)
+    tr_a.train()
+    _, tr_b = make(tiny_lm_path, tmp_path / "b", steps=1, **kw)
+    tr_b.train()
+    pol_c, tr_c = make(tiny_lm_path, tmp_path / "b", steps=3, **kw)
+    assert tr_c.resume() == 1
+    tr_c.train()
+    a, c = trainable(pol_a), trainable(pol_c)
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("agg", ["bnpo", "dapo", "grpo", "dr_grpo"])
+def test_accumulated_minibatches_of_unequal_length_equal_one_batch(tiny_lm_path, tmp_path, agg):
+    """Completions of different lengths in each minibatch: accumulation must weight bnpo
+    minibatches by tokens (grpo / dr_grpo by rows) to reproduce the one-batch update."""
+    from dataclasses import replace
+
+    pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", minibatch_size=8, grad_accum=1, loss_agg=agg)
+    pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", minibatch_size=4, grad_accum=2, loss_agg=agg)
+    ro = pol_a.rollout(["Prompt: a\nJSON:", "Prompt: b\nJSON:"], 4, seed=0, need_ref=False)
+    lengths = torch.tensor([1, 8, 2, 7, 8, 6, 8, 3])
+    mask = (torch.arange(ro.completion_mask.shape[1]) < lengths[:, None]).long()
+    ro = replace(ro, completion_mask=mask, old_logprobs=ro.old_logprobs * mask)
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.3, -0.3])
+    for tr in (tr_a, tr_b):
+        tr.optimize(ro, adv, torch.ones(8, dtype=torch.bool))
+    a, b = trainable(pol_a), trainable(pol_b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)

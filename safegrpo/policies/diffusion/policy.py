@@ -21,13 +21,19 @@ from safegrpo.core.types import DiffusionRollout
 from safegrpo.policies.diffusion.ddim_logprob import ddim_step_with_logprob
 from safegrpo.policies.lm import LoRAConfig
 
+UNET_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+"""LoRA targets used when ``lora.target_modules`` is the LM default ('all-linear'), which peft
+cannot resolve on a diffusers UNet."""
+
 
 @dataclass(frozen=True)
 class DiffusionPolicyConfig:
     model: str = ""
     """Diffusers pipeline folder or hub id."""
-    lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(r=8, alpha=8, target_modules=("to_q", "to_k", "to_v", "to_out.0")))
-    """LoRA on the UNet attention projections; r = 0 trains the whole UNet."""
+    lora: LoRAConfig = field(
+        default_factory=lambda: LoRAConfig(r=8, alpha=8, target_modules=UNET_ATTENTION))
+    """LoRA on the UNet (target_modules 'all-linear' means the attention projections
+    to_q, to_k, to_v, to_out.0); r = 0 trains the whole UNet."""
     num_steps: int = 20
     """DDIM inference steps."""
     eta: float = 1.0
@@ -36,8 +42,8 @@ class DiffusionPolicyConfig:
     """Classifier-free guidance (1 = off; > 1 adds an unconditional pass on the empty prompt)."""
     shared_noise: bool = False
     """Share the initial noise across a prompt's group."""
-    seed: int = 0
-    """Adapter initialisation seed."""
+    seed: int | None = None
+    """Adapter initialisation seed. None: the recipe's master seed (0 when used on its own)."""
 
     def __post_init__(self) -> None:
         if self.num_steps < 1 or self.eta <= 0 or self.guidance_scale < 1:
@@ -58,27 +64,24 @@ class DiffusionPolicy:
         self.unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet").to(device)
         self.scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler")
         self.scheduler.set_timesteps(cfg.num_steps)
-        self.vae = self._maybe_vae(path, device)
+        self.vae = load_vae(path, device)
+        if self.vae is None and self.unet.config.in_channels != 3:
+            raise ValueError(f"{path}: the UNet takes {self.unet.config.in_channels} channels but "
+                             "the pipeline has no VAE (vae/) to decode latents; pixel-space "
+                             "pipelines need a 3-channel UNet")
         self._ref_unet = None
         if cfg.lora.r > 0:
             from peft import LoraConfig
 
+            targets = cfg.lora.target_modules
+            if tuple(targets) == ("all-linear",):  # peft resolves it for transformers only
+                targets = UNET_ATTENTION
             self.unet.requires_grad_(False)
-            torch.manual_seed(cfg.seed)
-            self.unet.add_adapter(LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, init_lora_weights="gaussian",
-                                             target_modules=list(cfg.lora.target_modules)))
-
-    @staticmethod
-    def _maybe_vae(path: str, device: str):
-        from diffusers import AutoencoderKL
-
-        local = Path(path)
-        if local.exists() and not (local / "vae").exists():
-            return None
-        try:
-            return AutoencoderKL.from_pretrained(path, subfolder="vae").to(device).eval().requires_grad_(False)
-        except OSError:
-            return None
+            torch.manual_seed(0 if cfg.seed is None else cfg.seed)
+            self.unet.add_adapter(LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                             init_lora_weights="gaussian",
+                                             lora_dropout=cfg.lora.dropout,
+                                             target_modules=list(targets)))
 
     @property
     def device(self) -> torch.device:
@@ -97,9 +100,15 @@ class DiffusionPolicy:
             finally:
                 self.unet.enable_adapters()
         else:
-            if self._ref_unet is None:
-                self._ref_unet = copy.deepcopy(self.unet).eval().requires_grad_(False)
+            self.prepare_reference()
             yield self._ref_unet
+
+    def prepare_reference(self, unet=None) -> None:
+        """Full fine-tuning: freeze a copy of ``unet`` (default the policy's) as the reference now.
+        Trainers call this at construction, before resume loads a checkpoint, so the reference is
+        the starting UNet; later calls keep the first copy. No-op with LoRA."""
+        if self.cfg.lora.r == 0 and self._ref_unet is None:
+            self._ref_unet = copy.deepcopy(unet or self.unet).eval().requires_grad_(False)
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> Tensor:
@@ -187,3 +196,34 @@ class DiffusionPolicy:
             from diffusers import UNet2DConditionModel
 
             self.unet.load_state_dict(UNet2DConditionModel.from_pretrained(path / "unet").state_dict())
+
+
+def has_vae(path: str) -> bool:
+    """Whether the pipeline at ``path`` (folder or hub id) has a VAE: a vae/ folder, or a 'vae'
+    entry in the hub pipeline's model_index.json."""
+    local = Path(path)
+    if local.exists():
+        return (local / "vae").exists()
+    from diffusers import DiffusionPipeline
+
+    try:
+        index = DiffusionPipeline.load_config(path)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the pipeline's model_index.json ({e})") from None
+    return index.get("vae", [None, None])[0] is not None
+
+
+def load_vae(path: str, device: str | torch.device):
+    """The pipeline's AutoencoderKL (frozen), or None for a pixel-space pipeline (no VAE). A VAE
+    that exists but fails to load is an error: decoding latents as pixels is silent garbage."""
+    if not has_vae(path):
+        return None
+    from diffusers import AutoencoderKL
+
+    try:
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
+    except Exception as e:  # noqa: BLE001 - missing/truncated weights, bad config: all fatal here
+        msg = " ".join(str(e).split())[:300]
+        raise ValueError(f"{path}: the pipeline has a VAE (vae/) but it failed to load: {msg}") \
+            from None
+    return vae.to(device).eval().requires_grad_(False)

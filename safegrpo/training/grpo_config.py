@@ -1,0 +1,116 @@
+"""Config of the LM GRPO trainer (``GRPOConfig``) and what a recipe supplies to it (``LMTask``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from torch import Tensor
+
+from safegrpo.advantages import ADVANTAGES
+from safegrpo.core.types import ScoredBatch
+from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS
+
+
+class LMTask(Protocol):
+    """What a recipe supplies to the GRPO trainer."""
+
+    def sample_prompts(self, step: int, n: int, rank: int) -> list[Any]: ...
+
+    def render(self, item: Any) -> str: ...
+
+    def score(self, items: list[Any], completions: list[str], group_ids: Tensor) -> ScoredBatch: ...
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    steps: int = 50
+    """Number of sample/update iterations."""
+    prompts_per_step: int = 8
+    """Prompts per step per process."""
+    group_size: int = 8
+    """G completions per prompt."""
+    epochs: int = 1
+    """Optimizer passes over each batch (mu in the GRPO paper)."""
+    minibatch_size: int = 32
+    """Rows per forward/backward pass."""
+    grad_accum: int = 1
+    """Minibatches accumulated per optimizer step (rows per step = minibatch_size * grad_accum)."""
+    lr: float = 1e-4
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (0 = off)."""
+    advantage: str = "grpo"
+    """Advantage estimator: grpo | gdpo | segment."""
+    adv_scale: Literal["group", "batch", "none"] = "group"
+    """Denominator of the grpo advantage."""
+    adv_eps: float = 1e-4
+    """Epsilon added to the std."""
+    loss_agg: str = "grpo"
+    """Loss aggregation: grpo | bnpo | dapo | dr_grpo."""
+    ratio_level: Literal["token", "sequence", "item"] = "token"
+    """Importance ratio per token, per sequence (GSPO) or per item (segment; needs a segment task)."""
+    adv_weights: tuple[float, ...] = ()
+    """Component weights of gdpo / segment_gdpo (empty = equal)."""
+    clip_eps_low: float = 0.2
+    """Lower clip range."""
+    clip_eps_high: float = 0.2
+    """Upper clip range (> low = DAPO clip-higher)."""
+    beta: float = 0.0
+    """KL coefficient to the reference (0 = no reference forward)."""
+    kl_estimator: str = "k3"
+    """KL estimator: k1 | k2 | k3."""
+    reward_kl_coef: float = 0.0
+    """KL(policy || reference) folded into the reward: -coef * sum_t (logp - ref_logp) per sequence
+    (per segment with segment advantages); grpo and segment advantages only."""
+    reward_clip: float = 0.0
+    """Clip the reward (per segment with segment advantages) to [-c, c] after the KL term
+    (0 = off)."""
+    seed: int | None = None
+    """Seed; per-step sampling seeds derive from (seed, step, rank). None: the recipe's master seed
+    (0 when the trainer is used on its own)."""
+    out_dir: str | None = None
+    """Where metrics, checkpoints and the final policy go. None: a folder under the recipe's out_dir
+    (runs/grpo when the trainer is used on its own)."""
+    save_every: int = 10
+    """Checkpoint period in steps (0 = only at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk."""
+    tensorboard: bool = True
+    """Also write TensorBoard events."""
+    early_stop_reward: float | None = None
+    """Stop once the mean reward over ``early_stop_window`` steps reaches this."""
+    early_stop_window: int = 5
+    """Window (steps) of the early-stop reward average."""
+    early_stop_max_kl: float | None = None
+    """Stop when the KL to the reference exceeds this (needs beta > 0)."""
+    device: str = "cpu"
+    """cpu | cuda (under accelerate launch the process's device is used)."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast of the policy forward. Passed explicitly so a process-wide accelerate state left
+    by another library (TRL leaves bf16) can never change it silently."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.group_size < 2:
+            raise ValueError("group_size must be >= 2 (group-relative advantages need mates)")
+        ADVANTAGES.get(self.advantage)
+        AGGREGATIONS.get(self.loss_agg)
+        KL_ESTIMATORS.get(self.kl_estimator)
+        if self.ratio_level == "item" and self.advantage not in ("segment", "segment_gdpo"):
+            raise ValueError("ratio_level='item' needs a segment advantage (segment | segment_gdpo)")
+        if self.reward_kl_coef < 0 or self.reward_clip < 0:
+            raise ValueError("reward_kl_coef and reward_clip must be >= 0")
+        shaped = self.reward_kl_coef > 0 or self.reward_clip > 0
+        if shaped and self.advantage in ("gdpo", "segment_gdpo"):
+            # gdpo normalises each component on its own: a folded KL would become one more
+            # equal-weight objective and a clip of the total would never be read
+            raise ValueError(f"reward_kl_coef / reward_clip shape the summed reward, which "
+                             f"advantage {self.advantage!r} does not use; use beta (KL in the "
+                             "loss) instead")
+        if self.beta < 0 or self.lr <= 0 or self.clip_eps_low <= 0 or self.clip_eps_high <= 0:
+            raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")
