@@ -28,6 +28,7 @@ from safegrpo.envs.moderation.pools import (
 )
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.rewards.moderation import ModerationReward, ModerationRewardConfig, PromptInfo
+from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.sft import SFTConfig, sft_train
 
@@ -130,6 +131,14 @@ class ModerationRecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
 
+    def __post_init__(self) -> None:
+        if self.policy.model or self.policy.init_adapter:
+            raise ValueError("policy.model / policy.init_adapter are set by the recipe (base_model, "
+                             "then the SFT result); set base_model instead")
+        if self.policy.seed not in (0, self.seed):
+            raise ValueError(f"policy.seed={self.policy.seed} conflicts with seed={self.seed}: the "
+                             "recipe seeds the adapters from seed; set seed instead")
+
 
 def target_json(rec: PromptRecord, rng: random.Random, transform_frac: float) -> str:
     if rec.label == "safe":
@@ -221,7 +230,8 @@ def parse_rate(prompts: list[str]) -> Any:
 def run_sft(cfg: ModerationRecipeConfig, policy: LMPolicy, resume: bool = False) -> list[dict]:
     """SFT ``policy`` in place: a LoRA adapter (``sft_lora.r > 0``) merged into the weights
     afterwards, or every weight. With ``resume`` a finished stage is loaded, not retrained."""
-    out = Path(cfg.out_dir) / "sft" / "model"
+    sft_cfg = fill_unset(cfg.sft, out_dir=str(Path(cfg.out_dir) / "sft"), seed=cfg.seed)
+    out = Path(sft_cfg.out_dir) / "model"
     done = (out / "adapter_config.json").exists() or (out / "config.json").exists()
     if resume and done:
         from safegrpo.training.logging import read_jsonl
@@ -234,7 +244,6 @@ def run_sft(cfg: ModerationRecipeConfig, policy: LMPolicy, resume: bool = False)
     n = cfg.eval.sft_parse_prompts
     eval_prompts = [cfg.arena.prompt_template.format(prompt=r.prompt)
                     for r in random.Random(cfg.seed + 1).sample(train_split(), n)]
-    sft_cfg = replace(cfg.sft, out_dir=str(Path(cfg.out_dir) / "sft"), seed=cfg.seed)
     hist = sft_train(policy, sft_pairs(cfg), sft_cfg, eval_fn=parse_rate(eval_prompts) if n else None)
     if policy.uses_lora:
         policy.merge_lora(saved_at=out)
@@ -265,7 +274,7 @@ def run_grpo(cfg: ModerationRecipeConfig, policy: LMPolicy, reward: ModerationRe
     if cfg.policy.lora.r > 0:
         policy.attach_lora(cfg.policy.lora)
     task = ArenaTask(cfg.arena, reward, seed=cfg.seed)
-    grpo_cfg = replace(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"), seed=cfg.seed)
+    grpo_cfg = fill_unset(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"), seed=cfg.seed)
     trainer = GRPOTrainer(policy, task, grpo_cfg)
     if resume:
         trainer.resume()

@@ -81,3 +81,28 @@ def test_missing_model_or_data_paths_fail_before_training(cmd, field, tmp_path):
     r = CliRunner().invoke(app, [*cmd, "-s", f"out_dir={tmp_path}"])
     assert r.exit_code == 2 and field in " ".join(r.output.replace("│", " ").split()), r.output
     assert not any(tmp_path.iterdir())  # nothing was built or trained
+
+
+def test_set_trainer_fields_are_honoured_and_recipe_fields_refused(tmp_path, monkeypatch):
+    import safegrpo.recipes.moderation as rec
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, policy, task, cfg):
+            seen["grpo"] = cfg
+
+        def train(self):
+            return []
+
+    monkeypatch.setattr(rec, "GRPOTrainer", Capture)
+    monkeypatch.setattr(rec, "sft_train", lambda pol, pairs, cfg, eval_fn=None: seen.setdefault("sft", cfg))
+    cfg = load_config(ModerationRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}", "grpo.seed=7",
+                                                     f"sft.out_dir={tmp_path / 'mysft'}", "seed=3"])
+    policy = rec.load_defender(cfg, rec.prepare_base(cfg))
+    rec.run_sft(cfg, policy)
+    rec.run_grpo(cfg, policy, reward=None)
+    assert seen["grpo"].seed == 7 and seen["grpo"].out_dir == str(tmp_path / "grpo")
+    assert seen["sft"].seed == 3 and seen["sft"].out_dir == str(tmp_path / "mysft")
+    r = CliRunner().invoke(app, ["config", "-s", "policy.model=/x"])
+    assert r.exit_code == 2 and "set base_model instead" in " ".join(r.output.replace("│", " ").split())
