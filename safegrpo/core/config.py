@@ -82,7 +82,8 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
             f"unknown field(s) {', '.join(prefix + u for u in sorted(unknown))}; "
             f"valid: {', '.join(sorted(names))}"
         )
-    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {k: _coerce(hints[k], _over_default(fields[k], v), prefix + k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -90,6 +91,25 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     except (TypeError, ValueError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # registry lookups raise KeyError
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {msg}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _over_default(f: dataclasses.Field, value: Any) -> Any:
+    """A mapping given for a section is applied on top of that field's own default (a recipe's
+    ``grpo: GRPOConfig(steps=80, ...)``), not on top of the section class's defaults: setting
+    ``grpo.lr`` must not silently reset ``grpo.steps``."""
+    if not isinstance(value, dict) or f.default_factory is dataclasses.MISSING:
+        return value
+    default = f.default_factory()
+    if not dataclasses.is_dataclass(default):
+        return value
+    return _merge(dataclasses.asdict(default), value)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -79,3 +79,16 @@ def test_missing_local_paths_are_named(tmp_path):
     assert missing_paths(WithPaths(nested=Paths(base_model=str(tmp_path)))) == []
     bad = WithPaths(model="./nope", nested=Paths(base_model=str(tmp_path / "gone")))
     assert missing_paths(bad) == ["model: ./nope does not exist", f"nested.base_model: {tmp_path / 'gone'} does not exist"]
+
+
+def test_a_section_override_keeps_the_recipes_own_section_defaults():
+    """Setting one field of a section whose default is a customised instance (the recommender's
+    grpo: steps=80, advantage=segment_gdpo) keeps that instance's other values."""
+    from safegrpo.core.config import load_config
+    from safegrpo.recipes.recommender import RecommenderRecipeConfig
+
+    base = RecommenderRecipeConfig()
+    cfg = load_config(RecommenderRecipeConfig, None, ["grpo.lr=0.001"])
+    assert cfg.grpo.lr == 0.001
+    assert (cfg.grpo.steps, cfg.grpo.advantage) == (base.grpo.steps, base.grpo.advantage)
+    assert cfg.grpo.advantage == "segment_gdpo"

@@ -106,3 +106,19 @@ def test_set_trainer_fields_are_honoured_and_recipe_fields_refused(tmp_path, mon
     assert seen["sft"].seed == 3 and seen["sft"].out_dir == str(tmp_path / "mysft")
     r = CliRunner().invoke(app, ["config", "-s", "policy.model=/x"])
     assert r.exit_code == 2 and "set base_model instead" in " ".join(r.output.replace("│", " ").split())
+
+
+def test_unusable_checkpoint_is_one_line_and_exit_1(tmp_path, monkeypatch, minilm):
+    import safegrpo.recipes.moderation as rec
+
+    real = rec.build_reward
+    monkeypatch.setattr(rec, "build_reward", lambda cfg, embedder=None: real(cfg, embedder=minilm))
+    ck = tmp_path / "grpo" / "checkpoints" / "step_000001"
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text("{not json")
+    (ck.parent / "latest").write_text("step_000001")
+    r = CliRunner().invoke(app, ["train", "moderation", "--resume", "-s", f"out_dir={tmp_path}",
+                                 *[f"-s{x}" for x in SMOKE]])
+    assert r.exit_code == 1, r.output
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in r.output

@@ -1,0 +1,109 @@
+"""`safegrpo serve ...`: the moderation arena and the toxicity scorer over HTTP."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from safegrpo.cli_common import ConfigOpt, SetOpt, _offline_env
+from safegrpo.core.config import ConfigError, load_config
+
+serve_app = typer.Typer(no_args_is_help=True, help="Serve environments and judges over HTTP.")
+
+
+@serve_app.command("arena")
+def serve_arena(
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    seed: Annotated[int | None, typer.Option(help="shorthand for --set seed=N")] = None,
+) -> None:
+    """Serve the moderation arena (OpenEnv HTTP + WebSocket API; settings: ArenaServerConfig)."""
+    from safegrpo.envs.moderation.server.config import ArenaServerConfig
+
+    sets = list(overrides or []) + ([f"seed={seed}"] if seed is not None else [])
+    try:
+        cfg = load_config(ArenaServerConfig, config, sets)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
+    sock = _bind(host, port)  # fail now, not after loading the judges
+    _offline_env()
+    import uvicorn
+
+    from safegrpo.envs.moderation.server.app import build_default_app
+
+    app_ = build_default_app(config=cfg)
+    uvicorn.Server(uvicorn.Config(app_, host=host, port=port, ws="websockets-sansio",
+                                  ws_max_size=2 * cfg.max_body_bytes,
+                                  timeout_keep_alive=cfg.keep_alive_s)).run(sockets=[sock])
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as e:
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                                 param_hint="--host/--port") from None
+    return sock
+
+
+SERVED_JUDGES = ("profanity", "embedding_classifier", "projection", "hf_classifier")
+
+
+def served_judge(judge: str, model: str | None = None, label: str = "toxic"):
+    """The judge behind ``serve scorer``; every one scores p(toxic / unsafe) (higher = worse)."""
+    if judge == "hf_classifier":
+        if not model:
+            raise typer.BadParameter("hf_classifier needs --model (hub id or path)", param_hint="--model")
+        from safegrpo.judges import build_judge
+
+        return build_judge(judge, model=model, label=label)
+    if judge not in SERVED_JUDGES:
+        raise typer.BadParameter(f"unknown judge {judge!r}; valid: {', '.join(SERVED_JUDGES)}", param_hint="--judge")
+    from safegrpo.recipes.redteam import ScorerConfig, build_scorer
+
+    # the red-team scorers, fitted on the arena's training pools; projection (p(safe)) is inverted
+    return build_scorer(ScorerConfig(judge=judge, invert=judge == "projection"))
+
+
+@serve_app.command("scorer")
+def serve_scorer(
+    judge: Annotated[str, typer.Option(help="profanity | embedding_classifier | projection | hf_classifier "
+                                            "(scores are p(toxic / unsafe))")] = "profanity",
+    model: Annotated[str | None, typer.Option(help="model id/path for hf_classifier")] = None,
+    label: Annotated[str, typer.Option(help="label whose probability is the score (hf_classifier)")] = "toxic",
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    api_key_env: Annotated[str | None, typer.Option(help="name of an env var holding the API key")] = None,
+    max_items: Annotated[int, typer.Option(help="most texts per request (422 above)")] = 1024,
+    max_chars: Annotated[int, typer.Option(help="longest text or prompt (422 above)")] = 20_000,
+    max_body_bytes: Annotated[int, typer.Option(help="largest request body in bytes (413 above, "
+                                                     "refused before it is read)")] = 1_048_576,
+    timeout_s: float = 60.0,
+) -> None:
+    """Serve a judge as POST /score {texts, prompts?} -> {scores} (binds 127.0.0.1 by default)."""
+    import uvicorn
+
+    from safegrpo.judges.serving.app import ScorerServerConfig, create_scorer_app
+
+    _offline_env()
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise typer.BadParameter(f"environment variable {api_key_env} is empty or unset", param_hint="--api-key-env")
+    try:
+        cfg = ScorerServerConfig(max_items=max_items, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                                 timeout_s=timeout_s, api_key=key)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    j = served_judge(judge, model, label)
+    uvicorn.run(create_scorer_app(j, judge, cfg), host=host, port=port)
