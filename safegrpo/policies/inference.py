@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from safegrpo.policies.lineage import read_lineage
-from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, load_base
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, load_base, merge_adapter
 from safegrpo.policies.prompting import PromptFormat
 
 
@@ -44,9 +44,7 @@ def load_for_inference(path: str | Path, *, max_new_tokens: int = 48, temperatur
                          max_new_tokens=max_new_tokens, temperature=temperature)
     tok, model = load_base(base, None, cfg.dtype)
     for adapter in merged:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model = merge_adapter(model, adapter)
     if is_adapter:
         from peft import PeftModel
 

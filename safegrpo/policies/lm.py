@@ -81,10 +81,15 @@ def load_base(model: str, init_adapter: str | None = None, dtype: str = "float32
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if init_adapter:
-        from peft import PeftModel
-
-        base = PeftModel.from_pretrained(base, init_adapter).merge_and_unload()
+        base = merge_adapter(base, init_adapter)
     return tok, base
+
+
+def merge_adapter(model, adapter: str | Path):
+    """Fold a saved peft adapter into ``model``'s weights; returns the plain model."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
 def wrap_lora(base, lora: LoRAConfig):

@@ -26,7 +26,7 @@ from safegrpo.envs.moderation.pools import (
     load_pool,
     train_split,
 )
-from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, merge_adapter
 from safegrpo.rewards.moderation import ModerationReward, ModerationRewardConfig, PromptInfo
 from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
@@ -255,9 +255,7 @@ def run_sft(cfg: ModerationRecipeConfig, policy: LMPolicy, resume: bool = False)
 def load_sft_result(policy: LMPolicy, out: Path) -> None:
     """Apply a saved SFT stage to ``policy``'s weights (merge the adapter, or load all weights)."""
     if (out / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        policy.model = PeftModel.from_pretrained(policy.model, str(out)).merge_and_unload()
+        policy.model = merge_adapter(policy.model, out)
         policy.merged.append(str(out))
     else:
         from transformers import AutoModelForCausalLM

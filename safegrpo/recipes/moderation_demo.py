@@ -84,6 +84,11 @@ def policy_defender(policy: LMPolicy, template: str, batch_size: int = 32):
     return run
 
 
+def lexicon_words() -> list[str]:
+    """Every harmful keyword of the arena lexicon (the keyword-filter baseline's list)."""
+    return sorted({w for ws in load_lexicon().values() for w in ws})
+
+
 def evaluate_all(name: str, defender, splits: dict[str, list], reward) -> list[dict[str, Any]]:
     return [row for split, recs in splits.items() for row in evaluate(name, defender, recs, reward, split)]
 
@@ -132,8 +137,7 @@ def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> di
     phase("grpo", f"[4/5] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}")
     trainer = run_grpo(cfg, policy, reward, resume=resume)
     phase("eval_grpo", "[5/5] held-out evaluation")
-    lex = sorted({w for ws in load_lexicon().values() for w in ws})
-    baselines = {"keyword_filter": keyword_filter(lex), "always_reject": always_reject,
+    baselines = {"keyword_filter": keyword_filter(lexicon_words()), "always_reject": always_reject,
                  "judge_threshold": judge_threshold(reward.text_judge),
                  "grpo": policy_defender(policy, template, bs)}
     for name, fn in baselines.items():
@@ -146,10 +150,9 @@ def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> l
     """``train moderation``'s closing evaluation: the trained defender and the keyword filter on
     every eval split; writes eval_records.jsonl and eval_table.md under out_dir."""
     splits = eval_splits(cfg)
-    lex = sorted({w for ws in load_lexicon().values() for w in ws})
     records = evaluate_all("grpo", policy_defender(policy, cfg.arena.prompt_template, cfg.eval.batch_size),
                            splits, reward)
-    records += evaluate_all("keyword_filter", keyword_filter(lex), splits, reward)
+    records += evaluate_all("keyword_filter", keyword_filter(lexicon_words()), splits, reward)
     out = Path(cfg.out_dir)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
