@@ -147,6 +147,7 @@ class LMPolicy:
         if cfg.lora.r > 0:
             self.attach_lora(cfg.lora)
         self._ref = None  # full fine-tuning: frozen copy made lazily, only when a KL term asks for it
+        self.generated_tokens = 0  # completion tokens sampled so far (throughput reports)
 
     def attach_lora(self, lora: LoRAConfig) -> None:
         """Wrap the current weights in a fresh LoRA adapter (seeded by ``cfg.seed``)."""
@@ -235,6 +236,7 @@ class LMPolicy:
         after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
         cmask = (~after_eos).long()
         comp = torch.where(cmask.bool(), comp, torch.full_like(comp, self.tokenizer.pad_token_id))
+        self.generated_tokens += int(cmask.sum())
         return ids, mask, comp, cmask
 
     def logprobs(self, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor,

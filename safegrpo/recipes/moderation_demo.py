@@ -94,18 +94,23 @@ def evaluate_all(name: str, defender, splits: dict[str, list], reward) -> list[d
 
 
 class Phases:
-    """Wall time per phase, for the summary's time breakdown."""
+    """Wall time per phase, for the summary's time breakdown, and the generation throughput of
+    each phase that sampled from the policy (``tokens()`` counts completion tokens so far)."""
 
-    def __init__(self, log):
-        self.log, self.times, self.t = log, {}, time.perf_counter()
+    def __init__(self, log, tokens=lambda: 0):
+        self.log, self.tokens, self.times, self.gen = log, tokens, {}, {}
+        self.t, self.n = time.perf_counter(), tokens()
 
     def __call__(self, name: str, msg: str) -> None:
-        now = time.perf_counter()
+        now, n = time.perf_counter(), self.tokens()
         if self.times:
             last = next(reversed(self.times))
             self.times[last] = now - self.t
-        self.times[name], self.t = 0.0, now
-        self.log(msg)
+            if n > self.n:
+                self.gen[last] = {"tokens": n - self.n, "tokens_per_s": (n - self.n) / (now - self.t)}
+        self.times[name], self.t, self.n = 0.0, now, n
+        if msg:
+            self.log(msg)
 
     def close(self) -> dict[str, float]:
         self("done", "")
@@ -115,7 +120,8 @@ class Phases:
 
 def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     t0 = time.perf_counter()
-    phase = Phases(log)
+    policy = None
+    phase = Phases(log, lambda: policy.generated_tokens if policy is not None else 0)
     save_run_config(cfg)
     phase("load", "[1/5] base model and judges")
     base = prepare_base(cfg)
@@ -130,7 +136,8 @@ def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> di
         records += evaluate_all("base_prompted", policy_defender(policy, template, bs), splits, reward)
     phase("sft", f"[3/5] SFT ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)")
     sft_hist = run_sft(cfg, policy, resume=resume)
-    log(f"      SFT parse rate by epoch: {[round(h.get('sft/parse_rate', 0), 3) for h in sft_hist]}")
+    if cfg.eval.sft_parse_prompts:
+        log(f"      SFT parse rate by epoch: {[round(h['sft/parse_rate'], 3) for h in sft_hist]}")
     phase("eval_sft", "      evaluating the SFT defender")
     records += evaluate_all("sft_only", policy_defender(policy, template, bs), splits, reward)
     g = cfg.grpo
@@ -143,7 +150,8 @@ def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> di
     for name, fn in baselines.items():
         records += evaluate_all(name, fn, splits, reward)
     times = phase.close()
-    return write_outputs(cfg, records, trainer, sft_hist, times, time.perf_counter() - t0)
+    perf = perf_summary(trainer.history, sft_hist, phase.gen)
+    return write_outputs(cfg, records, trainer, sft_hist, times, time.perf_counter() - t0, perf)
 
 
 def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> list[dict[str, Any]]:
@@ -160,8 +168,10 @@ def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> l
     return table
 
 
-def perf_summary(history: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean generation and end-to-end GRPO token throughput, and peak RSS of this process."""
+def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] = (),
+                 gen: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Mean generation and end-to-end GRPO token throughput, SFT training tokens/s, greedy
+    evaluation tokens/s per phase (``gen``), and peak RSS of this process."""
     import resource
     import sys
 
@@ -171,12 +181,16 @@ def perf_summary(history: list[dict[str, Any]]) -> dict[str, float]:
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rss_gb = rss / (1 << 30) if sys.platform == "darwin" else rss / (1 << 20)
+    sft = [h["sft/tokens_per_s"] for h in sft_hist if "sft/tokens_per_s" in h]
     return {"grpo_gen_tokens_per_s": mean("perf/gen_tokens_per_s"),
             "grpo_tokens_per_s": mean("perf/tokens_per_s"),
-            "grpo_step_time_s": mean("perf/step_time_s"), "peak_rss_gb": rss_gb}
+            "grpo_step_time_s": mean("perf/step_time_s"),
+            "sft_tokens_per_s": sum(sft) / len(sft) if sft else None,
+            "eval_generation": {k: v for k, v in (gen or {}).items() if k.startswith("eval")},
+            "peak_rss_gb": rss_gb}
 
 
-def write_outputs(cfg, records, trainer, sft_hist, times, wall) -> dict[str, Any]:
+def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
@@ -185,7 +199,7 @@ def write_outputs(cfg, records, trainer, sft_hist, times, wall) -> dict[str, Any
     (out / "eval_table.md").write_text(md + "\n")
     (out / "eval_headline.md").write_text(headline_table(table) + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
-    summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf_summary(trainer.history),
+    summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
                "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

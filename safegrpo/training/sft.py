@@ -68,8 +68,15 @@ def collate(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
 
 
 def sft_loss(model, ids, mask, labels) -> torch.Tensor:
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+    """Mean cross-entropy of the target tokens; ids, mask, labels [B, L] (labels -100 elsewhere).
+    Only the positions from the earliest target on go through the LM head (a 49k-vocabulary head
+    over every prompt position costs as much as several decoder layers)."""
+    is_target = (labels[:, 1:] != -100).any(0).nonzero()
+    first = int(is_target[0]) if len(is_target) else labels.shape[1] - 1
+    keep = labels.shape[1] - first  # logits for positions first .. L-1
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits[:, :-1].float()
+    tgt = labels[:, first + 1:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
 
 
 def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
@@ -88,7 +95,7 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     for epoch in range(cfg.epochs):
         rng.shuffle(order)
         model.train()
-        t0, losses = time.perf_counter(), []
+        t0, losses, tokens = time.perf_counter(), [], 0
         for i in range(0, len(order), cfg.batch_size):
             ids, mask, labels = collate(tok, order[i:i + cfg.batch_size], policy.cfg.max_prompt_tokens,
                                         encode=policy.prompt_token_ids)
@@ -99,8 +106,11 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
+            tokens += int(mask.sum())
             step += 1
-        rec = {"epoch": epoch, "sft/loss": sum(losses) / len(losses), "sft/epoch_time_s": time.perf_counter() - t0}
+        dt = time.perf_counter() - t0
+        rec = {"epoch": epoch, "sft/loss": sum(losses) / len(losses), "sft/epoch_time_s": dt,
+               "sft/tokens_per_s": tokens / dt}
         if eval_fn is not None:
             model.eval()
             rec.update(eval_fn(policy))
