@@ -31,5 +31,5 @@ def test_trimmed_head_equals_full_logits_loss_and_gradients(tiny_lm_path):
     ref = full_loss(model, ids, mask, labels)
     ref.backward()
     torch.testing.assert_close(got, ref)
-    for a, p in zip(g_got, model.parameters()):
+    for a, p in zip(g_got, model.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-5)
