@@ -81,7 +81,7 @@ def main() -> None:
     tr = GRPOTrainer(pol, CheapTask(), GRPOConfig(
         steps=args.steps, prompts_per_step=args.prompts, group_size=args.group, epochs=args.epochs,
         minibatch_size=args.prompts * args.group, beta=args.beta, device=args.device,
-        out_dir=str(tmp / "run"), save_every=0, tensorboard=False))
+        out_dir=str(tmp / "run"), save_every=0, report_to="none"))
     task = CheapTask()
     bare_t, grpo_t, toks = [], [], []
     for step in range(args.steps + 1):  # step 0 = warm-up, not timed

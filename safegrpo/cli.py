@@ -10,6 +10,8 @@
     safegrpo train moderation -c configs/moderation_gpu.yaml --set grpo.steps=50 [--resume]
     safegrpo serve arena --port 8000    # OpenEnv-compatible arena server
     safegrpo config moderation          # print the full default config as YAML
+    safegrpo config redteam --explain   # every field: dotted name, type, value, docstring
+    safegrpo --install-completion       # shell completion (commands, options, recipe names)
     safegrpo judges report              # text-judge AUROC / accuracy on the hand-written eval split
 """
 
@@ -22,13 +24,19 @@ from typing import Annotated
 import typer
 import yaml
 
-from safegrpo.cli_common import ConfigOpt, SetOpt, _offline_env  # noqa: F401 (re-exported)
+from safegrpo.cli_common import (  # noqa: F401 (re-exported)
+    ConfigOpt,
+    SetOpt,
+    _offline_env,
+    explain_text,
+    set_option,
+)
 from safegrpo.cli_judges import judges_app
 from safegrpo.cli_models import models_app
 from safegrpo.cli_serve import serve_app, served_judge  # noqa: F401 (re-exported)
 from safegrpo.core.config import ConfigError, load_config, missing_paths, to_dict
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Safety post-training with GRPO.")
+app = typer.Typer(add_completion=True, no_args_is_help=True, help="Safety post-training with GRPO.")
 train_app = typer.Typer(no_args_is_help=True, help="Run a recipe's training stages.")
 app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
@@ -47,6 +55,19 @@ RECIPES = {
     "recommender": ("safegrpo.recipes.recommender:RecommenderRecipeConfig", "recommender_demo.yaml",
                     "safegrpo.recipes.recommender_demo"),
 }
+# --set examples of the per-recipe commands (each valid for its recipe: tests/test_cli_config.py)
+GRPOSetOpt = set_option("grpo.steps=50")
+RedTeamSetOpt = set_option("training.steps=60")
+
+
+def _complete_recipe(incomplete: str) -> list[str]:
+    return [r for r in RECIPES if r.startswith(incomplete)]
+
+
+RecipeArg = Annotated[str, typer.Argument(help="recipe: " + " | ".join(RECIPES),
+                                          autocompletion=_complete_recipe)]
+
+
 def _fail_cleanly(fn):
     """A checkpoint that cannot be resumed is one line on stderr and exit code 1, not a traceback."""
     import functools
@@ -95,7 +116,7 @@ def _default_demo_config(recipe: str) -> Path | None:
 @app.command()
 @_fail_cleanly
 def demo(
-    recipe: Annotated[str, typer.Argument(help="recipe to demo")] = "moderation",
+    recipe: RecipeArg = "moderation",
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     out_dir: Annotated[str | None, typer.Option(help="output folder")] = None,
@@ -119,7 +140,7 @@ def demo(
 
 @train_app.command("moderation")
 @_fail_cleanly
-def train_moderation(config: ConfigOpt = None, overrides: SetOpt = None,
+def train_moderation(config: ConfigOpt = None, overrides: GRPOSetOpt = None,
                      resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False,
                      skip_sft: Annotated[bool, typer.Option(help="GRPO straight from base_model")] = False) -> None:
     """SFT warm start, GRPO against the arena, then evaluation on every eval split."""
@@ -152,7 +173,7 @@ def train_moderation(config: ConfigOpt = None, overrides: SetOpt = None,
 
 @train_app.command("diffusion")
 @_fail_cleanly
-def train_diffusion(config: ConfigOpt = None, overrides: SetOpt = None,
+def train_diffusion(config: ConfigOpt = None, overrides: GRPOSetOpt = None,
                     resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
                     ) -> None:
     """GRPO of a diffusion policy with the steering reward (no before/after eval)."""
@@ -178,7 +199,7 @@ def train_diffusion(config: ConfigOpt = None, overrides: SetOpt = None,
 
 @train_app.command("recommender")
 @_fail_cleanly
-def train_recommender(config: ConfigOpt = None, overrides: SetOpt = None,
+def train_recommender(config: ConfigOpt = None, overrides: GRPOSetOpt = None,
                       resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
                       ) -> None:
     """Safe SFT then per-rank GRPO as configured; validation metrics at every checkpoint."""
@@ -195,7 +216,7 @@ def train_recommender(config: ConfigOpt = None, overrides: SetOpt = None,
 
 @train_app.command("redteam")
 @_fail_cleanly
-def train_redteam(config: ConfigOpt = None, overrides: SetOpt = None,
+def train_redteam(config: ConfigOpt = None, overrides: RedTeamSetOpt = None,
                   resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
                   ) -> None:
     """Attacker GRPO against the configured target; exports grpo/adversarial.jsonl."""
@@ -242,10 +263,15 @@ def infer(
 
 
 @app.command("config")
-def show_config(recipe: Annotated[str, typer.Argument()] = "moderation", config: ConfigOpt = None,
-                overrides: SetOpt = None) -> None:
-    """Print a recipe's resolved config (defaults <- preset <- overrides) as YAML."""
-    typer.echo(yaml.safe_dump(to_dict(_load(recipe, config, overrides, check_paths=False)), sort_keys=False))
+def show_config(recipe: RecipeArg = "moderation", config: ConfigOpt = None,
+                overrides: SetOpt = None,
+                explain: Annotated[bool, typer.Option(
+                    "--explain", help="list every field: dotted name, type, value, docstring")] = False
+                ) -> None:
+    """Print a recipe's resolved config (defaults <- preset <- overrides) as YAML, or with
+    --explain every field with its type, value (and default) and documentation."""
+    cfg = _load(recipe, config, overrides, check_paths=False)
+    typer.echo(explain_text(cfg) if explain else yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 if __name__ == "__main__":

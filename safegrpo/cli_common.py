@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML preset", exists=True, dir_okay=False)]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. grpo.steps=50")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML preset", exists=True,
+                                                dir_okay=False)]
+
+
+def set_option(example: str) -> Any:
+    """The ``--set`` option, its help showing ``example``: each command shows one that is valid for
+    the config it loads (tests/test_cli_config.py parses every example in the help texts)."""
+    return Annotated[list[str] | None, typer.Option(
+        "--set", "-s", help=f"override one field, e.g. {example}; nested fields by dotted path "
+                            "(`safegrpo config RECIPE --explain` lists every field)")]
+
+
+SetOpt = set_option("seed=1")
+"""For commands whose config depends on an argument: ``seed`` is a field of every recipe and of the
+arena server, while e.g. the GRPO section is ``grpo`` in most recipes but ``training`` in
+redteam."""
+
+
+def _show(value: Any) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
+
+
+def explain_text(cfg: Any) -> str:
+    """Every field of config ``cfg``: dotted name, type, value (and the default when it differs),
+    then the field's docstring, indented."""
+    from safegrpo.core.fielddoc import describe
+
+    lines = []
+    for d in describe(cfg):
+        head = f"{d.path} ({d.type})"
+        if not d.section:
+            head = f"{d.path}: {d.type} = {_show(d.value)}"
+            if d.value != d.default:
+                head += f"  (default {_show(d.default)})"
+        lines.append(head)
+        lines += ["    " + ln for ln in (d.doc or "(undocumented)").splitlines()]
+    return "\n".join(lines)
 
 
 def _offline_env() -> None:

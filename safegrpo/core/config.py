@@ -1,7 +1,8 @@
 """Frozen-dataclass configs: build from nested dicts/YAML, apply ``a.b.c=value`` overrides.
 
-Every config class is a frozen dataclass whose fields carry a docstring-like ``help`` in
-``field(metadata={"help": ...})``; ``__post_init__`` validates. Errors name the dotted field.
+Every config class is a frozen dataclass with a docstring under each field (read back by
+``core/fielddoc.py`` for ``safegrpo config RECIPE --explain``); ``__post_init__`` validates. Errors
+name the dotted field.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Subclasses implement ``step(step) -> metrics``, ``save_payload(dir)`` and ``load_payload(dir)``
 and own ``self.accelerator``; the config needs steps, out_dir, save_every, keep_checkpoints,
-tensorboard, early_stop_reward, early_stop_window and (optionally) early_stop_max_kl.
+report_to, tracker_project, early_stop_reward, early_stop_window and (optionally)
+early_stop_max_kl, device and mixed_precision (read by ``make_accelerator``).
 
 With several processes every rank runs the same loop: step metrics are averaged over ranks
 before they are logged or read by a stop rule, and the stop decision is shared (any rank that
@@ -27,7 +28,7 @@ from safegrpo.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from safegrpo.training.logging import MetricLogger
+from safegrpo.training.logging import MetricLogger, hparams_of, tracker_args
 
 
 def fill_unset(cfg: Any, **values: Any) -> Any:
@@ -70,12 +71,23 @@ def check_accelerator(accelerator) -> None:
                  ds.zero_stage if ds is not None else None)
 
 
+def make_accelerator(cfg: Any):
+    """The trainer's Accelerator: device, explicit mixed precision and the trackers of
+    ``cfg.report_to`` (writing under ``cfg.out_dir``)."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
+                       **tracker_args(cfg.report_to, cfg.out_dir))
+
+
 class RLTrainerBase:
     on_step = None
 
     def init_loop(self, cfg: Any) -> None:
         self.out = Path(cfg.out_dir)
-        self.logger = MetricLogger(self.out, cfg.tensorboard, enabled=self.accelerator.is_main_process)
+        self.logger = MetricLogger(self.out, self.accelerator, project=cfg.tracker_project,
+                                   hparams=hparams_of(cfg),
+                                   enabled=self.accelerator.is_main_process)
         self.start_step = 0
         self.history: list[dict[str, Any]] = []
         self.stop_reason: str | None = None

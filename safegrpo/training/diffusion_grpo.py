@@ -22,7 +22,8 @@ from safegrpo.advantages import grpo_advantages
 from safegrpo.core.types import DiffusionRollout, ScoredBatch
 from safegrpo.losses import clipped_surrogate
 from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
-from safegrpo.training.base import RLTrainerBase, check_accelerator, fill_unset
+from safegrpo.training.base import RLTrainerBase, check_accelerator, fill_unset, make_accelerator
+from safegrpo.training.logging import check_report_to
 
 
 class DiffusionTask(Protocol):
@@ -67,8 +68,16 @@ class DiffusionGRPOConfig:
     """Checkpoint period (0 = only at the end)."""
     keep_checkpoints: int = 2
     """Checkpoints kept."""
-    tensorboard: bool = True
-    """Also write TensorBoard events."""
+    report_to: tuple[str, ...] = ("tensorboard",)
+    """Experiment trackers fed through accelerate, besides metrics.jsonl (always written):
+    tensorboard (under <out_dir>/tb) | wandb | mlflow | trackio | comet_ml | aim | clearml |
+    dvclive | swanlab | a tracker registered with accelerate | all (every installed one) | none.
+    A tracker whose package is not installed is a config error."""
+    tracker_project: str = "safegrpo"
+    """Project name given to the trackers (wandb / trackio project, mlflow experiment; TensorBoard
+    writes to <out_dir>/tb/<tracker_project>)."""
+    tensorboard: bool | None = None
+    """Deprecated, use report_to: false drops tensorboard from report_to, true adds it."""
     early_stop_reward: float | None = None
     """Stop when the windowed mean reward reaches this."""
     early_stop_window: int = 5
@@ -81,6 +90,9 @@ class DiffusionGRPOConfig:
     """Autocast of the UNet forward."""
 
     def __post_init__(self) -> None:
+        # frozen: the normalised tracker list replaces the given one (the deprecated flag folded in)
+        object.__setattr__(self, "report_to", check_report_to(self.report_to, self.tensorboard))
+        object.__setattr__(self, "tensorboard", None)
         if min(self.steps, self.prompts_per_step, self.epochs, self.minibatch_size) < 1 or self.group_size < 2:
             raise ValueError("steps, prompts_per_step, epochs, minibatch_size >= 1 and group_size >= 2 required")
         if not 0 < self.timestep_fraction <= 1 or self.clip_range <= 0 or self.adv_clip <= 0 or self.beta < 0:
@@ -89,11 +101,9 @@ class DiffusionGRPOConfig:
 
 class DiffusionGRPOTrainer(RLTrainerBase):
     def __init__(self, policy, task: DiffusionTask, cfg: DiffusionGRPOConfig):
-        from accelerate import Accelerator
-
         cfg = fill_unset(cfg, seed=0, out_dir="runs/diffusion_grpo")
         self.policy, self.task, self.cfg = policy, task, cfg
-        self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+        self.accelerator = make_accelerator(cfg)
         check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr)
         self.unet, self.opt = self.accelerator.prepare(policy.unet, opt)

@@ -29,6 +29,7 @@ from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
     check_accelerator,
     check_engine,
     fill_unset,
+    make_accelerator,
 )
 from safegrpo.training.grpo_config import GRPOConfig, LMTask
 
@@ -36,11 +37,9 @@ from safegrpo.training.grpo_config import GRPOConfig, LMTask
 class GRPOTrainer(RLTrainerBase):
     def __init__(self, policy, task: LMTask, cfg: GRPOConfig,
                  on_step: Callable[[int, dict[str, Any]], None] | None = None):
-        from accelerate import Accelerator
-
         cfg = fill_unset(cfg, seed=0, out_dir="runs/grpo")
         self.policy, self.task, self.cfg, self.on_step = policy, task, cfg, on_step
-        self.accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+        self.accelerator = make_accelerator(cfg)
         check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)

@@ -10,6 +10,7 @@ from torch import Tensor
 from safegrpo.advantages import ADVANTAGES
 from safegrpo.core.types import ScoredBatch
 from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS
+from safegrpo.training.logging import check_report_to
 
 
 class LMTask(Protocol):
@@ -78,8 +79,16 @@ class GRPOConfig:
     """Checkpoint period in steps (0 = only at the end)."""
     keep_checkpoints: int = 2
     """Checkpoints kept on disk."""
-    tensorboard: bool = True
-    """Also write TensorBoard events."""
+    report_to: tuple[str, ...] = ("tensorboard",)
+    """Experiment trackers fed through accelerate, besides metrics.jsonl (always written):
+    tensorboard (under <out_dir>/tb) | wandb | mlflow | trackio | comet_ml | aim | clearml |
+    dvclive | swanlab | a tracker registered with accelerate | all (every installed one) | none.
+    A tracker whose package is not installed is a config error."""
+    tracker_project: str = "safegrpo"
+    """Project name given to the trackers (wandb / trackio project, mlflow experiment; TensorBoard
+    writes to <out_dir>/tb/<tracker_project>)."""
+    tensorboard: bool | None = None
+    """Deprecated, use report_to: false drops tensorboard from report_to, true adds it."""
     early_stop_reward: float | None = None
     """Stop once the mean reward over ``early_stop_window`` steps reaches this."""
     early_stop_window: int = 5
@@ -93,6 +102,9 @@ class GRPOConfig:
     by another library (TRL leaves bf16) can never change it silently."""
 
     def __post_init__(self) -> None:
+        # frozen: the normalised tracker list replaces the given one (the deprecated flag folded in)
+        object.__setattr__(self, "report_to", check_report_to(self.report_to, self.tensorboard))
+        object.__setattr__(self, "tensorboard", None)
         for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

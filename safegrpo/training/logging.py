@@ -1,4 +1,12 @@
-"""Metric sinks: JSONL (always), TensorBoard (optional).
+"""Metric sinks: metrics.jsonl (always) and accelerate's experiment trackers (``report_to``).
+
+``report_to`` names trackers as accelerate does (tensorboard, wandb, mlflow, trackio, comet_ml,
+aim, clearml, dvclive, swanlab, any name registered with
+``accelerate.tracking.register_tracker_class``), or ``all`` (every installed one) or ``none``
+(metrics.jsonl only). ``check_report_to`` validates the names when the config is built, because
+accelerate itself only skips a tracker whose package is missing, with a debug message. The trainer
+passes the names to its ``Accelerator`` (``tracker_args``); ``MetricLogger`` then calls
+``init_trackers`` and ``log``, and finishes the trackers in ``close``.
 
 ``start(step)`` is called once before a run (or a resumed run) logs: it drops every record of
 step >= ``step`` from metrics.jsonl (steps a killed run logged after its last checkpoint, or a
@@ -10,18 +18,79 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
+TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
+"""pip names of the trackers whose package is not named like the tracker."""
+
+
+class DeprecatedFieldWarning(UserWarning):
+    """A config field that still works but has a replacement (shown by the CLI too, which hides
+    third-party FutureWarnings)."""
+
+
+def check_report_to(report_to: Any, tensorboard: bool | None = None) -> tuple[str, ...]:
+    """``report_to`` (a name, a comma-separated string or a sequence) -> tuple of tracker names.
+    Raises ValueError naming the field for an unknown tracker, one whose package is missing, or
+    ``none`` mixed with trackers. ``tensorboard`` is the deprecated boolean: False drops
+    tensorboard from the list, True adds it."""
+    names = report_to.split(",") if isinstance(report_to, str) else list(report_to)
+    names = [str(n).strip().lower() for n in names if str(n).strip()]
+    if tensorboard is not None:
+        warnings.warn(f"tensorboard: {str(tensorboard).lower()} is deprecated; use report_to: "
+                      + ("[tensorboard]" if tensorboard else "[none] (or a list without "
+                         "tensorboard)"), DeprecatedFieldWarning, stacklevel=4)
+        names = [n for n in names if n not in ("tensorboard", "none")]
+        names = ["tensorboard", *names] if tensorboard else names
+    if not names:
+        names = ["none"]
+    if "none" in names and len(names) > 1:
+        raise ValueError(f"report_to: 'none' cannot be combined with other trackers, got {names}")
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
+
+    builtin = {str(t) for t in LoggerType}
+    installed = {str(t) for t in get_available_trackers()}
+    for n in names:
+        if n not in LOGGER_TYPE_TO_CLASS and n not in ("all", "none"):
+            valid = ", ".join(sorted(LOGGER_TYPE_TO_CLASS) + ["all", "none"])
+            raise ValueError(f"report_to: unknown tracker {n!r}; valid: {valid}")
+        if n in builtin and n != "all" and n not in installed:
+            pkg = TRACKER_PACKAGES.get(n, n)
+            raise ValueError(f"report_to: tracker {n!r} needs the {pkg!r} package, which is not "
+                             f"installed (pip install {pkg})")
+    return tuple(dict.fromkeys(names))
+
+
+def tracker_args(report_to: tuple[str, ...], out_dir: str | Path) -> dict[str, Any]:
+    """``Accelerator(**tracker_args(...))``: trackers named by ``report_to`` (none: no tracker);
+    local ones (TensorBoard) write under ``<out_dir>/tb/<tracker_project>``."""
+    from accelerate.utils import ProjectConfiguration
+
+    names = [n for n in report_to if n != "none"]
+    return {"log_with": names or None,
+            "project_config": ProjectConfiguration(project_dir=str(out_dir),
+                                                   logging_dir=str(Path(out_dir) / "tb"))}
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, int | float]:
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v))}
+
 
 class MetricLogger:
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, console: bool = True,
-                 enabled: bool = True):
+    """metrics.jsonl under ``out_dir`` plus the trackers of ``accelerator`` (None: JSONL only).
+    ``hparams`` (flat: str/int/float/bool) are stored once per run by every tracker."""
+
+    def __init__(self, out_dir: str | Path, accelerator: Any = None, *, project: str = "safegrpo",
+                 hparams: dict[str, Any] | None = None, enabled: bool = True):
         self.enabled = enabled
         self.out_dir = Path(out_dir)
-        self.console = console
-        self.tensorboard = tensorboard
-        self._tb = None
+        self.accelerator = accelerator
+        self.project, self.hparams = project, hparams
+        self._tracking = False
         self._started = False
         self.path = self.out_dir / "metrics.jsonl"
         if enabled:
@@ -33,31 +102,40 @@ class MetricLogger:
         if not self.enabled:
             return
         truncate_jsonl(self.path, step)
-        if self.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=step)
-            except ImportError:  # pragma: no cover - tensorboard is a dependency
-                self._tb = None
+        acc = self.accelerator
+        if acc is not None and acc.log_with and not self._tracking:
+            acc.init_trackers(self.project, config=self.hparams,
+                              init_kwargs={"tensorboard": {"purge_step": step}})
+            self._tracking = True
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
         if not self._started:
             self.start(step)
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in metrics.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **clean}) + "\n")
-        if self._tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)):
-                    self._tb.add_scalar(k, v, step)
-            self._tb.flush()
+        if self._tracking:
+            self.accelerator.log(_scalars(metrics), step=step)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        """Finish the trackers. Not ``accelerator.end_training()``: that also destroys the process
+        group, which a recipe still needs after the loop (evaluation, the next self-play round)."""
+        if self._tracking:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.trackers.clear()
+            self._tracking = False
+
+
+def hparams_of(cfg: Any) -> dict[str, Any]:
+    """A flat config dataclass -> what every tracker accepts as hyperparameters."""
+    import dataclasses
+
+    return {f.name: (v if isinstance(v := getattr(cfg, f.name), str | int | float | bool)
+                     else str(v)) for f in dataclasses.fields(cfg)}
 
 
 def truncate_jsonl(path: str | Path, step: int) -> None:

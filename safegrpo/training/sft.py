@@ -87,7 +87,7 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     model, tok = policy.model, policy.tokenizer
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
-    logger = MetricLogger(cfg.out_dir, tensorboard=False)
+    logger = MetricLogger(cfg.out_dir)  # metrics.jsonl only
     logger.start(0)  # a rerun replaces the records of an earlier (or killed) one
     rng = random.Random(cfg.seed)
     order = list(pairs)

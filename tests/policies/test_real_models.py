@@ -102,7 +102,7 @@ def test_one_base_sft_merge_grpo_and_exact_reload(chat_lm, tmp_path):
                if "lora_" in n}
     assert adapted == {"1"}
     cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=2, lr=5e-2, beta=0.05,
-                     out_dir=str(run / "grpo"), save_every=0, tensorboard=False)
+                     out_dir=str(run / "grpo"), save_every=0, report_to="none")
     tr = GRPOTrainer(pol, VowelTask(), cfg)
     tr.train()
     prompts = ["Prompt: a cat", "Prompt: a knife in an alley"]

@@ -15,7 +15,7 @@ def test_optimizer_state_carries_across_rounds_and_resume(tiny_lm_path, tmp_path
 
     def cfg(d):
         return GRPOConfig(steps=2, prompts_per_step=2, group_size=4, minibatch_size=8, lr=1e-2,
-                          out_dir=str(tmp_path / d), save_every=1, tensorboard=False)
+                          out_dir=str(tmp_path / d), save_every=1, report_to="none")
 
     _, s0 = _stage(pol, VowelTask(), cfg("r0"), False, None)
     assert _adam_steps(s0) == {2}

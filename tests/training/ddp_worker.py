@@ -32,7 +32,7 @@ class ConstantTask(VowelTask):
 def build(model_path: str, out_dir: str, opts: dict) -> GRPOTrainer:
     pol = LMPolicy(LMPolicyConfig(model=model_path, lora=LoRAConfig(r=4), max_new_tokens=8))
     cfg = GRPOConfig(steps=opts.get("steps", 1), prompts_per_step=2, group_size=4, minibatch_size=4,
-                     lr=1e-2, out_dir=out_dir, save_every=0, tensorboard=False)
+                     lr=1e-2, out_dir=out_dir, save_every=0, report_to="none")
     rank = int(os.environ.get("RANK", "0"))
     tr = GRPOTrainer(pol, ConstantTask() if opts.get("constant_rank") == rank else VowelTask(), cfg)
     if opts.get("stop_rank") == rank:

@@ -93,7 +93,7 @@ def main() -> None:
     lora = spec.pop("lora_r", 4)
     pol = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=lora), max_new_tokens=8))
     cfg = GRPOConfig(**{"prompts_per_step": 2, "group_size": 4, "minibatch_size": 4, "lr": 1e-2,
-                        "out_dir": out, "tensorboard": False, **spec})
+                        "out_dir": out, "report_to": "none", **spec})
     tr = GRPOTrainer(pol, VowelTask(), cfg)
     if resume:
         tr.resume()

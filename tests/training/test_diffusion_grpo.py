@@ -32,7 +32,7 @@ def make(pipe, out, lora=None, num_steps=3, **kw):
     pol = DiffusionPolicy(pcfg if lora is None else replace(pcfg, lora=lora))
     cfg = DiffusionGRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 2, "minibatch_size": 4,
                                  "lr": 1e-2, "clip_range": 0.2, "out_dir": str(out), "save_every": 1,
-                                 "tensorboard": False, **kw})
+                                 "report_to": "none", **kw})
     return pol, DiffusionGRPOTrainer(pol, RednessTask(), cfg)
 
 

@@ -11,7 +11,7 @@ from tests.training.fake_task import VowelTask
 def make(tiny_lm_path, out, lora_r=4, **kw):
     pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=lora_r), max_new_tokens=8))
     cfg = GRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 4, "minibatch_size": 4,
-                        "lr": 1e-2, "out_dir": str(out), "save_every": 1, "tensorboard": False, **kw})
+                        "lr": 1e-2, "out_dir": str(out), "save_every": 1, "report_to": "none", **kw})
     return pol, GRPOTrainer(pol, VowelTask(), cfg)
 
 
