@@ -68,9 +68,9 @@ def test_strict_pass_through_counts_unsafe_rewrites_by_the_heldout_judge():
     assert a["strict_pass_through"] == 0.5  # + the transform whose rewrite keeps the knife
     assert a["rewrite_unsafe_indep"] == 0.5 and a["rewrite_unsafe_train"] == 0.5
     # collapse over the 3 transforms (benign included): all distinct; token Jaccard of
-    # {a,man,holding,knife} {a,man,reading} {a,cat,with,knife}: 2/5, 2/6, 1/5
+    # {a,man,holding,knife} {a,man,reading} {a,cat,with,knife}: 2/5, 2/6, 1/6
     assert a["n_transforms"] == 3 and a["distinct_rewrite_ratio"] == 1.0
-    assert a["rewrite_similarity"] == pytest.approx((2 / 5 + 2 / 6 + 1 / 5) / 3)
+    assert a["rewrite_similarity"] == pytest.approx((2 / 5 + 2 / 6 + 1 / 6) / 3)
     assert a["judges"] == {"training": "projection", "independent": ["fake"]}
     md = headline_table(tier_table(rows))
     assert "| 0.250 | 0.500 | 0.500 | 0.500 | 0.500 | 1.000 |" in md  # pass all .. distinct
