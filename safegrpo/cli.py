@@ -1,6 +1,7 @@
 """`safegrpo` command line.
 
     safegrpo demo                       # moderation arena demo on CPU (embedded defaults)
+    safegrpo demo --seeds 3             # 3 seeds, table of mean ± 95 % bootstrap interval
     safegrpo demo diffusion             # safe-diffusion GRPO demo on CPU (embedded shapes world)
     safegrpo demo redteam               # red-team attacker GRPO vs a tiny target
     safegrpo demo selfplay              # attacker-defender self-play in the arena
@@ -121,6 +122,8 @@ def demo(
     overrides: SetOpt = None,
     out_dir: Annotated[str | None, typer.Option(help="output folder")] = None,
     resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False,
+    seeds: Annotated[int, typer.Option(min=1, help="run seeds seed..seed+N-1 into "
+                                       "out_dir/seed_<s>; print mean ± 95% interval")] = 1,
 ) -> None:
     """Run a recipe end to end on embedded defaults and print its evaluation table."""
     _offline_env()
@@ -133,6 +136,14 @@ def demo(
 
     demo_mod = importlib.import_module(RECIPES[recipe][2])
     console = Console(width=max(Console().width, 150))
+    if seeds > 1:
+        from safegrpo.cli_seeds import run_seeds
+
+        cfgs = [_load(recipe, config, [*(overrides or []), f"seed={cfg.seed + k}"],
+                      str(Path(cfg.out_dir) / f"seed_{cfg.seed + k}")) for k in range(seeds)]
+        run_seeds(demo_mod, cfgs, cfg.out_dir, resume, console)
+        console.print(f"results in {cfg.out_dir}/ (seeds_table.md, seeds_table.json, seed_*/)")
+        return
     summary = demo_mod.run_demo(cfg, resume=resume, log=console.print)
     console.print(demo_mod.render_summary(summary))
     console.print(f"wall time {summary['wall_time_s']:.0f}s; results in {cfg.out_dir}/ ({demo_mod.OUTPUTS})")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.envs.moderation.pools import TIERS, holdout, load_lexicon
+from safegrpo.eval.heldout import moderation_heldout
 from safegrpo.eval.moderation import (
     always_reject,
     evaluate,
@@ -24,6 +25,8 @@ from safegrpo.eval.moderation import (
     write_jsonl,
 )
 from safegrpo.eval.plots import reward_curve
+from safegrpo.eval.reward_hacking import moderation_hacking
+from safegrpo.eval.rewrites import add_independent, judges_note
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.moderation import (
     ModerationRecipeConfig,
@@ -39,18 +42,68 @@ OUTPUTS = "eval_headline.md, eval_table.md, eval_records.jsonl, reward_curve.png
 
 
 def render_summary(summary: dict[str, Any]):
-    """The per-tier table as a rich Table."""
+    """The per-tier table as a rich Table (held-out columns marked), the judges footnote and
+    the reward-hacking verdict."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Held-out evaluation (per tier)")
-    cols = ["split", "method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate", "mean_reward",
-            "unsafe_pass_through", "benign_over_refusal"]
+    cols = ["split", "method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate",
+            "mean_reward", "unsafe_pass_through", "benign_over_refusal", "strict_pass_through",
+            "rewrite_unsafe_indep", "rewrite_unsafe_train", "distinct_rewrite_ratio"]
+    heads = {"strict_pass_through": "strict_pass_through (held-out)",
+             "rewrite_unsafe_indep": "rewrite_unsafe (held-out)",
+             "rewrite_unsafe_train": "rewrite_unsafe (training)"}
     for c in cols:
-        table.add_column(c)
+        table.add_column(heads.get(c, c))
     for row in summary["table"]:
-        table.add_row(*[("-" if row[c] is None else f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]))
-                        for c in cols])
-    return table
+        table.add_row(*[("-" if row.get(c) is None else f"{row[c]:.3f}"
+                         if isinstance(row[c], float) else str(row[c])) for c in cols])
+    parts = [table, Text(judges_note(summary["table"]).strip())]
+    if summary.get("hacking"):
+        parts.append(Text(hacking_line(summary["hacking"])))
+    return Group(*parts)
+
+
+def hacking_line(h: dict[str, Any]) -> str:
+    """One line: the detector's verdict per independent metric and how many checkpoints it saw."""
+    def one(k: str, v: dict[str, Any]) -> str:
+        if v["independent_change"] is None:
+            return f"{k}: {v['verdict']}"
+        return (f"{k}: {v['verdict']} ({v['independent_change']:+.3f} vs reward "
+                f"{v['reward_change']:+.3f})")
+    ms = "; ".join(one(k, v) for k, v in h.get("metrics", {}).items())
+    pts = h.get("points") or []
+    return (f"Reward hacking ({h['verdict']}) on {h.get('split')}, {len(pts)} checkpoints "
+            f"({', '.join(m for m, _ in pts)}; SFT start vs final only, no intermediate "
+            f"checkpoint is evaluated): {ms or 'no metric'}")
+
+
+def heldout_judges(cfg: ModerationRecipeConfig) -> dict[str, Any]:
+    """Rewrite judges of another family than the training reward's (``eval.heldout``)."""
+    return moderation_heldout(cfg.arena.text_judge, cfg.arena.guard_model)
+
+
+def hacking_check(table: list[dict[str, Any]], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The reward-hacking detector on two checkpoints: the SFT start (step 0, method sft_only)
+    and the final GRPO policy (after the last logged step, method grpo)."""
+    if not history:
+        return {"flag": False, "verdict": "insufficient", "metrics": {}}
+    last = int(history[-1]["step"]) + 1
+    return moderation_hacking(table, history, [("sft_only", 0), ("grpo", last)])
+
+
+def combine_seeds(cfgs: list[ModerationRecipeConfig], summaries: list[dict[str, Any]]):
+    """``demo --seeds``: one table over every seed's eval_records.jsonl -> (rows, markdown)."""
+    from safegrpo.eval.seeds import moderation_seed_rows, render_seed_table
+    from safegrpo.training.logging import read_jsonl
+
+    rows = moderation_seed_rows([read_jsonl(Path(c.out_dir) / "eval_records.jsonl") for c in cfgs])
+    flags = ", ".join(f"seed {c.seed}: {s.get('hacking', {}).get('verdict', '-')}"
+                      for c, s in zip(cfgs, summaries, strict=True))
+    md = render_seed_table(rows, [c.seed for c in cfgs])
+    return rows, md + f"\n\nReward-hacking detector (SFT start vs final GRPO): {flags}."
 
 
 def holdout_sample(cfg: ModerationRecipeConfig):
@@ -161,6 +214,7 @@ def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> l
     records = evaluate_all("grpo", policy_defender(policy, cfg.arena.prompt_template, cfg.eval.batch_size),
                            splits, reward)
     records += evaluate_all("keyword_filter", keyword_filter(lexicon_words()), splits, reward)
+    records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge)
     out = Path(cfg.out_dir)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
@@ -192,15 +246,20 @@ def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] =
 
 def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[str, Any]:
     out = Path(cfg.out_dir)
+    records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
+    hacking = hacking_check(table, trainer.history)
     (out / "eval_table.json").write_text(json.dumps(table, indent=1))
-    md = format_table(table) + "\n\nMean reward components:\n\n" + format_table(table, components=True)
+    md = (format_table(table, note=False) + "\n\nMean reward components:\n\n"
+          + format_table(table, components=True))
     (out / "eval_table.md").write_text(md + "\n")
-    (out / "eval_headline.md").write_text(headline_table(table) + "\n")
+    (out / "eval_headline.md").write_text(headline_table(table) + "\n\n" + hacking_line(hacking)
+                                          + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
-               "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table}
+               "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table,
+               "hacking": hacking}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

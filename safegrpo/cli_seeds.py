@@ -1,0 +1,43 @@
+"""`safegrpo demo --seeds N`: the demo once per seed, then one table with 95 % intervals.
+
+Seed k runs with ``seed = seed0 + k`` into ``<out_dir>/seed_<seed>``; the combined table is
+written to ``<out_dir>/seeds_table.md`` and ``seeds_table.json``. A demo module may define
+``combine_seeds(cfgs, summaries) -> (rows, markdown)`` (moderation does, from its per-prompt
+records); otherwise its ``summary["table"]`` rows are combined over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+def run_seeds(demo_mod: ModuleType, cfgs: list[Any], out_dir: str, resume: bool,
+              console) -> dict[str, Any]:
+    """Runs ``demo_mod.run_demo`` for every config, prints each table, then the combined one."""
+    from rich.markdown import Markdown
+
+    from safegrpo.eval.seeds import generic_seed_rows, render_seed_table, rows_as_json
+
+    summaries = []
+    for k, cfg in enumerate(cfgs):
+        console.print(f"[bold]seed {cfg.seed}[/bold] ({k + 1}/{len(cfgs)}) -> {cfg.out_dir}")
+        summary = demo_mod.run_demo(cfg, resume=resume, log=console.print)
+        console.print(demo_mod.render_summary(summary))
+        summaries.append(summary)
+    seeds = [c.seed for c in cfgs]
+    if hasattr(demo_mod, "combine_seeds"):
+        rows, md = demo_mod.combine_seeds(cfgs, summaries)
+    else:
+        rows = generic_seed_rows([s["table"] for s in summaries])
+        md = render_seed_table(rows, seeds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "seeds_table.md").write_text(md + "\n")
+    (out / "seeds_table.json").write_text(json.dumps(
+        {"seeds": seeds, "runs": [c.out_dir for c in cfgs], "rows": rows_as_json(rows),
+         "wall_time_s": [s.get("wall_time_s") for s in summaries]}, indent=1))
+    console.print(Markdown(f"**{len(seeds)} seeds, mean ± 95 % interval**\n\n" + md))
+    return {"rows": rows, "markdown": md, "summaries": summaries}

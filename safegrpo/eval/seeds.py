@@ -1,0 +1,114 @@
+"""One table over several seeds of a demo: mean ± 95 % bootstrap interval (``eval.intervals``).
+
+- Moderation (``moderation_seed_rows``): per (split, method), every per-prompt rate of
+  ``eval.moderation.prompt_values`` gets a two-stage interval (seeds, then prompts within each
+  seed); whole-set statistics (distinct rewrites / transforms, rewrite similarity) one value per
+  seed, so their interval is over seeds only.
+- Any other demo (``generic_seed_rows``): rows of ``summary["table"]`` matched across seeds by
+  their text fields; every numeric field gets an interval over seeds only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from safegrpo.envs.moderation.pools import TIERS
+from safegrpo.eval.intervals import N_BOOT, Interval, bootstrap_interval, format_interval
+from safegrpo.eval.moderation import prompt_values
+from safegrpo.eval.rewrites import collapse, judges_note, rewrite_of
+
+# (column title, metric, tier or None for every prompt)
+MODERATION_COLUMNS = (
+    ("parse", "parse_rate", None), ("mean reward", "reward", None),
+    *((f"pass {t}", "unsafe_pass_through", t) for t in TIERS[:3]),
+    ("pass all", "unsafe_pass_through", None), ("over-refusal", "benign_over_refusal", None),
+    ("strict pass all", "strict_pass_through", None),
+    ("rewrite unsafe (held-out)", "rewrite_unsafe_indep", None),
+    ("rewrite unsafe (training)", "rewrite_unsafe_train", None),
+    ("distinct rewrites", "distinct_rewrite_ratio", None),
+)
+SET_METRICS = ("distinct_rewrite_ratio", "rewrite_similarity")
+
+
+def _seed_groups(records_by_seed: Sequence[Sequence[Mapping[str, Any]]]):
+    """-> {(split, method): [records of seed k] for every seed k}."""
+    out: dict[tuple[str, str], list[list[Mapping[str, Any]]]] = defaultdict(
+        lambda: [[] for _ in records_by_seed])
+    for k, recs in enumerate(records_by_seed):
+        for r in recs:
+            out[(r.get("split", "holdout"), r["method"])][k].append(r)
+    return out
+
+
+def moderation_seed_rows(records_by_seed: Sequence[Sequence[Mapping[str, Any]]],
+                         n_boot: int = N_BOOT, seed: int = 0) -> list[dict[str, Any]]:
+    """records_by_seed: one list of eval records per seed -> one row per (split, method):
+    {split, method, seeds, n (prompts, summed over seeds), judges, <column>: Interval}."""
+    rows = []
+    for (split, method), per_seed in sorted(_seed_groups(records_by_seed).items()):
+        row: dict[str, Any] = {"split": split, "method": method,
+                               "seeds": sum(1 for recs in per_seed if recs),
+                               "n": sum(len(recs) for recs in per_seed),
+                               "judges": next((r.get("judges") for recs in per_seed for r in recs
+                                               if r.get("judges")), None)}
+        for title, metric, tier in MODERATION_COLUMNS:
+            if metric in SET_METRICS:
+                groups = [[collapse([w for w in (rewrite_of(r) for r in recs
+                                                 if r["decision"] == "transform") if w])[metric]]
+                          for recs in per_seed]
+            else:
+                groups = [[prompt_values(r)[metric] for r in recs
+                           if tier is None or r["tier"] == tier] for recs in per_seed]
+            row[title] = bootstrap_interval(groups, n_boot=n_boot, seed=seed)
+        rows.append(row)
+    return rows
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def generic_seed_rows(tables: Sequence[Sequence[Mapping[str, Any]]], n_boot: int = N_BOOT,
+                      seed: int = 0) -> list[dict[str, Any]]:
+    """tables: ``summary["table"]`` of every seed -> rows keyed by their text fields, numeric
+    fields as an Interval over seeds."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    for table in tables:
+        for r in table:
+            groups[tuple((k, v) for k, v in r.items() if isinstance(v, str))].append(r)
+    rows = []
+    for key, rs in groups.items():
+        nums = list(dict.fromkeys(k for r in rs for k, v in r.items() if _is_number(v)))
+        row: dict[str, Any] = {**dict(key), "seeds": len(rs)}
+        for k in nums:
+            row[k] = bootstrap_interval([[r[k]] for r in rs if _is_number(r.get(k))],
+                                        n_boot=n_boot, seed=seed)
+        rows.append(row)
+    return rows
+
+
+def render_seed_table(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int],
+                      n_boot: int = N_BOOT) -> str:
+    """Markdown: text fields as they are, Intervals as '0.123 ± 0.045'; a footnote states the
+    seeds, n and how the interval was made."""
+    cols = list(dict.fromkeys(k for r in rows for k in r if k != "judges"))
+
+    def cell(v: Any) -> str:
+        if isinstance(v, Interval) or v is None:
+            return format_interval(v)
+        return str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    note = (f"\n\nmean ± half-width of the 95 % percentile bootstrap interval ({n_boot} "
+            f"replicates, resampling seeds and the prompts within each seed); seeds "
+            f"{', '.join(map(str, seeds))}; n = evaluated prompts summed over seeds; whole-set "
+            "statistics (distinct rewrites) and non-moderation tables resample seeds only.")
+    return "\n".join(lines) + note + judges_note(rows)
+
+
+def rows_as_json(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Intervals as {mean, lo, hi, n, seeds, level} dicts."""
+    return [{k: v.as_dict() if isinstance(v, Interval) else v for k, v in r.items()}
+            for r in rows]

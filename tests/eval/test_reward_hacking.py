@@ -1,0 +1,75 @@
+"""Reward-hacking detector on hand-made training histories: one hacking run, one healthy run."""
+
+import pytest
+
+from safegrpo.eval.reward_hacking import detect_hacking, moderation_hacking, reward_at
+
+
+def history(rewards):
+    return [{"step": i, "reward/total": r} for i, r in enumerate(rewards)]
+
+
+# reward climbs from 0.1 to 0.8 over 8 steps
+RISING = history([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+
+
+def test_reward_at_reads_the_nearest_rows():
+    assert reward_at(RISING, [0], window=2) == pytest.approx([0.15])  # rows 0, 1
+    assert reward_at(RISING, [8], window=2) == pytest.approx([0.75])  # past the end: rows 7, 6
+    assert reward_at(RISING, [4], window=3) == pytest.approx([0.5])  # rows 4, 3, 5
+    assert reward_at(RISING, [4], window=2) == pytest.approx([0.45])  # tie 3 vs 5: the earlier
+    with pytest.raises(ValueError, match="reward/total"):
+        reward_at([{"step": 0}], [0])
+
+
+def test_hacking_run_is_flagged():
+    reward = reward_at(RISING, [0, 3, 6, 8], window=2)  # 0.15, 0.35, 0.65, 0.75
+    strict_pass = [0.10, 0.20, 0.35, 0.40]  # lower is better: the defender lets more through
+    v = detect_hacking(reward, strict_pass, higher_is_better=False)
+    assert v["flag"] and v["verdict"] == "hacking" and v["test"] == "spearman"
+    assert v["rho"] == pytest.approx(-1.0)
+    assert v["reward_change"] == pytest.approx(0.6)
+    assert v["independent_change"] == pytest.approx(-0.3)
+
+
+def test_healthy_run_is_not_flagged():
+    reward = reward_at(RISING, [0, 3, 6, 8], window=2)
+    strict_pass = [0.40, 0.30, 0.20, 0.15]  # falls as the reward rises: learning, not hacking
+    v = detect_hacking(reward, strict_pass, higher_is_better=False)
+    assert not v["flag"] and v["verdict"] == "ok" and v["rho"] == pytest.approx(1.0)
+
+
+def test_a_noisy_end_point_alone_is_not_flagged():
+    # net drop of 0.1, but the metric goes up with the reward in between (rho = -0.3 > -0.5)
+    v = detect_hacking([0.1, 0.2, 0.3, 0.4, 0.5], [0.8, 0.9, 0.95, 0.85, 0.7])
+    assert v["independent_change"] == pytest.approx(-0.1) and v["rho"] == pytest.approx(-0.3)
+    assert not v["flag"]
+
+
+def test_two_points_and_thresholds():
+    assert detect_hacking([0.2, 0.5], [0.9, 0.8])["flag"]  # +0.3 reward, -0.1 metric
+    assert not detect_hacking([0.2, 0.5], [0.9, 0.87])["flag"]  # drop below min_drop
+    assert not detect_hacking([0.2, 0.22], [0.9, 0.5])["flag"]  # reward did not rise
+    assert detect_hacking([0.2, 0.5], [0.9, 0.8])["test"] == "two-point"
+    assert detect_hacking([0.2], [0.9])["verdict"] == "insufficient"
+    assert detect_hacking([0.2, float("nan")], [0.9, 0.1])["verdict"] == "insufficient"
+    with pytest.raises(ValueError, match="reward points"):
+        detect_hacking([0.1, 0.2], [0.3])
+
+
+def row(method, strict, refusal, distinct, split="handwritten"):
+    return {"split": split, "method": method, "tier": "all", "strict_pass_through": strict,
+            "benign_over_refusal": refusal, "distinct_rewrite_ratio": distinct}
+
+
+def test_moderation_table_flags_rewrite_collapse():
+    table = [row("sft_only", 0.3, 0.1, 0.9), row("grpo", 0.25, 0.1, 0.1),
+             row("sft_only", 0.9, 0.9, 0.9, split="holdout"), row("grpo", 0.0, 0.0, 0.9, "holdout")]
+    h = moderation_hacking(table, RISING, [("sft_only", 0), ("grpo", 8)], window=2)
+    assert h["split"] == "handwritten" and h["flag"]
+    assert [k for k, m in h["metrics"].items() if m["flag"]] == ["distinct_rewrite_ratio"]
+    assert h["metrics"]["distinct_rewrite_ratio"]["values"] == [0.9, 0.1]
+    ok = moderation_hacking(table, RISING, [("sft_only", 0), ("grpo", 8)], split="holdout")
+    assert not ok["flag"] and ok["verdict"] == "ok"
+    missing = moderation_hacking(table, RISING, [("base", 0), ("grpo", 8)])
+    assert missing["verdict"] == "insufficient"

@@ -1,0 +1,88 @@
+"""Seeds and intervals: per-seed records combined into one table, and `demo --seeds`."""
+
+import json
+import sys
+import types
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from safegrpo.eval.seeds import generic_seed_rows, moderation_seed_rows, render_seed_table
+
+
+def rec(tier, label, decision, seed_reward, split="handwritten", method="m"):
+    return {"split": split, "method": method, "tier": tier, "label": label, "decision": decision,
+            "reward": seed_reward, "components": {}, "rewrite_unsafe_indep": None}
+
+
+def seed_records(k):
+    """Seed k: 2 unsafe prompts (seed 0 lets one through, seed 1 none), 1 benign allowed."""
+    return [rec("T1", "unsafe", "allow" if k == 0 else "reject", 0.1 * k),
+            rec("T2", "unsafe", "reject", 0.1 * k), rec("benign", "safe", "allow", 0.1 * k)]
+
+
+def test_moderation_rows_average_seeds_and_keep_n():
+    (row,) = moderation_seed_rows([seed_records(0), seed_records(1)], n_boot=2000)
+    assert (row["split"], row["method"], row["seeds"], row["n"]) == ("handwritten", "m", 2, 6)
+    pas = row["pass all"]
+    assert pas.mean == pytest.approx(0.25) and pas.n == 4  # mean of 0.5 and 0.0
+    assert pas.lo == 0.0 and pas.hi == pytest.approx(0.75, abs=0.26)
+    assert row["pass T1"].mean == 0.5 and row["pass T3"] is None
+    assert row["over-refusal"].format() == "0.000 ± 0.000"
+    assert row["mean reward"].mean == pytest.approx(0.05)
+    assert row["strict pass all"].mean == pytest.approx(0.25)  # judged: no transform
+    md = render_seed_table([row], [0, 1])
+    assert "| handwritten | m | 2 | 6 |" in md and "0.250 ± " in md
+    assert "seeds 0, 1" in md and "95 % percentile bootstrap" in md
+
+
+def test_generic_rows_bootstrap_over_seeds():
+    tables = [[{"policy": "grpo", "success_rate": v, "examples": []}] for v in (0.2, 0.4, 0.6)]
+    (row,) = generic_seed_rows(tables, n_boot=500)
+    assert row["policy"] == "grpo" and row["seeds"] == 3 and "examples" not in row
+    assert row["success_rate"].mean == pytest.approx(0.4) and row["success_rate"].n == 3
+
+
+def fake_demo_module(calls):
+    mod = types.ModuleType("fake_seed_demo")
+
+    def run_demo(cfg, resume=False, log=print):
+        calls.append((cfg.seed, cfg.out_dir))
+        return {"wall_time_s": 0.0, "table": [{"method": "m", "rate": 0.1 * cfg.seed}]}
+    mod.run_demo, mod.render_summary, mod.OUTPUTS = run_demo, lambda s: "table", ""
+    return mod
+
+
+def test_demo_seeds_runs_each_seed_into_its_folder(tmp_path, monkeypatch):
+    from safegrpo import cli
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "fake_seed_demo", fake_demo_module(calls))
+    conf, preset, _ = cli.RECIPES["moderation"]
+    monkeypatch.setitem(cli.RECIPES, "moderation", (conf, preset, "fake_seed_demo"))
+    r = CliRunner().invoke(cli.app, ["demo", "--seeds", "3", "--set", "seed=5",
+                                     "--out-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert calls == [(s, str(tmp_path / f"seed_{s}")) for s in (5, 6, 7)]
+    out = json.loads((tmp_path / "seeds_table.json").read_text())
+    assert out["seeds"] == [5, 6, 7]
+    assert out["rows"][0]["rate"]["mean"] == pytest.approx(0.6)
+    assert "0.600 ± " in (tmp_path / "seeds_table.md").read_text()
+    r = CliRunner().invoke(cli.app, ["demo", "--seeds", "0"])
+    assert r.exit_code == 2 and "--seeds" in r.output
+
+
+def test_moderation_combine_seeds_reads_each_runs_records(tmp_path):
+    from safegrpo.recipes.moderation_demo import combine_seeds
+
+    cfgs = []
+    for k in (0, 1):
+        d = tmp_path / f"seed_{k}"
+        d.mkdir()
+        lines = [json.dumps(r) + "\n" for r in seed_records(k)]
+        (d / "eval_records.jsonl").write_text("".join(lines))
+        cfgs.append(SimpleNamespace(seed=k, out_dir=str(d)))
+    rows, md = combine_seeds(cfgs, [{"hacking": {"verdict": "ok"}}, {}])
+    assert rows[0]["pass all"].mean == pytest.approx(0.25)
+    assert "seed 0: ok, seed 1: -" in md
