@@ -29,7 +29,8 @@ class LMRollout:
     prompt_mask: Tensor  # [B, P] 1 = real token
     completion_ids: Tensor  # [B, T] right-padded (pad after EOS)
     completion_mask: Tensor  # [B, T] 1 = generated token up to and including EOS
-    old_logprobs: Tensor  # [B, T] behaviour-policy log-probs at sampling time
+    old_logprobs: Tensor | None  # [B, T] behaviour-policy log-probs at sampling time (None: not
+    # recorded, the update is on-policy and uses the current log-probs, detached)
     ref_logprobs: Tensor | None  # [B, T] reference log-probs (None when kl is off)
     group_ids: Tensor  # [B] long: rows sharing a prompt share an id
     prompts: tuple[str, ...]  # B prompt strings
@@ -38,7 +39,7 @@ class LMRollout:
     def __post_init__(self) -> None:
         b, t = self.completion_ids.shape
         for name in ("completion_mask", "old_logprobs"):
-            if getattr(self, name).shape != (b, t):
+            if getattr(self, name) is not None and getattr(self, name).shape != (b, t):
                 raise ValueError(f"LMRollout.{name} shape {tuple(getattr(self, name).shape)} != {(b, t)}")
         if self.group_ids.shape != (b,) or len(self.prompts) != b or len(self.completions) != b:
             raise ValueError("LMRollout: group_ids, prompts and completions must have B entries")
@@ -56,7 +57,7 @@ class LMRollout:
             prompt_mask=self.prompt_mask[idx],
             completion_ids=self.completion_ids[idx],
             completion_mask=self.completion_mask[idx],
-            old_logprobs=self.old_logprobs[idx],
+            old_logprobs=None if self.old_logprobs is None else self.old_logprobs[idx],
             ref_logprobs=None if self.ref_logprobs is None else self.ref_logprobs[idx],
             group_ids=self.group_ids[idx],
             prompts=tuple(self.prompts[i] for i in il),

@@ -248,11 +248,12 @@ class LMPolicy:
 
     @torch.no_grad()
     def rollout(self, prompts: list[str], group_size: int, *, seed: int, need_ref: bool,
-                group_offset: int = 0, model=None) -> LMRollout:
-        """Sample ``group_size`` completions per prompt and record behaviour/reference log-probs."""
+                group_offset: int = 0, model=None, need_old: bool = True) -> LMRollout:
+        """Sample ``group_size`` completions per prompt and record behaviour/reference log-probs
+        (behaviour log-probs only with ``need_old``; an on-policy update does not read them)."""
         model = model or self.model
         pids, pmask, cids, cmask = self.generate(prompts, group_size, seed=seed, model=model)
-        old, _ = self.logprobs(pids, pmask, cids, cmask, model=model)
+        old = self.logprobs(pids, pmask, cids, cmask, model=model)[0] if need_old else None
         ref = None
         if need_ref:
             with self.reference(model) as ref_model:
@@ -260,7 +261,8 @@ class LMPolicy:
         texts = self.tokenizer.batch_decode(cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id,
                                             skip_special_tokens=True)
         gids = torch.arange(len(prompts), device=cids.device).repeat_interleave(group_size) + group_offset
-        return LMRollout(pids, pmask, cids, cmask, old * cmask, None if ref is None else ref * cmask,
+        return LMRollout(pids, pmask, cids, cmask, None if old is None else old * cmask,
+                         None if ref is None else ref * cmask,
                          gids, tuple(p for p in prompts for _ in range(group_size)), tuple(texts))
 
     @torch.no_grad()

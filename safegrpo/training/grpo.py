@@ -43,6 +43,10 @@ class GRPOTrainer(RLTrainerBase):
         check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)
+        # one optimizer step per batch, taken from the sampling policy: the behaviour log-probs
+        # equal the update's own (detached), so the rollout skips that forward (as TRL does)
+        self.reuse_logprobs = (cfg.epochs == 1 and cfg.reward_kl_coef == 0 and cfg.prompts_per_step
+                               * cfg.group_size <= cfg.minibatch_size * cfg.grad_accum)
         if cfg.beta > 0 or cfg.reward_kl_coef > 0:
             # the reference is the policy as it starts, before resume() loads a checkpoint
             policy.prepare_reference(self.unwrapped)
@@ -60,13 +64,14 @@ class GRPOTrainer(RLTrainerBase):
         ro = self.policy.rollout([self.task.render(i) for i in items], cfg.group_size,
                                  seed=cfg.seed * 1_000_003 + step * 997 + rank,
                                  need_ref=cfg.beta > 0 or cfg.reward_kl_coef > 0,
-                                 group_offset=rank * cfg.prompts_per_step, model=self.unwrapped)
+                                 group_offset=rank * cfg.prompts_per_step, model=self.unwrapped,
+                                 need_old=not self.reuse_logprobs)
         gen_time = time.perf_counter() - t0
         rep_items = [i for i in items for _ in range(cfg.group_size)]
         scored = self.task.score(rep_items, list(ro.completions), ro.group_ids.cpu())
         if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
             kl = None
-            if ro.ref_logprobs is not None:
+            if cfg.reward_kl_coef > 0:  # both log-probs are recorded then (see __init__)
                 kl = ((ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask).sum(1)  # [B] k1, summed
             scored = shape_reward(scored, kl, cfg.reward_kl_coef, cfg.reward_clip)
         return ro, scored, rep_items, gen_time
@@ -100,7 +105,7 @@ class GRPOTrainer(RLTrainerBase):
                                                        else torch.as_tensor(weights)), dim=-1))
             if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
                 kl_tok = None
-                if ro.ref_logprobs is not None:  # [B, T] per-token k1
+                if cfg.reward_kl_coef > 0:  # both log-probs are recorded then; [B, T] per-token k1
                     kl_tok = (ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask
                 summed = shape_segments(summed, kl_tok, self._segmap, cfg.reward_kl_coef,
                                         cfg.reward_clip)
@@ -158,7 +163,8 @@ class GRPOTrainer(RLTrainerBase):
             mb = ro.select(idx.to(ro.completion_ids.device))
             logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
                                              mb.completion_mask, model=self.model, with_entropy=with_entropy)
-            out = grpo_loss(logp, mb.old_logprobs, adv[idx].to(dev), mb.completion_mask,
+            old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs
+            out = grpo_loss(logp, old, adv[idx].to(dev), mb.completion_mask,
                             ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
                             eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
                             ratio_level=cfg.ratio_level, agg=cfg.loss_agg, segment_map=self._segment_rows(idx),
