@@ -148,10 +148,11 @@ def evaluate_all(name: str, defender, splits: dict[str, list], reward) -> list[d
 
 class Phases:
     """Wall time per phase, for the summary's time breakdown, and the generation throughput of
-    each phase that sampled from the policy (``tokens()`` counts completion tokens so far)."""
+    each phase that sampled from the policy (``tokens()`` counts completion tokens so far), and
+    the process's peak RSS at the end of each phase (which phase sets the high-water mark)."""
 
     def __init__(self, log, tokens=lambda: 0):
-        self.log, self.tokens, self.times, self.gen = log, tokens, {}, {}
+        self.log, self.tokens, self.times, self.gen, self.peak_rss = log, tokens, {}, {}, {}
         self.t, self.n = time.perf_counter(), tokens()
 
     def __call__(self, name: str, msg: str) -> None:
@@ -159,6 +160,7 @@ class Phases:
         if self.times:
             last = next(reversed(self.times))
             self.times[last] = now - self.t
+            self.peak_rss[last] = peak_rss_gb()
             if n > self.n:
                 self.gen[last] = {"tokens": n - self.n, "tokens_per_s": (n - self.n) / (now - self.t)}
         self.times[name], self.t, self.n = 0.0, now, n
@@ -203,7 +205,8 @@ def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> di
     for name, fn in baselines.items():
         records += evaluate_all(name, fn, splits, reward)
     times = phase.close()
-    perf = perf_summary(trainer.history, sft_hist, phase.gen)
+    perf = {**perf_summary(trainer.history, sft_hist, phase.gen),
+            "peak_rss_gb_by_phase": phase.peak_rss}
     return write_outputs(cfg, records, trainer, sft_hist, times, time.perf_counter() - t0, perf)
 
 
@@ -222,26 +225,30 @@ def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> l
     return table
 
 
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GiB."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 30) if sys.platform == "darwin" else rss / (1 << 20)
+
+
 def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] = (),
                  gen: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Mean generation and end-to-end GRPO token throughput, SFT training tokens/s, greedy
     evaluation tokens/s per phase (``gen``), and peak RSS of this process."""
-    import resource
-    import sys
-
     def mean(k: str) -> float | None:
         vals = [h[k] for h in history if k in h]
         return sum(vals) / len(vals) if vals else None
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_gb = rss / (1 << 30) if sys.platform == "darwin" else rss / (1 << 20)
     sft = [h["sft/tokens_per_s"] for h in sft_hist if "sft/tokens_per_s" in h]
     return {"grpo_gen_tokens_per_s": mean("perf/gen_tokens_per_s"),
             "grpo_tokens_per_s": mean("perf/tokens_per_s"),
             "grpo_step_time_s": mean("perf/step_time_s"),
             "sft_tokens_per_s": sum(sft) / len(sft) if sft else None,
             "eval_generation": {k: v for k, v in (gen or {}).items() if k.startswith("eval")},
-            "peak_rss_gb": rss_gb}
+            "peak_rss_gb": peak_rss_gb()}
 
 
 def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[str, Any]:
