@@ -38,7 +38,8 @@ from safegrpo.recipes.moderation import (
     save_run_config,
 )
 
-OUTPUTS = "eval_headline.md, eval_table.md, eval_records.jsonl, reward_curve.png, grpo/metrics.jsonl"
+OUTPUTS = ("eval_headline.md, eval_intervals.md, eval_table.md, eval_records.jsonl, reward_curve.png, "
+           "grpo/metrics.jsonl")
 
 
 def render_summary(summary: dict[str, Any]):
@@ -92,6 +93,14 @@ def hacking_check(table: list[dict[str, Any]], history: list[dict[str, Any]]) ->
         return {"flag": False, "verdict": "insufficient", "metrics": {}}
     last = int(history[-1]["step"]) + 1
     return moderation_hacking(table, history, [("sft_only", 0), ("grpo", last)])
+
+
+def interval_table(records: list[dict[str, Any]], seed: int) -> str:
+    """Markdown: the headline metrics of one run with 95 % bootstrap intervals over prompts
+    (``--seeds N`` adds the spread over seeds, see ``combine_seeds``)."""
+    from safegrpo.eval.seeds import moderation_seed_rows, render_seed_table
+
+    return render_seed_table(moderation_seed_rows([records]), [seed])
 
 
 def combine_seeds(cfgs: list[ModerationRecipeConfig], summaries: list[dict[str, Any]]):
@@ -263,6 +272,7 @@ def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[st
     (out / "eval_table.md").write_text(md + "\n")
     (out / "eval_headline.md").write_text(headline_table(table) + "\n\n" + hacking_line(hacking)
                                           + "\n")
+    (out / "eval_intervals.md").write_text(interval_table(records, cfg.seed) + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
