@@ -153,7 +153,7 @@ def run_safegrpo(path: Path, args, tmp: Path) -> dict[str, Any]:
     trainer = GRPOTrainer(policy, task, GRPOConfig(
         steps=args.steps + 1, prompts_per_step=args.prompts, group_size=args.group_size,
         minibatch_size=b, lr=LR, loss_agg=args.loss, beta=0.0, seed=0, device="cpu",
-        out_dir=str(tmp / "safegrpo"), save_every=0, tensorboard=False))
+        out_dir=str(tmp / "safegrpo"), save_every=0, report_to=("none",)))
     timers, times, lengths, rows = Timers(), [], [], []
     timers.wrap(policy, "generate", "generate")
     timers.wrap(policy, "logprobs", "logprob_fwd")
