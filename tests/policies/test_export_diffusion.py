@@ -146,6 +146,9 @@ def test_resume_reads_both_formats_and_export_names_the_old_one(tmp_path):
     r = CliRunner().invoke(app, ["export", str(tmp_path / "old"), str(tmp_path / "x")])
     assert r.exit_code == 1 and "pass it with --base" in r.output, r.output
     r = CliRunner().invoke(app, ["export", str(tmp_path / "old"), str(tmp_path / "x"),
+                                 "--base", str(tmp_path / "no_such_pipeline")])
+    assert r.exit_code == 1 and "no_such_pipeline does not exist" in r.output, r.output
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "old"), str(tmp_path / "x"),
                                  "--base", pipe])
     assert r.exit_code == 1 and "old bare format" in r.output and "resume" in r.output, r.output
     assert not (tmp_path / "x").exists()

@@ -55,8 +55,9 @@ def build_pipeline(base: str, unet=None):
         from transformers import AutoTokenizer, CLIPTextModel
 
         pipe = StableDiffusionPipeline(
-            vae=load_vae(base, "cpu"), unet=unet or UNet2DConditionModel.from_pretrained(
-                base, subfolder="unet"),
+            vae=load_vae(base, "cpu"),
+            unet=UNet2DConditionModel.from_pretrained(base, subfolder="unet") if unet is None
+            else unet,
             text_encoder=CLIPTextModel.from_pretrained(base, subfolder="text_encoder"),
             tokenizer=AutoTokenizer.from_pretrained(base, subfolder="tokenizer"),
             scheduler=DDIMScheduler.from_pretrained(base, subfolder="scheduler"),
@@ -68,8 +69,12 @@ def build_pipeline(base: str, unet=None):
 
 
 def _base_of(folder: Path, base: str | None) -> str:
+    """``base`` if given, else the base pipeline recorded with the policy; a local path that is
+    missing is an error here (from_pretrained would take it for a hub id)."""
     if base:
-        return base
+        if base.startswith((".", "/", "~")) and not Path(base).expanduser().exists():
+            raise FileNotFoundError(f"--base {base} does not exist")
+        return str(Path(base).expanduser()) if base.startswith("~") else base
     recorded, _ = read_lineage(folder)
     if recorded is None:
         raise ValueError(f"{folder}: the base pipeline is not recorded (checkpoint saved before "
