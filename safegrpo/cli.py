@@ -8,6 +8,7 @@
     safegrpo demo recommender           # Safe SFT + per-rank GRPO arms on a synthetic catalog
     safegrpo train redteam -c my.yaml   # attacker GRPO only (checkpoints, resume, export)
     safegrpo infer --checkpoint runs/redteam/grpo/checkpoints/step_000060 --prompt "Topic: hate"
+    safegrpo export runs/redteam/grpo/checkpoints/step_000060 exported/  # merged HF / diffusers
     safegrpo train moderation -c configs/moderation_gpu.yaml --set grpo.steps=50 [--resume]
     safegrpo serve arena --port 8000    # OpenEnv-compatible arena server
     safegrpo config moderation          # print the full default config as YAML
@@ -32,6 +33,7 @@ from safegrpo.cli_common import (  # noqa: F401 (re-exported)
     explain_text,
     set_option,
 )
+from safegrpo.cli_export import export_cmd
 from safegrpo.cli_judges import judges_app
 from safegrpo.cli_models import models_app
 from safegrpo.cli_serve import serve_app, served_judge  # noqa: F401 (re-exported)
@@ -43,6 +45,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
 app.add_typer(models_app, name="models")
 app.add_typer(judges_app, name="judges")
+app.command("export")(export_cmd)
 
 # recipe -> (config class, demo preset under configs/, demo module with run_demo + render_summary)
 RECIPES = {

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from safegrpo.core.types import ScoredBatch
+from safegrpo.policies.diffusion.lora_format import LORA_FILE
 from safegrpo.policies.diffusion.policy import DiffusionPolicy, DiffusionPolicyConfig
 from safegrpo.policies.diffusion.tiny import build_tiny_pipeline
 from safegrpo.policies.lm import LoRAConfig
@@ -50,7 +51,7 @@ def test_two_step_smoke_with_kl_and_subsampling(pipe, tmp_path):
         assert k in hist[-1], k
     after = lora(pol)
     assert any((before[k] - after[k]).abs().max() > 0 for k in before)
-    assert (tmp_path / "checkpoints" / "step_000002" / "policy" / "unet_lora.safetensors").exists()
+    assert (tmp_path / "checkpoints" / "step_000002" / "policy" / LORA_FILE).exists()
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1]
 
 
@@ -125,4 +126,4 @@ def test_resume_with_kl_equals_a_straight_run(pipe, tmp_path, lora):
     if lora.r > 0:
         assert all("lora" in k for k in moved)
         assert {m.split(".lora")[0].rsplit(".", 1)[-1] for m in moved} >= {"to_q", "to_k", "to_v"}
-        assert (tmp_path / "b" / "checkpoints" / "step_000002" / "policy" / "unet_lora.safetensors").exists()
+        assert (tmp_path / "b" / "checkpoints" / "step_000002" / "policy" / LORA_FILE).exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +20,15 @@ from torch import Tensor
 
 from safegrpo.core.types import DiffusionRollout
 from safegrpo.policies.diffusion.ddim_logprob import ddim_step_with_logprob
+from safegrpo.policies.diffusion.lora_format import load_unet_lora, save_unet_lora
+from safegrpo.policies.lineage import write_lineage
 from safegrpo.policies.lm import LoRAConfig
 
 UNET_ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
 """LoRA targets used when ``lora.target_modules`` is the LM default ('all-linear'), which peft
 cannot resolve on a diffusers UNet."""
+SAMPLER_FILE = "safegrpo_sampler.json"
+"""Next to a saved policy: the DDIM steps, eta and guidance it was trained to sample with."""
 
 
 @dataclass(frozen=True)
@@ -175,28 +180,28 @@ class DiffusionPolicy:
         return ((latents.float() + 1) / 2).clamp(0, 1)
 
     def save(self, path: str | Path) -> None:
+        """LoRA in diffusers' format (``pipe.load_lora_weights(path)`` reads it) or the full UNet
+        (``unet/``), plus the base pipeline (``safegrpo_policy.json``, local paths relative) and
+        the sampler settings, so ``safegrpo export`` rebuilds the trained pipeline."""
         path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
         if self.cfg.lora.r > 0:
-            from peft.utils import get_peft_model_state_dict
-            from safetensors.torch import save_file
-
-            path.mkdir(parents=True, exist_ok=True)
-            save_file(get_peft_model_state_dict(self.unet), path / "unet_lora.safetensors")
+            save_unet_lora(self.unet, path)
         else:
             self.unet.save_pretrained(path / "unet")
+        write_lineage(path, self.cfg.model, [])
+        (path / SAMPLER_FILE).write_text(json.dumps(
+            {"num_inference_steps": self.cfg.num_steps, "eta": self.cfg.eta,
+             "guidance_scale": self.cfg.guidance_scale}, indent=1))
 
     def load_trainable(self, path: str | Path) -> None:
         path = Path(path)
         if self.cfg.lora.r > 0:
-            from peft.utils import set_peft_model_state_dict
-            from safetensors.torch import load_file
-
-            set_peft_model_state_dict(self.unet, load_file(path / "unet_lora.safetensors"))
+            load_unet_lora(self.unet, path)
         else:
             from diffusers import UNet2DConditionModel
 
             self.unet.load_state_dict(UNet2DConditionModel.from_pretrained(path / "unet").state_dict())
-
 
 def has_vae(path: str) -> bool:
     """Whether the pipeline at ``path`` (folder or hub id) has a VAE: a vae/ folder, or a 'vae'
