@@ -23,7 +23,7 @@ from safegrpo.core.types import DiffusionRollout, ScoredBatch
 from safegrpo.losses import clipped_surrogate
 from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
 from safegrpo.training.base import RLTrainerBase, check_accelerator, fill_unset, make_accelerator
-from safegrpo.training.logging import check_report_to
+from safegrpo.training.loop_config import LoopConfig
 
 
 class DiffusionTask(Protocol):
@@ -33,7 +33,7 @@ class DiffusionTask(Protocol):
 
 
 @dataclass(frozen=True)
-class DiffusionGRPOConfig:
+class DiffusionGRPOConfig(LoopConfig):
     steps: int = 50
     """Sample/update iterations."""
     prompts_per_step: int = 4
@@ -58,41 +58,8 @@ class DiffusionGRPOConfig:
     """Weight of the Gaussian-mean KL to the reference (0 = off)."""
     timestep_fraction: float = 1.0
     """Share of each trajectory's transitions trained per epoch."""
-    seed: int | None = None
-    """Per-step sampling seeds derive from (seed, step, rank). None: the recipe's master seed (0
-    when the trainer is used on its own)."""
-    out_dir: str | None = None
-    """Metrics, checkpoints. None: a folder under the recipe's out_dir (runs/diffusion_grpo on its
-    own)."""
-    save_every: int = 10
-    """Checkpoint period (0 = only at the end)."""
-    keep_checkpoints: int = 2
-    """Checkpoints kept."""
-    report_to: tuple[str, ...] = ("tensorboard",)
-    """Experiment trackers fed through accelerate, besides metrics.jsonl (always written):
-    tensorboard (under <out_dir>/tb) | wandb | mlflow | trackio | comet_ml | aim | clearml |
-    dvclive | swanlab | a tracker registered with accelerate | all (every installed one) | none.
-    A tracker whose package is not installed is a config error."""
-    tracker_project: str = "safegrpo"
-    """Project name given to the trackers (wandb / trackio project, mlflow experiment; TensorBoard
-    writes to <out_dir>/tb/<tracker_project>)."""
-    tensorboard: bool | None = None
-    """Deprecated, use report_to: false drops tensorboard from report_to, true adds it."""
-    early_stop_reward: float | None = None
-    """Stop when the windowed mean reward reaches this."""
-    early_stop_window: int = 5
-    """Window of the early-stop mean."""
-    early_stop_max_kl: float | None = None
-    """Stop when the KL exceeds this (needs beta > 0)."""
-    device: str = "cpu"
-    """cpu | cuda."""
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    """Autocast of the UNet forward."""
-
     def __post_init__(self) -> None:
-        # frozen: the normalised tracker list replaces the given one (the deprecated flag folded in)
-        object.__setattr__(self, "report_to", check_report_to(self.report_to, self.tensorboard))
-        object.__setattr__(self, "tensorboard", None)
+        super().__post_init__()
         if min(self.steps, self.prompts_per_step, self.epochs, self.minibatch_size) < 1 or self.group_size < 2:
             raise ValueError("steps, prompts_per_step, epochs, minibatch_size >= 1 and group_size >= 2 required")
         if not 0 < self.timestep_fraction <= 1 or self.clip_range <= 0 or self.adv_clip <= 0 or self.beta < 0:
