@@ -64,7 +64,7 @@ def add_independent(records: Sequence[Mapping[str, Any]], judges: Mapping[str, A
     for r in out:
         r.update(rewrite=rewrite_of(r), rewrite_p_unsafe=None, rewrite_unsafe_indep=None,
                  judges=names)
-    for k, i in enumerate(idx):
+    for k, i in enumerate(idx if judges else ()):  # no held-out judge: nothing to claim
         p = {name: s[k] for name, s in scores.items()}
         flagged = any(v >= threshold for v in p.values() if not math.isnan(v))
         unscored = any(math.isnan(v) for v in p.values())

@@ -117,11 +117,18 @@ class RLTrainerBase:
 
     # ---- loop ------------------------------------------------------------------------------
     def train(self) -> list[dict[str, Any]]:
+        self.logger.start(self.start_step)
+        try:
+            self._loop()
+        finally:  # trackers are finished (and files closed) even when a step raises
+            self.logger.close()
+        return self.history
+
+    def _loop(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         cfg = self.cfg
         t_start = time.perf_counter()
-        self.logger.start(self.start_step)
         with Progress(TextColumn(f"[bold]{type(self).__name__}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       disable=not self.accelerator.is_main_process) as bar:
@@ -144,8 +151,6 @@ class RLTrainerBase:
                     self.save(step + 1)
                 if self.stop_reason:
                     break
-        self.logger.close()
-        return self.history
 
     def should_stop(self, metrics: dict[str, Any]) -> str | None:
         cfg = self.cfg

@@ -200,3 +200,23 @@ def test_nan_free_scalars_only(tmp_path, recording):
     log.close()
     (run,) = recording.runs
     assert run.logged == [(3, {"a": 1, "d": math.inf})] and run.config is None
+
+
+def test_trackers_finish_when_a_step_raises(tiny_lm_path, tmp_path, recording, monkeypatch):
+    from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+    from safegrpo.training.grpo import GRPOTrainer
+    from tests.training.fake_task import VowelTask
+
+    pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=4), max_new_tokens=8))
+    cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=4, minibatch_size=4,
+                     out_dir=str(tmp_path), save_every=0, report_to=("recording",))
+    trainer = GRPOTrainer(pol, VowelTask(), cfg)
+
+    def boom(step):
+        raise RuntimeError("reward server down")
+
+    monkeypatch.setattr(trainer, "step", boom)
+    with pytest.raises(RuntimeError, match="reward server down"):
+        trainer.train()
+    (run,) = recording.runs
+    assert run.finished  # the wandb/mlflow run is closed, not left dangling
