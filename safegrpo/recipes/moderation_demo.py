@@ -38,8 +38,8 @@ from safegrpo.recipes.moderation import (
     save_run_config,
 )
 
-OUTPUTS = ("eval_headline.md, eval_intervals.md, eval_table.md, eval_records.jsonl, reward_curve.png, "
-           "grpo/metrics.jsonl")
+OUTPUTS = ("eval_headline.md, eval_intervals.md, eval_table.md, eval_records.jsonl, "
+           "reward_curve.png, grpo/metrics.jsonl")
 
 
 def render_summary(summary: dict[str, Any]):
@@ -95,23 +95,23 @@ def hacking_check(table: list[dict[str, Any]], history: list[dict[str, Any]]) ->
     return moderation_hacking(table, history, [("sft_only", 0), ("grpo", last)])
 
 
-def interval_table(records: list[dict[str, Any]], seed: int) -> str:
-    """Markdown: the headline metrics of one run with 95 % bootstrap intervals over prompts
-    (``--seeds N`` adds the spread over seeds, see ``combine_seeds``)."""
+def interval_table(records_by_seed: list[list[dict[str, Any]]], seeds: list[int]):
+    """The headline metrics with 95 % bootstrap intervals (over prompts, and over seeds when
+    there are several) -> (rows, markdown)."""
     from safegrpo.eval.seeds import moderation_seed_rows, render_seed_table
 
-    return render_seed_table(moderation_seed_rows([records]), [seed])
+    rows = moderation_seed_rows(records_by_seed)
+    return rows, render_seed_table(rows, seeds)
 
 
 def combine_seeds(cfgs: list[ModerationRecipeConfig], summaries: list[dict[str, Any]]):
     """``demo --seeds``: one table over every seed's eval_records.jsonl -> (rows, markdown)."""
-    from safegrpo.eval.seeds import moderation_seed_rows, render_seed_table
     from safegrpo.training.logging import read_jsonl
 
-    rows = moderation_seed_rows([read_jsonl(Path(c.out_dir) / "eval_records.jsonl") for c in cfgs])
+    rows, md = interval_table([read_jsonl(Path(c.out_dir) / "eval_records.jsonl") for c in cfgs],
+                              [c.seed for c in cfgs])
     flags = ", ".join(f"seed {c.seed}: {s.get('hacking', {}).get('verdict', '-')}"
                       for c, s in zip(cfgs, summaries, strict=True))
-    md = render_seed_table(rows, [c.seed for c in cfgs])
     return rows, md + f"\n\nReward-hacking detector (SFT start vs final GRPO): {flags}."
 
 
@@ -272,7 +272,7 @@ def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[st
     (out / "eval_table.md").write_text(md + "\n")
     (out / "eval_headline.md").write_text(headline_table(table) + "\n\n" + hacking_line(hacking)
                                           + "\n")
-    (out / "eval_intervals.md").write_text(interval_table(records, cfg.seed) + "\n")
+    (out / "eval_intervals.md").write_text(interval_table([records], [cfg.seed])[1] + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,

@@ -1,5 +1,6 @@
 """The loop fields every RL trainer shares (``RLTrainerBase`` reads them): seed, output folder,
-checkpoints, trackers, early stop and device. ``GRPOConfig`` and ``DiffusionGRPOConfig`` extend it."""
+checkpoints, trackers, early stop and device. ``GRPOConfig`` and ``DiffusionGRPOConfig`` extend
+it."""
 
 from __future__ import annotations
 
