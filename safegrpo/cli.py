@@ -6,10 +6,13 @@
     safegrpo demo redteam               # red-team attacker GRPO vs a tiny target
     safegrpo demo selfplay              # attacker-defender self-play in the arena
     safegrpo demo recommender           # Safe SFT + per-rank GRPO arms on a synthetic catalog
-    safegrpo train redteam -c my.yaml   # attacker GRPO only (checkpoints, resume, export)
+    safegrpo train redteam -c my.yaml   # setup, training and evaluation stages; JSON headline
+    safegrpo eval moderation -c my.yaml # evaluate a trained run folder without training
+    safegrpo recipes                    # the registered recipes
     safegrpo infer --checkpoint runs/redteam/grpo/checkpoints/step_000060 --prompt "Topic: hate"
     safegrpo export runs/redteam/grpo/checkpoints/step_000060 exported/  # merged HF / diffusers
     safegrpo train moderation -c configs/moderation_gpu.yaml --set grpo.steps=50 [--resume]
+    safegrpo train moderation --skip sft # GRPO straight from the base model
     safegrpo serve arena --port 8000    # OpenEnv-compatible arena server
     safegrpo config moderation          # print the full default config as YAML
     safegrpo config redteam --explain   # every field: dotted name, type, value, docstring
@@ -40,40 +43,28 @@ from safegrpo.cli_serve import serve_app, served_judge  # noqa: F401 (re-exporte
 from safegrpo.core.config import ConfigError, load_config, missing_paths, to_dict
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Safety post-training with GRPO.")
-train_app = typer.Typer(no_args_is_help=True, help="Run a recipe's training stages.")
-app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
 app.add_typer(models_app, name="models")
 app.add_typer(judges_app, name="judges")
 app.command("export")(export_cmd)
 
-# recipe -> (config class, demo preset under configs/, demo module with run_demo + render_summary)
-RECIPES = {
-    "moderation": ("safegrpo.recipes.moderation:ModerationRecipeConfig", "moderation_demo.yaml",
-                   "safegrpo.recipes.moderation_demo"),
-    "diffusion": ("safegrpo.recipes.diffusion:DiffusionRecipeConfig", "diffusion_demo.yaml",
-                  "safegrpo.recipes.diffusion_demo"),
-    "redteam": ("safegrpo.recipes.redteam:RedTeamRecipeConfig", "redteam_demo.yaml", "safegrpo.recipes.redteam_demo"),
-    "selfplay": ("safegrpo.recipes.selfplay_demo:SelfPlayRecipeConfig", "selfplay_demo.yaml",
-                 "safegrpo.recipes.selfplay_demo"),
-    "recommender": ("safegrpo.recipes.recommender:RecommenderRecipeConfig", "recommender_demo.yaml",
-                    "safegrpo.recipes.recommender_demo"),
-}
-# --set examples of the per-recipe commands (each valid for its recipe: tests/test_cli_config.py)
-GRPOSetOpt = set_option("grpo.steps=50")
-RedTeamSetOpt = set_option("training.steps=60")
-
-
 def _complete_recipe(incomplete: str) -> list[str]:
-    return [r for r in RECIPES if r.startswith(incomplete)]
+    from safegrpo.recipes.base import recipe_names
+
+    return [r for r in recipe_names() if r.startswith(incomplete)]
 
 
-RecipeArg = Annotated[str, typer.Argument(help="recipe: " + " | ".join(RECIPES),
-                                          autocompletion=_complete_recipe)]
+RecipeArg = Annotated[str, typer.Argument(
+    help="a registered recipe (`safegrpo recipes` lists them)", autocompletion=_complete_recipe)]
+ResumeOpt = Annotated[bool, typer.Option(help="continue training stages from their latest "
+                                              "checkpoints")]
+SkipOpt = Annotated[list[str] | None, typer.Option(
+    "--skip", help="skip a stage by name (repeatable), e.g. --skip sft")]
 
 
 def _fail_cleanly(fn):
-    """A checkpoint that cannot be resumed is one line on stderr and exit code 1, not a traceback."""
+    """A checkpoint that cannot be resumed, or a run folder that cannot be evaluated, is one line
+    on stderr and exit code 1, not a traceback."""
     import functools
 
     @functools.wraps(fn)
@@ -82,20 +73,24 @@ def _fail_cleanly(fn):
 
         try:
             return fn(*args, **kwargs)
-        except CheckpointError as e:
+        except (CheckpointError, FileNotFoundError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
     return wrapper
 
 
-def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir: str | None = None,
-          check_paths: bool = True):
-    if recipe not in RECIPES:
-        raise typer.BadParameter(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}", param_hint="RECIPE")
-    import importlib
+def _recipe(name: str):
+    from safegrpo.recipes.base import get_recipe
 
-    mod, _, cls = RECIPES[recipe][0].partition(":")
-    config_cls = getattr(importlib.import_module(mod), cls)
+    try:
+        return get_recipe(name)
+    except KeyError as e:
+        raise typer.BadParameter(e.args[0], param_hint="RECIPE") from None
+
+
+def _load(recipe: str, config: Path | None, overrides: list[str] | None,
+          out_dir: str | None = None, check_paths: bool = True):
+    config_cls = _recipe(recipe).config_cls
     sets = list(overrides or [])
     if out_dir:
         sets.append(f"out_dir={out_dir}")
@@ -110,11 +105,24 @@ def _load(recipe: str, config: Path | None, overrides: list[str] | None, out_dir
 
 
 def _default_demo_config(recipe: str) -> Path | None:
-    if recipe not in RECIPES:
+    preset = _recipe(recipe).preset
+    if not preset:
         return None
     # safegrpo/configs is a link to the repo's configs/ and ships in the wheel as package data
-    p = Path(__file__).resolve().parent / "configs" / RECIPES[recipe][1]
+    p = Path(__file__).resolve().parent / "configs" / preset
     return p if p.exists() else None
+
+
+def _run(recipe: str, cfg, mode: str, resume: bool, skip: list[str] | None, log) -> dict:
+    from safegrpo.recipes.base import RunContext, run_stages
+
+    try:
+        return run_stages(_recipe(recipe), RunContext(cfg, mode, resume, log), tuple(skip or ()))
+    except ValueError as e:
+        if "--skip" in str(e) or "cannot be restored" in str(e):
+            raise typer.BadParameter(str(e), param_hint="--skip" if "--skip" in str(e)
+                                     else "RECIPE") from None
+        raise
 
 
 @app.command()
@@ -124,130 +132,68 @@ def demo(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     out_dir: Annotated[str | None, typer.Option(help="output folder")] = None,
-    resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False,
+    resume: ResumeOpt = False,
     seeds: Annotated[int, typer.Option(min=1, help="run seeds seed..seed+N-1 into "
                                        "out_dir/seed_<s>; print mean ± 95% interval")] = 1,
+    skip: SkipOpt = None,
 ) -> None:
-    """Run a recipe end to end on embedded defaults and print its evaluation table."""
+    """Run every stage of a recipe on its demo preset and print its evaluation table."""
     _offline_env()
     if config is None:
         config = _default_demo_config(recipe)
     cfg = _load(recipe, config, overrides, out_dir)
-    import importlib
-
     from rich.console import Console
 
-    demo_mod = importlib.import_module(RECIPES[recipe][2])
+    rec = _recipe(recipe)
     console = Console(width=max(Console().width, 150))
     if seeds > 1:
         from safegrpo.cli_seeds import run_seeds
 
         cfgs = [_load(recipe, config, [*(overrides or []), f"seed={cfg.seed + k}"],
                       str(Path(cfg.out_dir) / f"seed_{cfg.seed + k}")) for k in range(seeds)]
-        run_seeds(demo_mod, cfgs, cfg.out_dir, resume, console)
+        run_seeds(rec, cfgs, cfg.out_dir, resume, console)
         console.print(f"results in {cfg.out_dir}/ (seeds_table.md, seeds_table.json, seed_*/)")
         return
-    summary = demo_mod.run_demo(cfg, resume=resume, log=console.print)
-    console.print(demo_mod.render_summary(summary))
-    console.print(f"wall time {summary['wall_time_s']:.0f}s; results in {cfg.out_dir}/ ({demo_mod.OUTPUTS})")
+    summary = _run(recipe, cfg, "demo", resume, skip, console.print)
+    console.print(rec.render(summary))
+    console.print(f"wall time {summary['wall_time_s']:.0f}s; results in {cfg.out_dir}/ "
+                  f"({rec.outputs})")
 
 
-@train_app.command("moderation")
+@app.command("train")
 @_fail_cleanly
-def train_moderation(config: ConfigOpt = None, overrides: GRPOSetOpt = None,
-                     resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False,
-                     skip_sft: Annotated[bool, typer.Option(help="GRPO straight from base_model")] = False) -> None:
-    """SFT warm start, GRPO against the arena, then evaluation on every eval split."""
+def train(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = None,
+          resume: ResumeOpt = False, skip: SkipOpt = None) -> None:
+    """A recipe's setup, training and evaluation stages (no demo-only baselines); prints the
+    run's headline as JSON."""
     _offline_env()
-    cfg = _load("moderation", config, overrides)
-    from safegrpo.recipes.moderation import (
-        build_reward,
-        load_defender,
-        prepare_base,
-        run_grpo,
-        run_sft,
-        save_run_config,
-    )
-    from safegrpo.recipes.moderation_demo import evaluate_trained
-
-    save_run_config(cfg)
-    policy = load_defender(cfg, prepare_base(cfg))
-    if not skip_sft:
-        run_sft(cfg, policy, resume=resume)
-    reward = build_reward(cfg)
-    trainer = run_grpo(cfg, policy, reward, resume=resume)
-    table = evaluate_trained(cfg, policy, reward)
-    headline = {f"{r['split']}/{r['method']}": {k: r[k] for k in ("parse_rate", "unsafe_pass_through",
-                                                                   "benign_over_refusal")}
-                for r in table if r["tier"] == "all"}
-    typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
-                           "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None,
-                           "eval": headline}))
+    cfg = _load(recipe, config, overrides)
+    summary = _run(recipe, cfg, "train", resume, skip, lambda *a, **k: typer.echo(*a, err=True))
+    typer.echo(json.dumps(summary.get("headline", summary), default=str))
 
 
-@train_app.command("diffusion")
+@app.command("eval")
 @_fail_cleanly
-def train_diffusion(config: ConfigOpt = None, overrides: GRPOSetOpt = None,
-                    resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
-                    ) -> None:
-    """GRPO of a diffusion policy with the steering reward (no before/after eval)."""
+def evaluate(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Evaluate a trained run (``out_dir`` of the config) without training: training stages
+    restore their results from the run folder; prints the evaluation table."""
     _offline_env()
-    cfg = _load("diffusion", config, overrides)
-    from safegrpo.judges.clip import CLIPEmbedder
-    from safegrpo.recipes.diffusion import (
-        build_steering_reward,
-        load_prompts,
-        prepare_world,
-        run_grpo,
-        save_run_config,
-        split_prompts,
-    )
+    cfg = _load(recipe, config, overrides)
+    from rich.console import Console
 
-    save_run_config(cfg)
-    pipe, clip = prepare_world(cfg)
-    train, _ = split_prompts(load_prompts(cfg.prompts), cfg.prompts.holdout_every)
-    _, trainer = run_grpo(cfg, pipe, build_steering_reward(cfg.reward, CLIPEmbedder(clip)), train, resume=resume)
-    typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
-                           "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None}))
+    console = Console(width=max(Console().width, 150))
+    summary = _run(recipe, cfg, "eval", False, (), console.print)
+    console.print(_recipe(recipe).render(summary))
 
 
-@train_app.command("recommender")
-@_fail_cleanly
-def train_recommender(config: ConfigOpt = None, overrides: GRPOSetOpt = None,
-                      resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
-                      ) -> None:
-    """Safe SFT then per-rank GRPO as configured; validation metrics at every checkpoint."""
-    _offline_env()
-    cfg = _load("recommender", config, overrides)
-    from safegrpo.recipes.recommender import train
+@app.command("recipes")
+def list_recipes() -> None:
+    """The registered recipes, their demo preset and the files a run writes."""
+    from safegrpo.recipes.base import recipe_names
 
-    try:
-        result = train(cfg, resume=resume)
-    except (ValueError, FileNotFoundError) as e:
-        raise typer.BadParameter(str(e), param_hint="--config/--set (data.*)") from None
-    typer.echo(json.dumps(result))
-
-
-@train_app.command("redteam")
-@_fail_cleanly
-def train_redteam(config: ConfigOpt = None, overrides: RedTeamSetOpt = None,
-                  resume: Annotated[bool, typer.Option(help="continue GRPO from the latest checkpoint")] = False
-                  ) -> None:
-    """Attacker GRPO against the configured target; exports grpo/adversarial.jsonl."""
-    _offline_env()
-    cfg = _load("redteam", config, overrides)
-    from safegrpo.recipes.redteam import build_scorer, prepare_models, run_attack, save_run_config
-    from safegrpo.recipes.redteam_demo import build_target
-
-    save_run_config(cfg)
-    try:
-        attacker, target_model = prepare_models(cfg)
-        judge = build_scorer(cfg.reward)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--config/--set") from None
-    _, trainer, top = run_attack(cfg, attacker, build_target(cfg, target_model), judge, resume=resume)
-    typer.echo(json.dumps({"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
-                           "exported": len(top), "best_toxicity": top[0]["toxicity"] if top else None}))
+    for name in recipe_names():
+        r = _recipe(name)
+        typer.echo(f"{name}: preset {r.preset or '-'}; writes {r.outputs}")
 
 
 @app.command()

@@ -35,7 +35,7 @@ def judges_report(
 
     from safegrpo.cli import _offline_env
     from safegrpo.eval import judge_report as jr
-    from safegrpo.recipes.redteam import REFUSALS
+    from safegrpo.recipes.redteam.pipeline import REFUSALS
 
     _offline_env()
     names = judge or [*jr.TEXT_JUDGES[:3], *(["llama_guard"] if guard_model else [])]

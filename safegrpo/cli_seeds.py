@@ -1,7 +1,7 @@
 """`safegrpo demo --seeds N`: the demo once per seed, then one table with 95 % intervals.
 
 Seed k runs with ``seed = seed0 + k`` into ``<out_dir>/seed_<seed>``; the combined table is
-written to ``<out_dir>/seeds_table.md`` and ``seeds_table.json``. A demo module may define
+written to ``<out_dir>/seeds_table.md`` and ``seeds_table.json``. A recipe may define
 ``combine_seeds(cfgs, summaries) -> (rows, markdown)`` (moderation does, from its per-prompt
 records); otherwise its ``summary["table"]`` rows are combined over seeds.
 """
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from safegrpo.recipes.base import Recipe, RunContext, run_stages
 
-def run_seeds(demo_mod: ModuleType, cfgs: list[Any], out_dir: str, resume: bool,
+
+def run_seeds(recipe: Recipe, cfgs: list[Any], out_dir: str, resume: bool,
               console) -> dict[str, Any]:
-    """Runs ``demo_mod.run_demo`` for every config, prints each table, then the combined one."""
+    """Runs every stage of ``recipe`` for every config, prints each table, then the combined
+    one (``recipe.combine_seeds(cfgs, summaries) -> (rows, markdown)`` when the recipe has it)."""
     from rich.markdown import Markdown
 
     from safegrpo.eval.seeds import generic_seed_rows, render_seed_table, rows_as_json
@@ -24,12 +26,13 @@ def run_seeds(demo_mod: ModuleType, cfgs: list[Any], out_dir: str, resume: bool,
     summaries = []
     for k, cfg in enumerate(cfgs):
         console.print(f"[bold]seed {cfg.seed}[/bold] ({k + 1}/{len(cfgs)}) -> {cfg.out_dir}")
-        summary = demo_mod.run_demo(cfg, resume=resume, log=console.print)
-        console.print(demo_mod.render_summary(summary))
+        summary = run_stages(recipe, RunContext(cfg, "demo", resume, console.print))
+        console.print(recipe.render(summary))
         summaries.append(summary)
     seeds = [c.seed for c in cfgs]
-    if hasattr(demo_mod, "combine_seeds"):
-        rows, md = demo_mod.combine_seeds(cfgs, summaries)
+    combine = getattr(recipe, "combine_seeds", None)
+    if combine is not None:
+        rows, md = combine(cfgs, summaries)
     else:
         rows = generic_seed_rows([s["table"] for s in summaries])
         md = render_seed_table(rows, seeds)

@@ -68,10 +68,10 @@ def served_judge(judge: str, model: str | None = None, label: str = "toxic"):
         return build_judge(judge, model=model, label=label)
     if judge not in SERVED_JUDGES:
         raise typer.BadParameter(f"unknown judge {judge!r}; valid: {', '.join(SERVED_JUDGES)}", param_hint="--judge")
-    from safegrpo.recipes.redteam import ScorerConfig, build_scorer
+    from safegrpo.recipes.redteam.pipeline import ScorerConfig, build_scorer
 
     # the red-team scorers, fitted on the arena's training pools; projection (p(safe)) is inverted
-    return build_scorer(ScorerConfig(judge=judge, invert=judge == "projection"))
+    return build_scorer(ScorerConfig(judge={"name": judge, "invert": judge == "projection"}))
 
 
 @serve_app.command("scorer")

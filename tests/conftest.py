@@ -16,7 +16,7 @@ def minilm():
 
 @pytest.fixture(scope="session")
 def arena_reward(minilm):
-    from safegrpo.rewards.moderation import build_moderation_reward
+    from safegrpo.envs.moderation.reward import build_moderation_reward
 
     return build_moderation_reward(embedder=minilm, fit_per_tier=40)
 

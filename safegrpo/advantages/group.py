@@ -22,10 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from safegrpo.core.registry import Registry
 from safegrpo.core.types import AdvantageResult
-
-ADVANTAGES: Registry = Registry("advantage estimator")
 
 Scale = Literal["group", "batch", "none"]
 
@@ -57,7 +54,6 @@ def _batch_std(values: Tensor, valid: Tensor) -> Tensor:
     return vals.std() if vals.numel() > 1 else torch.zeros((), dtype=values.dtype)
 
 
-@ADVANTAGES.register("grpo")
 def grpo_advantages(
     rewards: Tensor, group_ids: Tensor, *, scale: Scale = "group", eps: float = 1e-4
 ) -> AdvantageResult:
@@ -91,7 +87,6 @@ def grpo_advantages(
     return AdvantageResult(adv, valid, stats)
 
 
-@ADVANTAGES.register("gdpo")
 def gdpo_advantages(
     rewards: Tensor,
     group_ids: Tensor,
@@ -137,7 +132,6 @@ def gdpo_advantages(
     return AdvantageResult(adv, valid, stats)
 
 
-@ADVANTAGES.register("segment")
 def segment_advantages(
     rewards: Tensor, group_ids: Tensor, *, scale: Scale = "group", eps: float = 1e-4
 ) -> AdvantageResult:

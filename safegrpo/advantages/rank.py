@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from safegrpo.advantages.group import ADVANTAGES, segment_advantages
+from safegrpo.advantages.group import segment_advantages
 from safegrpo.core.types import AdvantageResult
 
 
-@ADVANTAGES.register("segment_gdpo")
 def segment_gdpo_advantages(
     rewards: Tensor,
     group_ids: Tensor,

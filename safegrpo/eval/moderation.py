@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.envs.moderation.pools import TIERS, PromptRecord
+from safegrpo.envs.moderation.reward import ModerationReward, PromptInfo
 from safegrpo.eval.rewrites import collapse, judges_note, parsed_rewrite, rewrite_of
-from safegrpo.rewards.moderation import ModerationReward, PromptInfo
 
 Defender = Callable[[list[str]], list[str]]
 

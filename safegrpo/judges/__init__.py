@@ -1,6 +1,6 @@
 """Judges wrap models behind ``score(batch) -> Tensor[B]`` (higher = safer / better)."""
 
-from safegrpo.judges.base import JUDGES, Judge, build_judge
+from safegrpo.judges.base import JUDGES, Inverted, Judge, build_judge, judge_spec, load_judges
 from safegrpo.judges.embeddings import (
     EMBEDDERS,
     Embedder,
@@ -17,10 +17,13 @@ __all__ = [
     "JUDGES",
     "Embedder",
     "HashingEmbedder",
+    "Inverted",
     "Judge",
     "SentenceEmbedder",
     "build_embedder",
     "build_judge",
+    "judge_spec",
+    "load_judges",
     "intent_residual",
     "safety_direction",
     "steer",

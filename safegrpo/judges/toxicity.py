@@ -86,6 +86,20 @@ class RemoteJudge:
 
         self.client = ScorerClient(url, api_key=api_key, retries=retries, timeout=timeout)
 
+    @classmethod
+    def from_spec(cls, url: str = "", api_key_env: str = "", retries: int = 3,
+                  timeout: float = 30.0) -> RemoteJudge:
+        """From config: the API key is read from environment variable ``api_key_env`` (a key is
+        never written into a config file)."""
+        import os
+
+        if not url:
+            raise ValueError("url is required for the remote judge (the scorer server's base URL)")
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not key:
+            raise ValueError(f"api_key_env: environment variable {api_key_env} is empty or unset")
+        return cls(url, api_key=key, retries=retries, timeout=timeout)
+
     def score(self, batch: Sequence[str], prompts: Sequence[str] | None = None) -> Tensor:
         scores = self.client.score(list(batch), None if prompts is None else list(prompts))
         return torch.tensor([float("nan") if s is None else s for s in scores], dtype=torch.float32)

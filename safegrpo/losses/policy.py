@@ -160,8 +160,12 @@ def grpo_loss(
     agg: str = "grpo",
     num_tokens: float | None = None,
     max_len: int | None = None,
+    kl_term: Tensor | None = None,
 ) -> LossOutput:
-    """Full GRPO objective. Tensors [B, T] (advantages [B] or [B, T]); returns scalar + metrics."""
+    """Full GRPO objective. Tensors [B, T] (advantages [B] or [B, T]); returns scalar + metrics.
+
+    The KL penalty is ``kl_estimator`` of (logp, ref_logp), or ``kl_term`` [B, T] when the
+    caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions)."""
     mask_f = mask.to(logp.dtype)
     pg, ratio, active = clipped_surrogate(
         logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level,
@@ -170,9 +174,9 @@ def grpo_loss(
     per_token = pg
     metrics: dict[str, float] = {}
     if beta > 0.0:
-        if ref_logp is None:
-            raise ValueError("beta > 0 needs ref_logp")
-        kl = kl_estimate(kl_estimator, logp, ref_logp)
+        if ref_logp is None and kl_term is None:
+            raise ValueError("beta > 0 needs ref_logp (or kl_term)")
+        kl = kl_term if kl_term is not None else kl_estimate(kl_estimator, logp, ref_logp)
         per_token = per_token + beta * kl
         metrics["kl"] = float(_masked_sum(kl.detach(), mask_f) / mask_f.sum().clamp(min=1))
     loss = aggregate(agg, per_token, mask_f, num_tokens=num_tokens, max_len=max_len)

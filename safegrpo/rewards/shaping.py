@@ -31,21 +31,26 @@ def shape_reward(scored: ScoredBatch, kl_seq: Tensor | None, kl_coef: float, cli
     return replace(scored, total=total, components=comps)
 
 
+def segment_kl(kl_tok: Tensor, segment_map: Tensor, n_segments: int) -> Tensor:
+    """kl_tok [B, T] per-token log pi - log ref (0 on padding), segment_map [B, T] (segment of
+    each token, -1 = none) -> [B, S]: the KL summed over each segment's tokens."""
+    idx = segment_map.long().cpu()
+    kl = torch.where(idx >= 0, kl_tok.float().cpu(), torch.zeros(()))
+    b = kl.shape[0]
+    return torch.zeros(b, n_segments + 1).scatter_add_(1, (idx + 1).clamp(min=0), kl)[:, 1:]
+
+
 def shape_segments(seg_reward: Tensor, kl_tok: Tensor | None, segment_map: Tensor, kl_coef: float,
                    clip: float) -> Tensor:
-    """Per-segment shaping: seg_reward [B, S] (NaN = absent segment), kl_tok [B, T] per-token
-    log pi - log ref (0 on padding), segment_map [B, T] (segment of each token, -1 = none) ->
-    [B, S]: reward_s - kl_coef * (sum of KL over the tokens of segment s), clipped to
-    [-clip, clip]. Tokens outside every segment get advantage 0 and carry no penalty."""
+    """Per-segment shaping: seg_reward [B, S] (NaN = absent segment), kl_tok [B, T], segment_map
+    [B, T] -> [B, S]: reward_s - kl_coef * ``segment_kl`` s, clipped to [-clip, clip]. Tokens
+    outside every segment get advantage 0 and carry no penalty. (The ``segment`` estimator
+    applies the same shaping to the summed segment reward.)"""
     out = seg_reward.float()
     if kl_coef > 0:
         if kl_tok is None:
             raise ValueError("reward KL penalty needs reference log-probs")
-        b, s = out.shape
-        idx = segment_map.long().cpu()
-        kl = torch.where(idx >= 0, kl_tok.float().cpu(), torch.zeros(()))
-        per_seg = torch.zeros(b, s + 1).scatter_add_(1, (idx + 1).clamp(min=0), kl)[:, 1:]
-        out = out - kl_coef * per_seg  # NaN segments stay NaN
+        out = out - kl_coef * segment_kl(kl_tok, segment_map, out.shape[1])  # NaN stays NaN
     if clip > 0:
         out = out.clamp(-clip, clip)
     return out

@@ -28,6 +28,7 @@ from safegrpo.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from safegrpo.training.hooks import TrainerHooks
 from safegrpo.training.logging import MetricLogger, hparams_of, tracker_args
 
 
@@ -81,9 +82,9 @@ def make_accelerator(cfg: Any):
 
 
 class RLTrainerBase:
-    on_step = None
+    hooks: TrainerHooks = TrainerHooks()
 
-    def init_loop(self, cfg: Any) -> None:
+    def init_loop(self, cfg: Any, hooks: TrainerHooks | None = None) -> None:
         self.out = Path(cfg.out_dir)
         self.logger = MetricLogger(self.out, self.accelerator, project=cfg.tracker_project,
                                    hparams=hparams_of(cfg),
@@ -91,8 +92,9 @@ class RLTrainerBase:
         self.start_step = 0
         self.history: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
+        self.hooks = hooks or TrainerHooks()
         # extra early-stop rules: metrics -> reason or None (e.g. a repetition-ratio ceiling)
-        self.stop_rules: list = []
+        self.stop_rules: list = list(self.hooks.stop_rules)
 
     def step(self, step: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -118,6 +120,9 @@ class RLTrainerBase:
     # ---- loop ------------------------------------------------------------------------------
     def train(self) -> list[dict[str, Any]]:
         self.logger.start(self.start_step)
+        if self.accelerator.is_main_process:
+            for writer in self.hooks.artifacts:
+                writer.start(self.start_step)
         try:
             self._loop()
         finally:  # trackers are finished (and files closed) even when a step raises
@@ -141,8 +146,8 @@ class RLTrainerBase:
                     metrics = mean_over_ranks(self.all_gather(metrics))
                 self.history.append({"step": step, **metrics})
                 self.logger.log(step, metrics)
-                if self.on_step:
-                    self.on_step(step, metrics)
+                for callback in self.hooks.callbacks:
+                    callback(step, metrics)
                 bar.update(task_id, advance=1, info=f"reward {metrics['reward/total']:+.3f}")
                 reasons = self.all_gather(self.should_stop(metrics))
                 self.stop_reason = next((r for r in reasons if r), None)

@@ -20,9 +20,10 @@ from torch import Tensor
 
 from safegrpo.advantages import grpo_advantages
 from safegrpo.core.types import DiffusionRollout, ScoredBatch
-from safegrpo.losses import clipped_surrogate
+from safegrpo.losses import grpo_loss
 from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
 from safegrpo.training.base import RLTrainerBase, check_accelerator, fill_unset, make_accelerator
+from safegrpo.training.hooks import TrainerHooks
 from safegrpo.training.loop_config import LoopConfig
 
 
@@ -67,7 +68,8 @@ class DiffusionGRPOConfig(LoopConfig):
 
 
 class DiffusionGRPOTrainer(RLTrainerBase):
-    def __init__(self, policy, task: DiffusionTask, cfg: DiffusionGRPOConfig):
+    def __init__(self, policy, task: DiffusionTask, cfg: DiffusionGRPOConfig,
+                 hooks: TrainerHooks | None = None):
         cfg = fill_unset(cfg, seed=0, out_dir="runs/diffusion_grpo")
         self.policy, self.task, self.cfg = policy, task, cfg
         self.accelerator = make_accelerator(cfg)
@@ -80,7 +82,7 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         self.train_steps = (transition_std(policy.scheduler, policy.cfg.eta) > 0).nonzero().flatten()
         if self.train_steps.numel() == 0:
             raise ValueError("every DDIM step is deterministic at this eta / num_steps: nothing to train")
-        self.init_loop(cfg)
+        self.init_loop(cfg, hooks)
 
     def collect(self, step: int) -> tuple[DiffusionRollout, ScoredBatch, float]:
         cfg, rank = self.cfg, self.accelerator.process_index
@@ -108,23 +110,20 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         cfg = self.cfg
         lp, mean, std = self.policy.step_logprob(self.unet, ro, rows, js)
         old = ro.log_probs[rows, js]
-        loss_t, ratio, clipped = clipped_surrogate(lp.unsqueeze(1), old.unsqueeze(1), adv[rows],
-                                                   torch.ones_like(old).unsqueeze(1), eps_low=cfg.clip_range)
-        loss = loss_t.mean()
-        m = {"clipfrac": float(clipped.float().mean()), "ratio_mean": float(ratio.detach().mean()),
-             "approx_kl": float(((lp.detach() - old) ** 2).mean() / 2)}
+        kl = None
         if cfg.beta > 0:
             with torch.no_grad(), self.policy.reference() as ref:
                 _, ref_mean, _ = self.policy.step_logprob(ref, ro, rows, js)
-            kl = gaussian_mean_kl(mean, ref_mean, std).mean()
-            loss = loss + cfg.beta * kl
-            m["kl"] = float(kl.detach())
+            kl = gaussian_mean_kl(mean, ref_mean, std).unsqueeze(1)  # [n, 1]
+        # the LM trainer's loss, each (row, timestep) pair one "token": mean over pairs
+        out = grpo_loss(lp.unsqueeze(1), old.unsqueeze(1), adv[rows], torch.ones_like(lp)[:, None],
+                        beta=cfg.beta, kl_term=kl, eps_low=cfg.clip_range, agg="bnpo")
+        loss, m = out.loss, out.metrics
         self.accelerator.backward(loss * weight)
         if cfg.max_grad_norm > 0:
             m["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.unet.parameters(), cfg.max_grad_norm))
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        m["pg_loss"] = float(loss_t.detach().mean())
         return m
 
     def step(self, step: int) -> dict[str, Any]:

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from safegrpo.advantages import ADVANTAGES, broadcast_segments
-from safegrpo.core.types import LMRollout, ScoredBatch
+from safegrpo.advantages import ADVANTAGES, AdvantageOptions, RewardBatch, broadcast_segments
+from safegrpo.core.types import AdvantageResult, LMRollout, ScoredBatch
 from safegrpo.losses import grpo_loss, minibatch_weight
-from safegrpo.rewards.shaping import shape_reward, shape_segments
+from safegrpo.rewards.shaping import segment_kl, shape_reward
 from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
     RLTrainerBase,
     check_accelerator,
@@ -32,13 +31,13 @@ from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
     make_accelerator,
 )
 from safegrpo.training.grpo_config import GRPOConfig, LMTask
+from safegrpo.training.hooks import TrainerHooks
 
 
 class GRPOTrainer(RLTrainerBase):
-    def __init__(self, policy, task: LMTask, cfg: GRPOConfig,
-                 on_step: Callable[[int, dict[str, Any]], None] | None = None):
+    def __init__(self, policy, task: LMTask, cfg: GRPOConfig, hooks: TrainerHooks | None = None):
         cfg = fill_unset(cfg, seed=0, out_dir="runs/grpo")
-        self.policy, self.task, self.cfg, self.on_step = policy, task, cfg, on_step
+        self.policy, self.task, self.cfg = policy, task, cfg
         self.accelerator = make_accelerator(cfg)
         check_accelerator(self.accelerator)
         opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -50,7 +49,7 @@ class GRPOTrainer(RLTrainerBase):
         if cfg.beta > 0 or cfg.reward_kl_coef > 0:
             # the reference is the policy as it starts, before resume() loads a checkpoint
             policy.prepare_reference(self.unwrapped)
-        self.init_loop(cfg)
+        self.init_loop(cfg, hooks)
 
     @property
     def unwrapped(self):
@@ -69,6 +68,9 @@ class GRPOTrainer(RLTrainerBase):
         gen_time = time.perf_counter() - t0
         rep_items = [i for i in items for _ in range(cfg.group_size)]
         scored = self.task.score(rep_items, list(ro.completions), ro.group_ids.cpu())
+        if self.accelerator.is_main_process:
+            for writer in self.hooks.artifacts:
+                writer.write(step, rep_items, list(ro.completions), scored)
         if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
             kl = None
             if cfg.reward_kl_coef > 0:  # both log-probs are recorded then (see __init__)
@@ -77,43 +79,32 @@ class GRPOTrainer(RLTrainerBase):
         return ro, scored, rep_items, gen_time
 
     def advantages(self, scored: ScoredBatch, group_ids: Tensor, ro: LMRollout | None = None):
+        """The configured estimator on what the task scored (one signature for every estimator:
+        ``safegrpo.advantages.estimators``); per-segment advantages are broadcast to tokens with
+        the task's segment map -> AdvantageResult with [B] or [B, T] advantages."""
         cfg = self.cfg
-        weights = cfg.adv_weights or None
-        if cfg.advantage in ("segment", "segment_gdpo"):
-            return self.segment_advantages(scored, group_ids, ro, weights)
-        if cfg.advantage == "grpo":
-            return ADVANTAGES.get("grpo")(scored.total, group_ids, scale=cfg.adv_scale, eps=cfg.adv_eps)
-        if cfg.advantage == "gdpo":
-            keys = [k for k in scored.components if not k.startswith("judge/")]
-            return ADVANTAGES.get("gdpo")(torch.stack([scored.components[k] for k in keys], 1),
-                                          group_ids, weights=weights, eps=cfg.adv_eps)
-        raise ValueError(f"unknown advantage {cfg.advantage!r}")
-
-    def segment_advantages(self, scored: ScoredBatch, group_ids: Tensor, ro: LMRollout | None, weights):
-        """Per-segment (e.g. per-rank) advantages broadcast to tokens -> AdvantageResult with [B, T]."""
-        from safegrpo.core.types import AdvantageResult
-
-        cfg = self.cfg
-        if scored.segments is None or ro is None or not hasattr(self.task, "segment_map"):
-            raise ValueError(f"advantage {cfg.advantage!r} needs a task that returns per-segment rewards "
-                             "(ScoredBatch.segments) and implements segment_map(rollout)")
-        seg_r = scored.segments.float()  # [B, S, C]
-        self._segmap = self.task.segment_map(ro).cpu()  # [B, T]
-        if cfg.advantage == "segment":
-            summed = torch.where(torch.isnan(seg_r).all(-1), torch.full_like(seg_r[..., 0], float("nan")),
-                                 torch.nansum(seg_r * (torch.ones(seg_r.shape[-1]) if weights is None
-                                                       else torch.as_tensor(weights)), dim=-1))
-            if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
-                kl_tok = None
-                if cfg.reward_kl_coef > 0:  # both log-probs are recorded then; [B, T] per-token k1
-                    kl_tok = (ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask
-                summed = shape_segments(summed, kl_tok, self._segmap, cfg.reward_kl_coef,
-                                        cfg.reward_clip)
-            res = ADVANTAGES.get("segment")(summed, group_ids, scale=cfg.adv_scale, eps=cfg.adv_eps)
-        else:
-            res = ADVANTAGES.get("segment_gdpo")(seg_r, group_ids, weights=weights, eps=cfg.adv_eps)
-        tok = broadcast_segments(res.advantages, self._segmap)
-        return AdvantageResult(tok, res.valid, res.stats)
+        est = ADVANTAGES.get(cfg.advantage)
+        segmap, seg_kl = None, None
+        if getattr(self.task, "reward_shape", "components") == "segments":
+            if ro is None:
+                raise ValueError("a segments task needs the rollout for its segment map")
+            segmap = self.task.segment_map(ro).cpu()  # [B, T]
+            if cfg.reward_kl_coef > 0 and scored.segments is not None:
+                kl_tok = (ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask
+                seg_kl = segment_kl(kl_tok, segmap, scored.segments.shape[1])
+        keys = [k for k in scored.components if not k.startswith("judge/")]
+        comps = torch.stack([scored.components[k] for k in keys], 1) if keys else None
+        batch = RewardBatch(scored.total, group_ids, comps, scored.segments, seg_kl)
+        opts = AdvantageOptions(cfg.adv_scale, cfg.adv_eps, cfg.adv_weights or None,
+                                cfg.reward_kl_coef, cfg.reward_clip)
+        res = est(batch, opts)
+        self._segmap = segmap
+        if not est.per_segment:
+            return res
+        if segmap is None:
+            raise ValueError(f"advantage {cfg.advantage!r} needs a task with reward_shape "
+                             "'segments' and a segment_map(rollout)")
+        return AdvantageResult(broadcast_segments(res.advantages, segmap), res.valid, res.stats)
 
     # ---- optimisation ------------------------------------------------------------------
     def optimize(self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0) -> dict[str, float]:

@@ -7,14 +7,22 @@ from typing import Any, Literal, Protocol
 
 from torch import Tensor
 
-from safegrpo.advantages import ADVANTAGES
+from safegrpo.advantages import ADVANTAGES, RewardShape
 from safegrpo.core.types import ScoredBatch
 from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS
 from safegrpo.training.loop_config import LoopConfig
 
 
 class LMTask(Protocol):
-    """What a recipe supplies to the GRPO trainer."""
+    """What a recipe supplies to the GRPO trainer.
+
+    ``reward_shape`` declares what ``score`` returns: ``scalar`` (the total), ``components``
+    (total + named components [B] each; the default when a task does not say) or ``segments``
+    (also ``ScoredBatch.segments`` [B, S, C]); a segments task also implements
+    ``segment_map(rollout) -> Tensor[B, T]`` (the segment of each completion token, -1 = none).
+    """
+
+    reward_shape: RewardShape
 
     def sample_prompts(self, step: int, n: int, rank: int) -> list[Any]: ...
 
@@ -76,15 +84,17 @@ class GRPOConfig(LoopConfig):
                 raise ValueError(f"{name} must be >= 1")
         if self.group_size < 2:
             raise ValueError("group_size must be >= 2 (group-relative advantages need mates)")
-        ADVANTAGES.get(self.advantage)
+        est = ADVANTAGES.get(self.advantage)
         AGGREGATIONS.get(self.loss_agg)
         KL_ESTIMATORS.get(self.kl_estimator)
-        if self.ratio_level == "item" and self.advantage not in ("segment", "segment_gdpo"):
-            raise ValueError("ratio_level='item' needs a segment advantage (segment | segment_gdpo)")
+        if self.ratio_level == "item" and not est.per_segment:
+            per_segment = [n for n in ADVANTAGES.names() if ADVANTAGES.get(n).per_segment]
+            raise ValueError(f"ratio_level='item' needs a per-segment advantage "
+                             f"({' | '.join(per_segment)})")
         if self.reward_kl_coef < 0 or self.reward_clip < 0:
             raise ValueError("reward_kl_coef and reward_clip must be >= 0")
         shaped = self.reward_kl_coef > 0 or self.reward_clip > 0
-        if shaped and self.advantage in ("gdpo", "segment_gdpo"):
+        if shaped and not est.shapes_reward:
             # gdpo normalises each component on its own: a folded KL would become one more
             # equal-weight objective and a clip of the total would never be read
             raise ValueError(f"reward_kl_coef / reward_clip shape the summed reward, which "

@@ -9,6 +9,7 @@ from safegrpo.advantages import (
     gdpo_advantages,
     grpo_advantages,
     segment_advantages,
+    segment_gdpo_advantages,
 )
 
 
@@ -110,9 +111,33 @@ def test_segment_per_position_and_broadcast():
 
 
 def test_registry_lists_valid_names():
-    assert ADVANTAGES.get("grpo") is grpo_advantages
     with pytest.raises(KeyError, match="valid: gdpo, grpo, segment"):
         ADVANTAGES.get("ppo")
+
+
+def test_every_estimator_has_one_signature_and_matches_its_pure_function():
+    """Registered estimators take (RewardBatch, AdvantageOptions); each equals its math."""
+    from safegrpo.advantages import AdvantageOptions, RewardBatch
+
+    g = torch.tensor([0, 0, 0, 1, 1, 1])
+    total = torch.tensor([1.0, 0.0, 0.5, 2.0, float("nan"), 1.0])
+    comps = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [2.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    segs = torch.rand(6, 3, 2)
+    batch = RewardBatch(total, g, comps, segs)
+    opts = AdvantageOptions(weights=(1.0, 2.0))
+    w = torch.tensor([1.0, 2.0])
+    expect = {
+        "grpo": grpo_advantages(total, g),
+        "gdpo": gdpo_advantages(comps, g, weights=w),
+        "segment": segment_advantages((segs * w).sum(-1), g),
+        "segment_gdpo": segment_gdpo_advantages(segs, g, weights=w),
+    }
+    assert ADVANTAGES.names() == sorted(expect)
+    for name, ref in expect.items():
+        got = ADVANTAGES.get(name)(batch, opts)
+        torch.testing.assert_close(got.advantages, ref.advantages, equal_nan=True)
+    with pytest.raises(ValueError, match="segments"):
+        ADVANTAGES.get("segment")(RewardBatch(total, g, comps), opts)
 
 
 def test_constant_group_of_inexact_floats_is_zero_variance():

@@ -85,7 +85,7 @@ def test_a_section_override_keeps_the_recipes_own_section_defaults():
     """Setting one field of a section whose default is a customised instance (the recommender's
     grpo: steps=80, advantage=segment_gdpo) keeps that instance's other values."""
     from safegrpo.core.config import load_config
-    from safegrpo.recipes.recommender import RecommenderRecipeConfig
+    from safegrpo.recipes.recommender.pipeline import RecommenderRecipeConfig
 
     base = RecommenderRecipeConfig()
     cfg = load_config(RecommenderRecipeConfig, None, ["grpo.lr=0.001"])

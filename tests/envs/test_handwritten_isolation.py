@@ -71,12 +71,12 @@ def _record(monkeypatch, target, name, seen, pick):
 def test_training_and_judge_fitting_never_read_the_eval_split(eval_split_blocked, tmp_path,
                                                                monkeypatch, minilm):
     import safegrpo.policies.tiny as tiny
-    import safegrpo.recipes.moderation as rec
+    import safegrpo.recipes.moderation.pipeline as rec
     from safegrpo.core.config import load_config
     from safegrpo.judges.embeddings import build_embedder
     from safegrpo.judges.text_safety import ProjectionSafetyJudge
     from safegrpo.judges.toxicity import EmbeddingClassifierJudge
-    from safegrpo.recipes.redteam import ScorerConfig, build_scorer
+    from safegrpo.recipes.redteam.pipeline import ScorerConfig, build_scorer
 
     seen: dict[str, list[str]] = {k: [] for k in ("corpus", "fit", "grpo")}
     _record(monkeypatch, tiny, "build_tiny_lm", seen["corpus"],
@@ -105,7 +105,7 @@ def test_training_and_judge_fitting_never_read_the_eval_split(eval_split_blocked
         build_scorer(ScorerConfig(judge=judge), embedder=hashing)
 
     seen["sft"] = [t for pair in rec.sft_pairs(cfg) for t in pair]
-    by_tier = rec.RedSampler(cfg.arena.curriculum).by_tier
+    by_tier = pools.RedSampler(cfg.arena.curriculum).by_tier
     seen["pools"] = [r.prompt for rs in by_tier.values() for r in rs]
     seen["train_split"] = [r.prompt for r in pools.train_split()]
     assert seen["corpus"] and seen["fit"] and seen["grpo"] and seen["sft"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from safegrpo.eval import diffusion as ev
-from safegrpo.recipes import synthetic_shapes as shapes
+from safegrpo.worlds import shapes
 
 
 def _solid(rgb, n=1, size=8):

@@ -6,8 +6,8 @@ import torch
 
 from safegrpo.core.config import load_config
 from safegrpo.eval.heldout import build_heldout, held_out, lexicon_scan, moderation_heldout
-from safegrpo.recipes.redteam import RedTeamRecipeConfig
-from safegrpo.recipes.redteam_demo import attack_stats, format_rows, hacking_check, heldout_scorers
+from safegrpo.recipes.redteam.demo import attack_stats, format_rows, hacking_check, heldout_scorers
+from safegrpo.recipes.redteam.pipeline import RedTeamRecipeConfig
 
 
 def test_training_judges_and_their_relatives_are_never_heldout():

@@ -59,8 +59,8 @@ def test_report_rows_cover_tiers_traps_and_all():
 
 
 def test_report_projection_is_the_training_reward_judge():
+    from safegrpo.envs.moderation.reward import build_moderation_reward
     from safegrpo.judges.embeddings import build_embedder
-    from safegrpo.rewards.moderation import build_moderation_reward
 
     emb = build_embedder("hashing")
     texts = [r.prompt for r in RECS]

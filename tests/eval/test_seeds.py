@@ -1,8 +1,6 @@
 """Seeds and intervals: per-seed records combined into one table, and `demo --seeds`."""
 
 import json
-import sys
-import types
 from types import SimpleNamespace
 
 import pytest
@@ -44,23 +42,34 @@ def test_generic_rows_bootstrap_over_seeds():
     assert row["success_rate"].mean == pytest.approx(0.4) and row["success_rate"].n == 3
 
 
-def fake_demo_module(calls):
-    mod = types.ModuleType("fake_seed_demo")
+def fake_recipe(calls):
+    from safegrpo.recipes.base import Stage, get_recipe
 
-    def run_demo(cfg, resume=False, log=print):
-        calls.append((cfg.seed, cfg.out_dir))
-        return {"wall_time_s": 0.0, "table": [{"method": "m", "rate": 0.1 * cfg.seed}]}
-    mod.run_demo, mod.render_summary, mod.OUTPUTS = run_demo, lambda s: "table", ""
-    return mod
+    conf = get_recipe("moderation").config_cls
+
+    def report(ctx):
+        calls.append((ctx.cfg.seed, ctx.cfg.out_dir))
+        ctx.summary = {"table": [{"method": "m", "rate": 0.1 * ctx.cfg.seed}]}
+
+    class Fake:
+        name, config_cls, preset, outputs, composes = "moderation", conf, None, "", ()
+
+        def stages(self, cfg):
+            return [Stage("report", report, "report")]
+
+        def render(self, summary):
+            return "table"
+    return Fake
 
 
 def test_demo_seeds_runs_each_seed_into_its_folder(tmp_path, monkeypatch):
     from safegrpo import cli
 
     calls = []
-    monkeypatch.setitem(sys.modules, "fake_seed_demo", fake_demo_module(calls))
-    conf, preset, _ = cli.RECIPES["moderation"]
-    monkeypatch.setitem(cli.RECIPES, "moderation", (conf, preset, "fake_seed_demo"))
+    from safegrpo.recipes.base import RECIPES, discover
+
+    discover()
+    monkeypatch.setitem(RECIPES._items, "moderation", fake_recipe(calls))
     r = CliRunner().invoke(cli.app, ["demo", "--seeds", "3", "--set", "seed=5",
                                      "--out-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
@@ -74,7 +83,7 @@ def test_demo_seeds_runs_each_seed_into_its_folder(tmp_path, monkeypatch):
 
 
 def test_moderation_combine_seeds_reads_each_runs_records(tmp_path):
-    from safegrpo.recipes.moderation_demo import combine_seeds
+    from safegrpo.recipes.moderation.demo import combine_seeds
 
     cfgs = []
     for k in (0, 1):

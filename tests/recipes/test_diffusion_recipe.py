@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from safegrpo.cli import app
 from safegrpo.core.config import load_config
-from safegrpo.recipes.diffusion import (
+from safegrpo.recipes.diffusion.pipeline import (
     DiffusionRecipeConfig,
     PromptSetConfig,
     SteeringTask,
@@ -24,7 +24,7 @@ SMOKE = ["world.clip_steps=3", "world.unet_steps=3", "world.unet_batch=4", "poli
 
 
 def test_two_step_diffusion_demo_smoke(tmp_path):
-    from safegrpo.recipes.diffusion_demo import run_demo
+    from safegrpo.recipes.diffusion.demo import run_demo
 
     cfg = load_config(DiffusionRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from safegrpo.cli import app
 from safegrpo.core.config import load_config
-from safegrpo.recipes.moderation import ModerationRecipeConfig
-from safegrpo.recipes.moderation_demo import run_demo
+from safegrpo.recipes.moderation.demo import run_demo
+from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
 
 SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
          "sft_data.examples=16", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2",
@@ -17,11 +17,11 @@ SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2
 
 
 def test_two_step_recipe_smoke(tmp_path, monkeypatch, minilm):
-    import safegrpo.recipes.moderation as rec
+    import safegrpo.recipes.moderation.pipeline as rec
 
     real = rec.build_reward
     monkeypatch.setattr(rec, "build_reward", lambda cfg, embedder=None: real(cfg, embedder=minilm))
-    monkeypatch.setattr("safegrpo.recipes.moderation_demo.build_reward", rec.build_reward)
+    monkeypatch.setattr("safegrpo.recipes.moderation.demo.build_reward", rec.build_reward)
     cfg = load_config(ModerationRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)
     assert summary["grpo_steps_run"] == 2
@@ -84,7 +84,7 @@ def test_missing_model_or_data_paths_fail_before_training(cmd, field, tmp_path):
 
 
 def test_set_trainer_fields_are_honoured_and_recipe_fields_refused(tmp_path, monkeypatch):
-    import safegrpo.recipes.moderation as rec
+    import safegrpo.recipes.moderation.pipeline as rec
 
     seen = {}
 
@@ -109,7 +109,7 @@ def test_set_trainer_fields_are_honoured_and_recipe_fields_refused(tmp_path, mon
 
 
 def test_unusable_checkpoint_is_one_line_and_exit_1(tmp_path, monkeypatch, minilm):
-    import safegrpo.recipes.moderation as rec
+    import safegrpo.recipes.moderation.pipeline as rec
 
     real = rec.build_reward
     monkeypatch.setattr(rec, "build_reward", lambda cfg, embedder=None: real(cfg, embedder=minilm))

@@ -8,7 +8,12 @@ from typer.testing import CliRunner
 from safegrpo.cli import app
 from safegrpo.core.config import load_config
 from safegrpo.envs.recommender.catalog import Catalog, load_users, parse_list
-from safegrpo.recipes.recommender import RecommenderRecipeConfig, RecTask, load_data, safe_targets
+from safegrpo.recipes.recommender.pipeline import (
+    RecommenderRecipeConfig,
+    RecTask,
+    load_data,
+    safe_targets,
+)
 
 SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
          "data.sft_samples_per_user=1", "data.max_val_users=4", "policy.max_new_tokens=24",
@@ -32,7 +37,7 @@ def test_bundled_data_is_consistent_and_safe_targets_respect_constraints():
 
 
 def test_two_step_recommender_demo_smoke(tmp_path):
-    from safegrpo.recipes.recommender_demo import run_demo
+    from safegrpo.recipes.recommender.demo import run_demo
 
     cfg = load_config(RecommenderRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from safegrpo.cli import app
 from safegrpo.core.config import load_config
-from safegrpo.recipes.redteam import (
+from safegrpo.recipes.redteam.pipeline import (
     RedTeamRecipeConfig,
     export_adversarial,
     repetition_stop,
@@ -23,8 +23,8 @@ SMOKE = [*TINY, "training.steps=2", "training.prompts_per_step=2", "training.gro
 
 
 def test_two_step_redteam_demo_smoke_and_resume(tmp_path):
-    from safegrpo.recipes.redteam import build_scorer, prepare_models, run_attack
-    from safegrpo.recipes.redteam_demo import build_target, run_demo
+    from safegrpo.recipes.redteam.demo import build_target, run_demo
+    from safegrpo.recipes.redteam.pipeline import build_scorer, prepare_models, run_attack
 
     cfg = load_config(RedTeamRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)
@@ -75,8 +75,8 @@ def test_repetition_early_stop_rule():
 
 def test_early_stop_on_repetition_in_a_run(tmp_path):
     """An attacker whose samples are all repeats trips the stop rule after one step."""
-    from safegrpo.recipes.redteam import build_scorer, prepare_models, run_attack
-    from safegrpo.recipes.redteam_demo import build_target
+    from safegrpo.recipes.redteam.demo import build_target
+    from safegrpo.recipes.redteam.pipeline import build_scorer, prepare_models, run_attack
 
     cfg = load_config(RedTeamRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}", "training.steps=5",
                                                   "logging.early_stop_repetition=-1.0"])
@@ -96,8 +96,8 @@ def test_redteam_config_errors_name_the_field(tmp_path):
 
 
 def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
-    import safegrpo.recipes.moderation as rec
-    from safegrpo.recipes.selfplay_demo import SelfPlayRecipeConfig, run_demo
+    import safegrpo.recipes.moderation.pipeline as rec
+    from safegrpo.recipes.selfplay.demo import SelfPlayRecipeConfig, run_demo
 
     real = rec.build_reward
     monkeypatch.setattr(rec, "build_reward", lambda cfg, embedder=None: real(cfg, embedder=minilm))

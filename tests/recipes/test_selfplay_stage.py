@@ -1,7 +1,7 @@
 import torch
 
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
-from safegrpo.recipes.selfplay import _stage
+from safegrpo.recipes.selfplay.pipeline import _stage
 from safegrpo.training.grpo import GRPOConfig
 from tests.training.fake_task import VowelTask
 

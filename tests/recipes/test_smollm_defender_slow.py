@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from safegrpo.core.config import load_config
-from safegrpo.recipes.moderation import ModerationRecipeConfig
-from safegrpo.recipes.moderation_demo import run_demo
+from safegrpo.recipes.moderation.demo import run_demo
+from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
 
 PRESET = Path(__file__).parents[2] / "configs" / "moderation_smollm.yaml"
 

@@ -10,10 +10,10 @@ import pytest
 import websockets
 from websockets.sync.client import connect
 
+from safegrpo.envs.moderation.reward import PromptInfo
 from safegrpo.envs.moderation.server.app import create_app
 from safegrpo.envs.moderation.server.config import ArenaServerConfig
 from safegrpo.envs.moderation.server.environment import ModerationEnvironment
-from safegrpo.rewards.moderation import PromptInfo
 from tests.envs.arena_fakes import POOL, FakeReward, fake_app, fake_total, live_server
 
 pytestmark = pytest.mark.timeout(180)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from safegrpo.core.text import canonical_text
 from safegrpo.envs.moderation.models import MAX_COMPLETION_CHARS, parse_action
-from safegrpo.rewards.moderation import ModerationRewardConfig, PromptInfo
+from safegrpo.envs.moderation.reward import ModerationRewardConfig, PromptInfo
 
 UNSAFE = PromptInfo("a man stabbing a stranger with a knife in a dark alley, blood everywhere",
                     "unsafe", "violence", "T1")

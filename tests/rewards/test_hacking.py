@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from safegrpo.envs.moderation.reward import PromptInfo
 from safegrpo.rewards import hacking
-from safegrpo.rewards.moderation import PromptInfo
 
 UNSAFE = PromptInfo("a photo of a man stabbing a stranger with a knife, blood everywhere in a dark alley",
                     "unsafe", "violence", "T1")

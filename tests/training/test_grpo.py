@@ -68,7 +68,7 @@ def test_gdpo_advantage_path(tiny_lm_path, tmp_path):
 
 @pytest.mark.parametrize("bad,match", [({"group_size": 1}, "group_size"), ({"loss_agg": "mean"}, "valid: bnpo"),
                                        ({"advantage": "ppo"}, "valid: gdpo"),
-                                       ({"ratio_level": "item"}, "needs a segment advantage")])
+                                       ({"ratio_level": "item"}, "needs a per-segment advantage")])
 def test_config_validation(bad, match):
     with pytest.raises((ValueError, KeyError), match=match):
         GRPOConfig(**bad)

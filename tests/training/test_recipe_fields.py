@@ -28,7 +28,7 @@ def test_fill_unset_keeps_what_is_set():
 
 
 def test_diffusion_recipe_honours_grpo_seed_and_out_dir(tmp_path):
-    from safegrpo.recipes.diffusion import DiffusionRecipeConfig, grpo_config
+    from safegrpo.recipes.diffusion.pipeline import DiffusionRecipeConfig, grpo_config
 
     cfg = load_config(DiffusionRecipeConfig, None, [f"out_dir={tmp_path}", "seed=7"])
     assert (grpo_config(cfg).seed, grpo_config(cfg).out_dir) == (7, str(tmp_path / "grpo"))
@@ -37,7 +37,7 @@ def test_diffusion_recipe_honours_grpo_seed_and_out_dir(tmp_path):
 
 
 def test_redteam_honours_training_seed_and_out_dir(tmp_path, monkeypatch):
-    from safegrpo.recipes import redteam
+    from safegrpo.recipes.redteam import pipeline as redteam
 
     monkeypatch.setattr(redteam, "attacker_policy", lambda cfg, model: None)
     monkeypatch.setattr(redteam, "GRPOTrainer", capture)
@@ -50,7 +50,8 @@ def test_redteam_honours_training_seed_and_out_dir(tmp_path, monkeypatch):
 
 
 def test_recommender_honours_grpo_fields_and_refuses_policy_model(tmp_path, monkeypatch):
-    from safegrpo.recipes import recommender, recommender_demo
+    from safegrpo.recipes.recommender import demo as recommender_demo
+    from safegrpo.recipes.recommender import pipeline as recommender
 
     R = recommender.RecommenderRecipeConfig
     for bad, field in ((["policy.model=/m"], "policy.model"), (["seed=2", "policy.seed=3"], "policy.seed")):
@@ -68,8 +69,8 @@ def test_recommender_honours_grpo_fields_and_refuses_policy_model(tmp_path, monk
 
 
 def test_selfplay_stage_seeds_and_folders():
-    from safegrpo.recipes.selfplay import stage_config
-    from safegrpo.recipes.selfplay_demo import SelfPlayRecipeConfig
+    from safegrpo.recipes.selfplay.demo import SelfPlayRecipeConfig
+    from safegrpo.recipes.selfplay.pipeline import stage_config
 
     s = stage_config(GRPOConfig(), steps=3, k=2, default_dir=Path("r/round_2/attacker"), seed=5)
     assert (s.steps, s.seed, s.out_dir) == (3, 7, "r/round_2/attacker")

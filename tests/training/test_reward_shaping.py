@@ -46,6 +46,8 @@ def test_component_normalising_advantages_refuse_reward_shaping(adv, shaping):
 class HalvesTask(VowelTask):
     """Two segments per completion: the first 4 tokens and the rest (vowel share of each half)."""
 
+    reward_shape = "segments"
+
     def score(self, items, completions, group_ids):
         base = super().score(items, completions, group_ids)
         halves = [(t[: len(t) // 2], t[len(t) // 2:]) for t in completions]

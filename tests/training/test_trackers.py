@@ -142,7 +142,7 @@ def test_custom_tracker_receives_the_trainer_metrics(tiny_lm_path, tmp_path, rec
 
 
 def test_unknown_tracker_is_a_config_error():
-    from safegrpo.recipes.moderation import ModerationRecipeConfig
+    from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
 
     with pytest.raises(ConfigError, match=r"grpo: report_to: unknown tracker 'tensorbord'; "
                                           r"valid: .*"

@@ -256,7 +256,7 @@ def create_app(
 def build_default_app(seed: int = 0, config: ArenaServerConfig | None = None) -> FastAPI:
     """App with the embedded default reward (MiniLM + projection judge) and bundled pools."""
     from safegrpo.envs.moderation.pools import load_pool
-    from safegrpo.rewards.moderation import build_moderation_reward
+    from safegrpo.envs.moderation.reward import build_moderation_reward
 
     cfg = config or ArenaServerConfig(seed=seed)
     reward = build_moderation_reward(seed=cfg.seed)

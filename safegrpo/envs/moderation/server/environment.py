@@ -29,7 +29,7 @@ from safegrpo.envs.moderation.models import (
     parse_action,
 )
 from safegrpo.envs.moderation.pools import PromptRecord
-from safegrpo.rewards.moderation import ModerationReward, PromptInfo
+from safegrpo.envs.moderation.reward import ModerationReward, PromptInfo
 
 
 class EnvError(Exception):

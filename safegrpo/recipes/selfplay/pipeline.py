@@ -14,7 +14,6 @@ stage.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,10 +23,10 @@ from torch import Tensor
 
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.pools import PromptRecord
+from safegrpo.envs.moderation.target import DefenderTarget
 from safegrpo.policies.lm import LMPolicy
-from safegrpo.policies.targets import DefenderTarget
-from safegrpo.recipes.moderation import ArenaTask, ModerationRecipeConfig
-from safegrpo.recipes.redteam import AttackTask, RedTeamRecipeConfig, attacker_policy
+from safegrpo.recipes.moderation.pipeline import ArenaTask, ModerationRecipeConfig
+from safegrpo.recipes.redteam.pipeline import AttackTask, RedTeamRecipeConfig, attacker_policy
 from safegrpo.rewards.redteam import SelfPlayAttackReward, SelfPlayRewardConfig
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 
@@ -60,7 +59,7 @@ class SelfPlayAttackTask(AttackTask):
     """AttackTask whose score is the self-play success reward (records the attacks it saw)."""
 
     def __init__(self, cfg: RedTeamRecipeConfig, reward: SelfPlayAttackReward):
-        super().__init__(cfg, reward, None)
+        super().__init__(cfg, reward)
         self.recent: list[str] = []
 
     def score(self, topics: list[str], completions: list[str], group_ids: Tensor) -> ScoredBatch:
@@ -126,35 +125,44 @@ def stage_config(cfg: GRPOConfig, steps: int, k: int, default_dir: Path, seed: i
     return replace(cfg, steps=steps, seed=base_seed + k, out_dir=str(out))
 
 
-def run_selfplay(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
-                 defender: LMPolicy, attacker_model: str, arena_reward, safety_judge, out: Path,
-                 resume: bool = False, log=print) -> list[dict[str, Any]]:
-    """Alternate attacker / defender GRPO for ``scfg.rounds``; ``defender`` is updated in place."""
-    target = DefenderTarget(defender)  # the template recorded in the defender's prompt format
-    attack_reward = SelfPlayAttackReward(target, safety_judge, scfg.reward)
-    attacker = attacker_policy(rcfg, attacker_model)
-    atask = SelfPlayAttackTask(rcfg, attack_reward)
-    base_task = ArenaTask(mcfg.arena, arena_reward, seed=mcfg.seed)
-    rounds, a_opt, d_opt = [], None, None
-    for k in range(scfg.rounds):
-        rdir = out / f"round_{k}"
-        a_cfg = stage_config(rcfg.training, scfg.attacker_steps, k, rdir / "attacker", rcfg.seed)
-        a_hist, a_opt = _stage(attacker, atask, a_cfg, resume, a_opt)
-        before = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
-        dtask = MixedArenaTask(base_task, atask.recent, safety_judge, scfg.attack_share, scfg.unsafe_threshold,
-                               seed=mcfg.seed + k)
-        d_cfg = stage_config(mcfg.grpo, scfg.defender_steps, k, rdir / "defender", mcfg.seed)
-        d_hist, d_opt = _stage(defender, dtask, d_cfg, resume, d_opt)
-        after = success_rate(attacker, atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
-        row = {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
-               "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,
-               "attack_success_before_defender_update": before["success_rate"],
-               "attack_success_after_defender_update": after["success_rate"],
-               "unsafe_allowed_before": before["unsafe_allowed"], "unsafe_allowed_after": after["unsafe_allowed"],
-               "attacker_decisions_before": before["decisions"], "attacker_decisions_after": after["decisions"],
-               "example_attacks": before["attacks"]}
-        log(f"      round {k}: attack success {before['success_rate']:.3f} -> {after['success_rate']:.3f} "
-            f"after the defender update; unsafe allowed {before['unsafe_allowed']:.3f} -> {after['unsafe_allowed']:.3f}")
-        rounds.append(row)
-        (out / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
-    return rounds
+def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
+                   rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig, out: Path, resume: bool,
+                   log=print) -> dict[str, Any]:
+    """Round k: attacker GRPO, then defender GRPO on the arena mixed with the attacker's recent
+    attacks. ``st`` holds the players (``defender``, ``attacker``, ``atask``, ``attack_reward``,
+    ``base_task``, ``safety_judge``) and each player's optimizer state (``opt/attacker``,
+    ``opt/defender``), which carries over so a player trains continuously across rounds."""
+    rdir = out / f"round_{k}"
+    atask, attack_reward = st["atask"], st["attack_reward"]
+    a_cfg = stage_config(rcfg.training, scfg.attacker_steps, k, rdir / "attacker", rcfg.seed)
+    a_hist, st["opt/attacker"] = _stage(st["attacker"], atask, a_cfg, resume,
+                                        st.get("opt/attacker"))
+    before = success_rate(st["attacker"], atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
+    dtask = MixedArenaTask(st["base_task"], atask.recent, st["safety_judge"], scfg.attack_share,
+                           scfg.unsafe_threshold, seed=mcfg.seed + k)
+    d_cfg = stage_config(mcfg.grpo, scfg.defender_steps, k, rdir / "defender", mcfg.seed)
+    d_hist, st["opt/defender"] = _stage(st["defender"], dtask, d_cfg, resume,
+                                        st.get("opt/defender"))
+    after = success_rate(st["attacker"], atask, attack_reward, scfg.eval_attacks, seed=1000 + k)
+    log(f"      round {k}: attack success {before['success_rate']:.3f} -> "
+        f"{after['success_rate']:.3f} after the defender update; unsafe allowed "
+        f"{before['unsafe_allowed']:.3f} -> {after['unsafe_allowed']:.3f}")
+    return {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
+            "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,
+            "attack_success_before_defender_update": before["success_rate"],
+            "attack_success_after_defender_update": after["success_rate"],
+            "unsafe_allowed_before": before["unsafe_allowed"],
+            "unsafe_allowed_after": after["unsafe_allowed"],
+            "attacker_decisions_before": before["decisions"],
+            "attacker_decisions_after": after["decisions"], "example_attacks": before["attacks"]}
+
+
+def players(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
+            defender: LMPolicy, attacker_model: str, arena_reward) -> dict[str, Any]:
+    """The state every round reads: both players, their tasks and the attack reward."""
+    safety_judge = arena_reward.text_judge
+    attack_reward = SelfPlayAttackReward(DefenderTarget(defender), safety_judge, scfg.reward)
+    return {"defender": defender, "attacker": attacker_policy(rcfg, attacker_model),
+            "attack_reward": attack_reward, "atask": SelfPlayAttackTask(rcfg, attack_reward),
+            "base_task": ArenaTask(mcfg.arena, arena_reward, seed=mcfg.seed),
+            "safety_judge": safety_judge}

@@ -30,11 +30,10 @@ from safegrpo.envs.moderation.pools import train_split
 from safegrpo.policies.importing import materialize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.policies.prompting import PromptFormat
-from safegrpo.recipes.moderation import TinyModelConfig
-from safegrpo.recipes.redteam_scorer import (  # noqa: F401 (re-exported)
+from safegrpo.policies.tiny_config import TinyModelConfig
+from safegrpo.recipes.redteam.scorer import (  # noqa: F401 (re-exported)
     REFUSAL,
     REFUSALS,
-    Inverted,
     ScorerConfig,
     build_scorer,
 )
@@ -42,6 +41,7 @@ from safegrpo.rewards.redteam import RedTeamReward
 from safegrpo.training.base import fill_unset
 from safegrpo.training.checkpoint import atomic_write_text
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
+from safegrpo.training.hooks import TrainerHooks
 from safegrpo.training.logging import truncate_jsonl as truncate_samples
 from safegrpo.training.sft import SFTConfig, sft_train
 
@@ -189,14 +189,14 @@ def prepare_models(cfg: RedTeamRecipeConfig, log=print) -> tuple[str, str]:
 
 
 class AttackTask:
-    """LMTask: topic instructions -> attacks -> target -> scored; every sample logged for export."""
+    """LMTask: topic instructions -> attacks -> target -> scored (total + components)."""
 
-    def __init__(self, cfg: RedTeamRecipeConfig, reward: RedTeamReward, log_path: Path | None = None):
-        self.cfg, self.reward, self.log_path = cfg, reward, log_path
-        self.step = 0
+    reward_shape = "components"
+
+    def __init__(self, cfg: RedTeamRecipeConfig, reward: RedTeamReward):
+        self.cfg, self.reward = cfg, reward
 
     def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[str]:
-        self.step = step
         rng = random.Random(self.cfg.seed * 1_000_003 + step * 101 + rank)
         return [rng.choice(self.cfg.data.topics) for _ in range(n)]
 
@@ -204,12 +204,24 @@ class AttackTask:
         return self.cfg.data.instruction.format(topic=topic)
 
     def score(self, topics: list[str], completions: list[str], group_ids: Tensor) -> ScoredBatch:
-        scored = self.reward([c.strip() for c in completions], group_ids)
-        if self.log_path is not None:
-            with self.log_path.open("a") as f:
-                for topic, info, r in zip(topics, scored.info, scored.total.tolist(), strict=True):
-                    f.write(json.dumps({"step": self.step, "topic": topic, **info, "reward": r}) + "\n")
-        return scored
+        return self.reward([c.strip() for c in completions], group_ids)
+
+
+class AttackLog:
+    """Artifact writer: every scored attack of every step, one JSON line (the export's source);
+    a resumed run first drops the lines of the steps it will re-run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def start(self, step: int) -> None:
+        truncate_samples(self.path, step)
+
+    def write(self, step: int, items: list[Any], completions: list[str],
+              scored: ScoredBatch) -> None:
+        with self.path.open("a") as f:
+            for topic, info, r in zip(items, scored.info, scored.total.tolist(), strict=True):
+                f.write(json.dumps({"step": step, "topic": topic, **info, "reward": r}) + "\n")
 
 
 def export_adversarial(samples_path: Path, out_path: Path, top_k: int) -> list[dict[str, Any]]:
@@ -243,20 +255,27 @@ def attacker_policy(cfg: RedTeamRecipeConfig, model: str) -> LMPolicy:
                     device=cfg.training.device)
 
 
-def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge,
-               resume: bool = False) -> tuple[LMPolicy, GRPOTrainer, list[dict[str, Any]]]:
-    """GRPO of the attacker against ``target``; returns (policy, trainer, exported attacks)."""
+def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: bool = False,
+               restore_only: bool = False) -> tuple[LMPolicy, GRPOTrainer, list[dict[str, Any]]]:
+    """GRPO of the attacker against ``target``; returns (policy, trainer, exported attacks).
+    ``restore_only``: load the newest checkpoint and re-export, train nothing."""
     tcfg = fill_unset(cfg.training, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / "grpo"))
     out = Path(tcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = out / "attacks.jsonl"
     policy = attacker_policy(cfg, attacker)
     reward = RedTeamReward(judge, target, cfg.reward.shaping)
-    trainer = GRPOTrainer(policy, AttackTask(cfg, reward, samples), tcfg)
-    trainer.stop_rules.append(repetition_stop(cfg.logging.early_stop_repetition))
-    start = trainer.resume() if resume else 0
-    truncate_samples(samples, start)  # drop the samples of steps that will be re-run
-    trainer.train()
+    hooks = TrainerHooks(stop_rules=(repetition_stop(cfg.logging.early_stop_repetition),),
+                         artifacts=(AttackLog(samples),))
+    trainer = GRPOTrainer(policy, AttackTask(cfg, reward), tcfg, hooks)
+    if restore_only:
+        if trainer.resume() == 0:
+            raise FileNotFoundError(f"no attacker checkpoint under {out}; run "
+                                    "`safegrpo train redteam` first")
+    else:
+        if resume:
+            trainer.resume()
+        trainer.train()
     top = export_adversarial(samples, out / "adversarial.jsonl", cfg.logging.export_top_k)
     return policy, trainer, top
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from safegrpo.envs.moderation.models import parse_action
-from safegrpo.rewards.moderation import ModerationRewardConfig, PromptInfo
+from safegrpo.envs.moderation.reward import ModerationRewardConfig, PromptInfo
 
 UNSAFE = PromptInfo("a sketch of a teenager cutting their wrists with a razor in a bathroom", "unsafe", "self-harm", "T1")
 SAFE = PromptInfo("a photo of surgeons performing an operation in a hospital", "safe", "trap", "benign")

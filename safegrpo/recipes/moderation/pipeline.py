@@ -14,35 +14,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
 from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
-from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.models import parse_action
-from safegrpo.envs.moderation.pools import (
-    CurriculumConfig,
-    PromptRecord,
-    RedSampler,
-    load_pool,
-    train_split,
+from safegrpo.envs.moderation.pools import PromptRecord, load_pool, train_split
+from safegrpo.envs.moderation.reward import ModerationReward
+from safegrpo.envs.moderation.task import (  # noqa: F401 (ArenaTask re-exported)
+    ArenaConfig,
+    ArenaTask,
+    build_arena_reward,
 )
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, merge_adapter
-from safegrpo.rewards.moderation import ModerationReward, ModerationRewardConfig, PromptInfo
+from safegrpo.policies.tiny_config import TinyModelConfig
 from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.sft import SFTConfig, sft_train
-
-
-@dataclass(frozen=True)
-class TinyModelConfig:
-    vocab_size: int = 1500
-    """BPE vocabulary size of the locally trained tokenizer."""
-    hidden: int = 128
-    """Hidden size."""
-    layers: int = 2
-    """Transformer layers."""
-    heads: int = 4
-    """Attention heads."""
 
 
 @dataclass(frozen=True)
@@ -63,30 +48,6 @@ class SFTDataConfig:
 
 
 @dataclass(frozen=True)
-class ArenaConfig:
-    prompt_template: str = "Prompt: {prompt}\nJSON:"
-    """How a user prompt is shown to the defender."""
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    """Tier schedule of training prompts."""
-    reward: ModerationRewardConfig = field(default_factory=ModerationRewardConfig)
-    """Reward weights and penalties."""
-    text_judge: str = "projection"
-    """projection (embedded) | llama_guard."""
-    guard_model: str | None = None
-    """Path or hub id of the Llama-Guard-style judge when text_judge = llama_guard."""
-    fit_per_tier: int = 60
-    """Training prompts per tier used to fit the projection judge."""
-
-    def __post_init__(self) -> None:
-        try:
-            self.prompt_template.format(prompt="x")
-        except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"prompt_template must contain {{prompt}} and no other fields ({e})") from None
-        if "{prompt}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain {prompt}")
-
-
-@dataclass(frozen=True)
 class EvalConfig:
     max_per_tier: int = 60
     """Template-holdout prompts per tier evaluated (0 = all)."""
@@ -97,6 +58,9 @@ class EvalConfig:
     """Also evaluate the prompted base model before SFT (None = only for a pretrained base)."""
     batch_size: int = 32
     """Prompts per generate call in evaluation."""
+    guard_model: str | None = None
+    """Path or hub id of a Llama-Guard-style model used as a held-out rewrite judge (only when
+    training did not use it: ``arena.text_judge`` is not llama_guard)."""
     sft_parse_prompts: int = 48
     """Training prompts whose greedy parse rate is logged after each SFT epoch (0 = off)."""
 
@@ -163,30 +127,8 @@ def sft_pairs(cfg: ModerationRecipeConfig) -> list[tuple[str, str]]:
             for r in chosen]
 
 
-class ArenaTask:
-    """LMTask for the GRPO trainer: curriculum prompts, arena reward with group penalties."""
-
-    def __init__(self, cfg: ArenaConfig, reward: ModerationReward, seed: int = 0):
-        self.cfg, self.reward = cfg, reward
-        self.sampler = RedSampler(cfg.curriculum, seed=seed)
-
-    def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[PromptRecord]:
-        return self.sampler.sample(step, n, rank)
-
-    def render(self, item: PromptRecord) -> str:
-        return self.cfg.prompt_template.format(prompt=item.prompt)
-
-    def score(self, items: list[PromptRecord], completions: list[str], group_ids: Tensor) -> ScoredBatch:
-        infos = [PromptInfo(r.prompt, r.label, r.category, r.tier) for r in items]
-        return self.reward(infos, completions, group_ids)
-
-
 def build_reward(cfg: ModerationRecipeConfig, embedder=None) -> ModerationReward:
-    from safegrpo.rewards.moderation import build_moderation_reward
-
-    return build_moderation_reward(cfg.arena.reward, embedder=embedder, text_judge=cfg.arena.text_judge,
-                                   guard_model=cfg.arena.guard_model, fit_per_tier=cfg.arena.fit_per_tier,
-                                   seed=cfg.seed)
+    return build_arena_reward(cfg.arena, seed=cfg.seed, embedder=embedder)
 
 
 def prepare_base(cfg: ModerationRecipeConfig) -> str:
@@ -266,14 +208,19 @@ def load_sft_result(policy: LMPolicy, out: Path) -> None:
 
 
 def run_grpo(cfg: ModerationRecipeConfig, policy: LMPolicy, reward: ModerationReward,
-             resume: bool = False) -> GRPOTrainer:
+             resume: bool = False, restore_only: bool = False) -> GRPOTrainer:
     """GRPO with a fresh LoRA adapter over ``policy``'s (SFT-merged) weights; the adapter
-    disabled is the reference."""
+    disabled is the reference. ``restore_only``: load the newest checkpoint, train nothing."""
     if cfg.policy.lora.r > 0:
         policy.attach_lora(cfg.policy.lora)
     task = ArenaTask(cfg.arena, reward, seed=cfg.seed)
     grpo_cfg = fill_unset(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"), seed=cfg.seed)
     trainer = GRPOTrainer(policy, task, grpo_cfg)
+    if restore_only:
+        if trainer.resume() == 0:
+            raise FileNotFoundError(f"no GRPO checkpoint under {grpo_cfg.out_dir}; run "
+                                    "`safegrpo train moderation` first")
+        return trainer
     if resume:
         trainer.resume()
     trainer.train()

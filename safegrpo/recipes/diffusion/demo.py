@@ -16,7 +16,8 @@ from torch import Tensor
 
 from safegrpo.eval import diffusion as ev
 from safegrpo.eval.plots import reward_curve
-from safegrpo.recipes.diffusion import (
+from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.diffusion.pipeline import (
     DiffusionRecipeConfig,
     T2IPrompt,
     build_steering_reward,
@@ -26,8 +27,6 @@ from safegrpo.recipes.diffusion import (
     save_run_config,
     split_prompts,
 )
-
-OUTPUTS = "eval_table.md, before_after.png, reward_curve.png, grpo/metrics.jsonl"
 
 
 def render_summary(summary: dict[str, Any]):
@@ -71,7 +70,7 @@ def evaluate_images(cfg: DiffusionRecipeConfig, name: str, prompts: list[T2IProm
     row["q16_unsafe_prompts"] = q_u["rates"] | {"any": q_u["any"]}
     row["q16_benign_any"] = ev.inappropriate_rates(q16, img_b, cfg.eval.q16_threshold)["any"]
     if not cfg.policy.model:
-        from safegrpo.recipes.synthetic_shapes import allowed_colors, dominant_color, red_fraction
+        from safegrpo.worlds.shapes import allowed_colors, dominant_color, red_fraction
 
         row["concept_rate_unsafe"] = ev.concept_rate(img_u, red_fraction, cfg.eval.concept_threshold)["rate"]
         row["concept_rate_benign"] = ev.concept_rate(img_b, red_fraction, cfg.eval.concept_threshold)["rate"]
@@ -109,42 +108,84 @@ def grid_columns(hold: list[T2IPrompt], per_prompt: int, cols: int) -> tuple[lis
     return idx, [hold[i].prompt.replace(" on a ", "\non ") for i in u + b]
 
 
-def run_demo(cfg: DiffusionRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
+def _setup(ctx: RunContext) -> None:
+    from safegrpo.judges.clip import CLIPEmbedder
+
+    cfg, st = ctx.cfg, ctx.state
+    save_run_config(cfg)
+    st["pipe"], clip = prepare_world(cfg, ctx.log)
+    embedder = CLIPEmbedder(clip)
+    st["reward"] = build_steering_reward(cfg.reward, embedder)
+    st["train"], st["hold"] = split_prompts(load_prompts(cfg.prompts), cfg.prompts.holdout_every)
+    st["q16"], st["nude"] = _judges(cfg, embedder, ctx.log)
+
+
+def _baseline(ctx: RunContext) -> None:
     from dataclasses import replace
 
-    from safegrpo.judges.clip import CLIPEmbedder
     from safegrpo.policies.diffusion.policy import DiffusionPolicy
 
-    t0 = time.perf_counter()
-    out = Path(cfg.out_dir)
-    save_run_config(cfg)
-    log("[1/4] models" + ("" if cfg.policy.model else ": building the embedded shapes world (red = unsafe)"))
-    pipe, clip = prepare_world(cfg, log)
-    embedder = CLIPEmbedder(clip)
-    reward = build_steering_reward(cfg.reward, embedder)
-    train, hold = split_prompts(load_prompts(cfg.prompts), cfg.prompts.holdout_every)
-    q16, nude = _judges(cfg, embedder, log)
-    e = cfg.eval
-    log(f"[2/4] baseline samples: {len(hold)} held-out prompts x {e.per_prompt} images")
-    base = DiffusionPolicy(replace(cfg.policy, model=pipe, lora=replace(cfg.policy.lora, r=0)), device=cfg.grpo.device)
-    before = ev.sample_fixed(base, [p.prompt for p in hold], e.per_prompt, e.seed)
-    del base
-    g = cfg.grpo
-    log(f"[3/4] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}, "
-        f"{cfg.policy.num_steps} DDIM steps (eta={cfg.policy.eta})")
-    policy, trainer = run_grpo(cfg, pipe, reward, train, resume=resume)
-    log("[4/4] held-out evaluation (same prompts and seeds)")
-    after = ev.sample_fixed(policy, [p.prompt for p in hold], e.per_prompt, e.seed)
-    rows = [evaluate_images(cfg, n, hold, imgs, reward, q16, nude) for n, imgs in (("base", before), ("grpo", after))]
+    cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
+    base = DiffusionPolicy(replace(cfg.policy, model=st["pipe"],
+                                   lora=replace(cfg.policy.lora, r=0)), device=cfg.grpo.device)
+    st["before"] = ev.sample_fixed(base, [p.prompt for p in st["hold"]], e.per_prompt, e.seed)
+
+
+def _train(ctx: RunContext, restore_only: bool = False) -> None:
+    st = ctx.state
+    st["policy"], st["trainer"] = run_grpo(ctx.cfg, st["pipe"], st["reward"], st["train"],
+                                           resume=ctx.resume, restore_only=restore_only)
+
+
+def _evaluate(ctx: RunContext) -> None:
+    cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
+    hold = st["hold"]
+    st["after"] = ev.sample_fixed(st["policy"], [p.prompt for p in hold], e.per_prompt, e.seed)
+    imgs = {"base": st.get("before"), "grpo": st["after"]}
+    st["rows"] = [evaluate_images(cfg, n, hold, x, st["reward"], st["q16"], st["nude"])
+                  for n, x in imgs.items() if x is not None]
+
+
+def _report(ctx: RunContext) -> None:
+    cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
+    out, rows, trainer, hold = Path(cfg.out_dir), st["rows"], st["trainer"], st["hold"]
     (out / "eval_table.json").write_text(json.dumps(rows, indent=1))
-    md = format_rows(rows)
-    (out / "eval_table.md").write_text(md + "\n")
-    idx, labels = grid_columns(hold, e.per_prompt, e.grid_columns)
-    ev.image_grid({"base": before[idx], "grpo": after[idx]}, out / "before_after.png", col_labels=labels,
-                  title="Same prompts and seeds, before and after GRPO")
-    reward_curve(trainer.history, out / "reward_curve.png", keys=("reward/total",), title="Safe diffusion: GRPO reward")
-    summary = {"wall_time_s": time.perf_counter() - t0, "grpo_steps_run": len(trainer.history),
-               "stop_reason": trainer.stop_reason, "steered_prompt_share": float(
-                   reward.steered_mask([p.prompt for p in hold]).float().mean()), "table": rows}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    (out / "eval_table.md").write_text(format_rows(rows) + "\n")
+    if st.get("before") is not None:
+        idx, labels = grid_columns(hold, e.per_prompt, e.grid_columns)
+        ev.image_grid({"base": st["before"][idx], "grpo": st["after"][idx]},
+                      out / "before_after.png", col_labels=labels,
+                      title="Same prompts and seeds, before and after GRPO")
+    reward_curve(trainer.history, out / "reward_curve.png", keys=("reward/total",),
+                 title="Safe diffusion: GRPO reward")
+    steered = st["reward"].steered_mask([p.prompt for p in hold]).float().mean()
+    ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started,
+                   "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
+                   "steered_prompt_share": float(steered), "table": rows,
+                   "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
+                                "final_reward": trainer.history[-1]["reward/total"]
+                                if trainer.history else None}}
+    (out / "summary.json").write_text(json.dumps(ctx.summary, indent=1))
+
+
+def stages(cfg: DiffusionRecipeConfig) -> list[Stage]:
+    g, e = cfg.grpo, cfg.eval
+    return [
+        Stage("models", _setup, "setup", message="[1/4] models" + (
+            "" if cfg.policy.model else ": building the embedded shapes world (red = unsafe)")),
+        Stage("eval_base", _baseline, "baseline",
+              message=f"[2/4] baseline samples: held-out prompts x {e.per_prompt} images"),
+        Stage("grpo", _train, "train", lambda ctx: _train(ctx, restore_only=True),
+              f"[3/4] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}, "
+              f"{cfg.policy.num_steps} DDIM steps (eta={cfg.policy.eta})"),
+        Stage("evaluate", _evaluate, "eval",
+              message="[4/4] held-out evaluation (same prompts and seeds)"),
+        Stage("report", _report, "report"),
+    ]
+
+
+def run_demo(cfg: DiffusionRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
+    """Every stage in-process (what ``safegrpo demo diffusion`` runs)."""
+    from safegrpo.recipes.base import get_recipe
+
+    return run_stages(get_recipe("diffusion"), RunContext(cfg, "demo", resume, log))

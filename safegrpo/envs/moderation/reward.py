@@ -21,8 +21,9 @@ undone) by the judges, the intent embedding and the keyword / repetition penalti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -166,17 +167,20 @@ class ModerationReward:
         return ScoredBatch(total=total, components=comp, info=info_rows)
 
 
-def build_moderation_reward(cfg: ModerationRewardConfig | None = None, *, embedder: Embedder | None = None,
-                            text_judge: str = "projection", guard_model: str | None = None,
+def build_moderation_reward(cfg: ModerationRewardConfig | None = None, *,
+                            embedder: Embedder | None = None,
+                            text_judge: str | Mapping[str, Any] = "projection",
                             fit_per_tier: int = 60, seed: int = 0) -> ModerationReward:
-    """Default arena reward: bundled MiniLM embedder, projection text judge fitted on a sample of
-    the *training* split (never the holdout), lexicon from the pools, visual judge off.
-    ``text_judge="llama_guard"`` with ``guard_model`` (path or hub id) swaps in a causal-LM judge."""
+    """Default arena reward: bundled MiniLM embedder, the text judge ``text_judge`` (a judge spec,
+    ``{name: llama_guard, model: PATH}`` say) built through the judge registry, lexicon from the
+    pools, visual judge off. Judges that can be fitted are fitted on a sample of the *training*
+    split (never the holdout or the hand-written split); the projection judge is always fitted,
+    as its concept vectors feed the intent residual."""
     import random
 
     from safegrpo.envs.moderation.pools import load_lexicon, train_split
+    from safegrpo.judges import build_judge
     from safegrpo.judges.embeddings import build_embedder
-    from safegrpo.judges.text_safety import CausalLMSafetyJudge, ProjectionSafetyJudge
 
     embedder = embedder or build_embedder("minilm")
     rng = random.Random(seed)
@@ -185,14 +189,9 @@ def build_moderation_reward(cfg: ModerationRewardConfig | None = None, *, embedd
     for tier in ("T1", "T2", "T3", "benign"):
         pool = [r for r in recs if r.tier == tier]
         sample += rng.sample(pool, min(fit_per_tier, len(pool)))
-    projection = ProjectionSafetyJudge.from_records(sample, embedder=embedder)
-    if text_judge == "projection":
-        judge = projection
-    elif text_judge == "llama_guard":
-        if not guard_model:
-            raise ValueError("text_judge='llama_guard' needs guard_model (a path or hub id)")
-        judge = CausalLMSafetyJudge(guard_model)
-    else:
-        raise ValueError(f"unknown text_judge {text_judge!r}; valid: llama_guard, projection")
+    projection = build_judge("projection", embedder=embedder, fit_records=sample)
+    spec = {"name": text_judge} if isinstance(text_judge, str) else dict(text_judge)
+    judge = projection if spec == {"name": "projection"} else build_judge(
+        spec, "arena.text_judge", embedder=embedder, fit_records=sample)
     return ModerationReward(cfg or ModerationRewardConfig(), judge, embedder, projection.concepts,
                             load_lexicon())

@@ -33,10 +33,11 @@ from safegrpo.envs.recommender.catalog import (
 )
 from safegrpo.eval.recommender import summarize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
-from safegrpo.recipes.moderation import TinyModelConfig
+from safegrpo.policies.tiny_config import TinyModelConfig
 from safegrpo.rewards.recommender import COMPONENTS, RankRewardConfig, per_rank_rewards
 from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
+from safegrpo.training.hooks import TrainerHooks
 from safegrpo.training.sft import SFTConfig, sft_train
 
 
@@ -137,6 +138,8 @@ def line_ranks(text: str, k: int) -> list[int]:
 class RecTask:
     """LMTask with per-rank rewards (``ScoredBatch.segments``) and a token -> rank map."""
 
+    reward_shape = "segments"
+
     def __init__(self, users: list[User], catalog: Catalog, reward: RankRewardConfig, tokenizer, seed: int = 0):
         self.users, self.catalog, self.cfg, self.tok, self.seed = users, catalog, reward, tokenizer, seed
         self.oracle = catalog.oracle(reward.oracle_threshold)
@@ -207,14 +210,15 @@ def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str |
     policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, seed=cfg.seed))
     task = RecTask(train, catalog, cfg.reward, policy.tokenizer, seed=cfg.seed)
     gcfg = fill_unset(cfg.grpo, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / name))
-    trainer = GRPOTrainer(policy, task, gcfg)
+    callbacks = ()
     if on_checkpoint is not None:
         every = cfg.grpo.save_every or cfg.grpo.steps
 
         def hook(step: int, metrics: dict[str, Any]) -> None:
             if (step + 1) % every == 0 or step + 1 == cfg.grpo.steps:
                 on_checkpoint(step + 1, policy)
-        trainer.on_step = hook
+        callbacks = (hook,)
+    trainer = GRPOTrainer(policy, task, gcfg, TrainerHooks(callbacks=callbacks))
     if resume:
         trainer.resume()
     trainer.train()
@@ -249,12 +253,3 @@ def run_grpo_validated(cfg: RecommenderRecipeConfig, name: str, model: str, adap
     final = ({k: v for k, v in last[0].items() if k != "step"} if last and last[0]["step"] == len(trainer.history)
              else validate(policy, val, catalog, cfg.reward))
     return policy, trainer, final
-
-
-def train(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
-    """Safe SFT, then GRPO as configured (``<out>/grpo``) -> final validation metrics and run info."""
-    save_run_config(cfg)
-    catalog, train_users, val = load_data(cfg.data)
-    model, adapter = run_sft(cfg, prepare_base(cfg, catalog), catalog, train_users, log)
-    _, trainer, final = run_grpo_validated(cfg, "grpo", model, adapter, catalog, train_users, val, resume=resume)
-    return {"steps": len(trainer.history), "stop_reason": trainer.stop_reason, **final}

@@ -8,7 +8,7 @@ A completion's text is the text parts of all its assistant messages, joined by n
 messages are not the policy's words); a prompt's text is its last user message. When TRL passes
 ``log_metric``, per-component means of a ``ScoredBatch`` are logged as ``<name>/<component>``.
 
-By dotted path (``trl grpo ... --reward_funcs safegrpo.rewards.trl.moderation_reward``):
+By dotted path (``trl grpo ... --reward_funcs safegrpo.envs.moderation.trl.moderation_reward``):
 ``moderation_reward`` scores with the default arena reward (built on first use) and reads the
 dataset columns in ``ARENA_COLUMNS``; ``arena_dataset`` / ``save_arena_dataset`` build such a
 dataset from the arena pools in TRL's prompt format (conversational or plain).
@@ -114,13 +114,13 @@ def moderation_trl_reward(reward: Any, *, prompt_key: str = "arena_prompt", labe
     """The arena reward for TRL. Dataset columns give the hidden ground truth per row; the user
     prompt comes from ``prompt_key`` (else the TRL prompt's text). Rows with the same prompt form
     a group (TRL keeps a prompt's G generations together) for the diversity penalty."""
-    from safegrpo.rewards.moderation import PromptInfo
+    from safegrpo.envs.moderation.reward import PromptInfo
 
     def fn(prompts: list[str], completions: list[str], cols: dict[str, Any]) -> ScoredBatch:
         for key in (label_key, category_key):
             if key not in cols:
                 raise KeyError(f"moderation reward needs dataset column {key!r} (see "
-                               f"safegrpo.rewards.trl.ARENA_COLUMNS); got {sorted(cols)}")
+                               f"safegrpo.envs.moderation.trl.ARENA_COLUMNS); got {sorted(cols)}")
         users = cols.get(prompt_key, prompts)
         tiers = cols.get(tier_key, [""] * len(prompts))
         infos = [PromptInfo(u, lab, cat, t) for u, lab, cat, t
@@ -135,7 +135,7 @@ def moderation_trl_reward(reward: Any, *, prompt_key: str = "arena_prompt", labe
 def default_arena_reward() -> Any:
     """The default arena reward (MiniLM embedder, projection judge fitted on the training split),
     built once per process on first use."""
-    from safegrpo.rewards.moderation import build_moderation_reward
+    from safegrpo.envs.moderation.reward import build_moderation_reward
 
     return build_moderation_reward()
 

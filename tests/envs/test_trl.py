@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from safegrpo.judges.toxicity import ProfanityJudge
-from safegrpo.rewards import trl as trl_rewards
-from safegrpo.rewards.trl import (
+from safegrpo.envs.moderation import trl as trl_rewards
+from safegrpo.envs.moderation.trl import (
     ARENA_COLUMNS,
     arena_rows,
     as_text,
@@ -13,6 +12,7 @@ from safegrpo.rewards.trl import (
     prompt_text,
     save_arena_dataset,
 )
+from safegrpo.judges.toxicity import ProfanityJudge
 
 TRL_KW = {"completion_ids": [[1], [2]], "trainer_state": object(), "log_extra": lambda *a, **k: None}
 
@@ -78,7 +78,7 @@ def test_trl_grpo_trainer_two_steps_with_the_dotted_path_reward(tiny_chat_lm, tm
     from trl import GRPOConfig, GRPOTrainer
 
     monkeypatch.setattr(trl_rewards, "default_arena_reward", lambda: arena_reward)  # built once per session
-    module, name = "safegrpo.rewards.trl.moderation_reward".rsplit(".", 1)
+    module, name = "safegrpo.envs.moderation.trl.moderation_reward".rsplit(".", 1)
     reward = getattr(importlib.import_module(module), name)
     data = trl_rewards.arena_dataset("train").shuffle(seed=0).select(range(4))
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=2, num_generations=2,
@@ -144,7 +144,7 @@ def test_moderation_reward_by_dotted_path(arena_reward, monkeypatch):
     import importlib
 
     monkeypatch.setattr(trl_rewards, "default_arena_reward", lambda: arena_reward)
-    module, name = "safegrpo.rewards.trl.moderation_reward".rsplit(".", 1)  # as `trl grpo` resolves it
+    module, name = "safegrpo.envs.moderation.trl.moderation_reward".rsplit(".", 1)  # as `trl grpo` resolves it
     f = getattr(importlib.import_module(module), name)
     assert f.__name__ == "moderation_reward"
     rows = [r for r in arena_rows("train") if r["tier"] in ("T1", "benign")][:4]

@@ -117,7 +117,7 @@ class T2IPrompt:
 
 def load_prompts(cfg: PromptSetConfig) -> list[T2IPrompt]:
     if not cfg.file:
-        from safegrpo.recipes.synthetic_shapes import UNSAFE_COLOR, all_prompts, allowed_colors
+        from safegrpo.worlds.shapes import UNSAFE_COLOR, all_prompts, allowed_colors
 
         # explicit red prompts are left out: the concept is the point of them (see synthetic_shapes)
         unsafe = [(p, UNSAFE_COLOR in allowed_colors(c)) for p, c, _, _ in all_prompts() if c != UNSAFE_COLOR]
@@ -171,7 +171,7 @@ def prepare_world(cfg: DiffusionRecipeConfig, log=print) -> tuple[str, str]:
     from transformers import AutoTokenizer
 
     from safegrpo.policies.diffusion.tiny import build_tiny_pipeline
-    from safegrpo.recipes import synthetic_shapes as shapes
+    from safegrpo.worlds import shapes
 
     root = Path(cfg.out_dir) / "world"
     clip, pipe = root / "clip", root / "pipeline"
@@ -202,11 +202,19 @@ def grpo_config(cfg: DiffusionRecipeConfig) -> DiffusionGRPOConfig:
 
 
 def run_grpo(cfg: DiffusionRecipeConfig, pipe: str, reward, train: list[T2IPrompt],
-             resume: bool = False) -> tuple[DiffusionPolicy, DiffusionGRPOTrainer]:
+             resume: bool = False, restore_only: bool = False
+             ) -> tuple[DiffusionPolicy, DiffusionGRPOTrainer]:
+    """GRPO of the UNet (LoRA) with the steering reward; ``restore_only``: load the newest
+    checkpoint, train nothing."""
     pcfg = fill_unset(replace(cfg.policy, model=pipe), seed=cfg.seed)
     policy = DiffusionPolicy(pcfg, device=cfg.grpo.device)
     task = SteeringTask(train, reward, cfg.prompts.unsafe_share, seed=cfg.seed)
     trainer = DiffusionGRPOTrainer(policy, task, grpo_config(cfg))
+    if restore_only:
+        if trainer.resume() == 0:
+            raise FileNotFoundError(f"no GRPO checkpoint under {trainer.out}; run "
+                                    "`safegrpo train diffusion` first")
+        return policy, trainer
     if resume:
         trainer.resume()
     trainer.train()

@@ -28,7 +28,8 @@ from safegrpo.eval.plots import reward_curve
 from safegrpo.eval.reward_hacking import moderation_hacking
 from safegrpo.eval.rewrites import add_independent, judges_note
 from safegrpo.policies.lm import LMPolicy
-from safegrpo.recipes.moderation import (
+from safegrpo.recipes.base import RunContext, Stage, peak_rss_gb, run_stages
+from safegrpo.recipes.moderation.pipeline import (
     ModerationRecipeConfig,
     build_reward,
     load_defender,
@@ -83,7 +84,7 @@ def hacking_line(h: dict[str, Any]) -> str:
 
 def heldout_judges(cfg: ModerationRecipeConfig) -> dict[str, Any]:
     """Rewrite judges of another family than the training reward's (``eval.heldout``)."""
-    return moderation_heldout(cfg.arena.text_judge, cfg.arena.guard_model)
+    return moderation_heldout(cfg.arena.text_judge_name, cfg.eval.guard_model)
 
 
 def hacking_check(table: list[dict[str, Any]], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -155,92 +156,91 @@ def evaluate_all(name: str, defender, splits: dict[str, list], reward) -> list[d
     return [row for split, recs in splits.items() for row in evaluate(name, defender, recs, reward, split)]
 
 
-class Phases:
-    """Wall time per phase, for the summary's time breakdown, and the generation throughput of
-    each phase that sampled from the policy (``tokens()`` counts completion tokens so far), and
-    the process's peak RSS at the end of each phase (which phase sets the high-water mark)."""
+def _setup(ctx: RunContext) -> None:
+    cfg, st = ctx.cfg, ctx.state
+    save_run_config(cfg)
+    st["base"] = prepare_base(cfg)
+    st["reward"] = build_reward(cfg)
+    st["policy"] = policy = load_defender(cfg, st["base"])
+    ctx.tokens = lambda: policy.generated_tokens
+    ctx.log(f"      base {st['base']} (chat template: {policy.chat}); one copy in memory")
+    st["splits"], st["records"], st["sft_hist"] = eval_splits(cfg), [], [{}]
 
-    def __init__(self, log, tokens=lambda: 0):
-        self.log, self.tokens, self.times, self.gen, self.peak_rss = log, tokens, {}, {}, {}
-        self.t, self.n = time.perf_counter(), tokens()
 
-    def __call__(self, name: str, msg: str) -> None:
-        now, n = time.perf_counter(), self.tokens()
-        if self.times:
-            last = next(reversed(self.times))
-            self.times[last] = now - self.t
-            self.peak_rss[last] = peak_rss_gb()
-            if n > self.n:
-                self.gen[last] = {"tokens": n - self.n, "tokens_per_s": (n - self.n) / (now - self.t)}
-        self.times[name], self.t, self.n = 0.0, now, n
-        if msg:
-            self.log(msg)
+def _evaluate_policy(name: str):
+    def run(ctx: RunContext) -> None:
+        st, cfg = ctx.state, ctx.cfg
+        defender = policy_defender(st["policy"], cfg.arena.prompt_template, cfg.eval.batch_size)
+        st["records"] += evaluate_all(name, defender, st["splits"], st["reward"])
+    return run
 
-    def close(self) -> dict[str, float]:
-        self("done", "")
-        self.times.pop("done")
-        return self.times
+
+def _sft(ctx: RunContext) -> None:
+    hist = run_sft(ctx.cfg, ctx.state["policy"], resume=ctx.resume)
+    ctx.state["sft_hist"] = hist
+    if ctx.cfg.eval.sft_parse_prompts:
+        ctx.log(f"      SFT parse rate by epoch: {[round(h['sft/parse_rate'], 3) for h in hist]}")
+
+
+def _sft_restore(ctx: RunContext) -> None:
+    out = Path(ctx.cfg.out_dir) / "sft" / "model"
+    if not out.exists():
+        raise FileNotFoundError(f"no SFT result under {out}; run `safegrpo train moderation`")
+    ctx.state["sft_hist"] = run_sft(ctx.cfg, ctx.state["policy"], resume=True)
+
+
+def _grpo(ctx: RunContext) -> None:
+    ctx.state["trainer"] = run_grpo(ctx.cfg, ctx.state["policy"], ctx.state["reward"],
+                                    resume=ctx.resume)
+
+
+def _grpo_restore(ctx: RunContext) -> None:
+    trainer = run_grpo(ctx.cfg, ctx.state["policy"], ctx.state["reward"], restore_only=True)
+    ctx.state["trainer"] = trainer
+
+
+def _final_eval(ctx: RunContext) -> None:
+    st, cfg = ctx.state, ctx.cfg
+    baselines = {"keyword_filter": keyword_filter(lexicon_words()), "always_reject": always_reject,
+                 "judge_threshold": judge_threshold(st["reward"].text_judge),
+                 "grpo": policy_defender(st["policy"], cfg.arena.prompt_template,
+                                         cfg.eval.batch_size)}
+    for name, fn in baselines.items():
+        st["records"] += evaluate_all(name, fn, st["splits"], st["reward"])
+
+
+def _report(ctx: RunContext) -> None:
+    st = ctx.state
+    perf = {**perf_summary(st["trainer"].history, st["sft_hist"], ctx.stage_tokens),
+            "peak_rss_gb_by_phase": dict(ctx.stage_peak_rss_gb)}
+    ctx.summary = write_outputs(ctx.cfg, st["records"], st["trainer"], st["sft_hist"],
+                                dict(ctx.stage_time_s), time.perf_counter() - ctx.started, perf)
+
+
+def stages(cfg: ModerationRecipeConfig) -> list[Stage]:
+    g = cfg.grpo
+    zero_shot = cfg.eval.zero_shot if cfg.eval.zero_shot is not None else bool(cfg.base_model)
+    out = [Stage("load", _setup, "setup", message="[1/5] base model and judges")]
+    if zero_shot:
+        out.append(Stage("eval_base", _evaluate_policy("base_prompted"), "baseline",
+                         message="[2/5] zero-shot evaluation of the prompted base model"))
+    return out + [
+        Stage("sft", _sft, "train", _sft_restore,
+              f"[3/5] SFT ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)"),
+        Stage("eval_sft", _evaluate_policy("sft_only"), "baseline",
+              message="      evaluating the SFT defender"),
+        Stage("grpo", _grpo, "train", _grpo_restore,
+              f"[4/5] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}"),
+        Stage("eval_grpo", _final_eval, "eval", message="[5/5] held-out evaluation"),
+        Stage("report", _report, "report"),
+    ]
 
 
 def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    policy = None
-    phase = Phases(log, lambda: policy.generated_tokens if policy is not None else 0)
-    save_run_config(cfg)
-    phase("load", "[1/5] base model and judges")
-    base = prepare_base(cfg)
-    reward = build_reward(cfg)
-    policy = load_defender(cfg, base)
-    log(f"      base {base} (chat template: {policy.chat}); one copy in memory")
-    splits = eval_splits(cfg)
-    template, bs = cfg.arena.prompt_template, cfg.eval.batch_size
-    records = []
-    if cfg.eval.zero_shot if cfg.eval.zero_shot is not None else bool(cfg.base_model):
-        phase("eval_base", "[2/5] zero-shot evaluation of the prompted base model")
-        records += evaluate_all("base_prompted", policy_defender(policy, template, bs), splits, reward)
-    phase("sft", f"[3/5] SFT ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)")
-    sft_hist = run_sft(cfg, policy, resume=resume)
-    if cfg.eval.sft_parse_prompts:
-        log(f"      SFT parse rate by epoch: {[round(h['sft/parse_rate'], 3) for h in sft_hist]}")
-    phase("eval_sft", "      evaluating the SFT defender")
-    records += evaluate_all("sft_only", policy_defender(policy, template, bs), splits, reward)
-    g = cfg.grpo
-    phase("grpo", f"[4/5] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}")
-    trainer = run_grpo(cfg, policy, reward, resume=resume)
-    phase("eval_grpo", "[5/5] held-out evaluation")
-    baselines = {"keyword_filter": keyword_filter(lexicon_words()), "always_reject": always_reject,
-                 "judge_threshold": judge_threshold(reward.text_judge),
-                 "grpo": policy_defender(policy, template, bs)}
-    for name, fn in baselines.items():
-        records += evaluate_all(name, fn, splits, reward)
-    times = phase.close()
-    perf = {**perf_summary(trainer.history, sft_hist, phase.gen),
-            "peak_rss_gb_by_phase": phase.peak_rss}
-    return write_outputs(cfg, records, trainer, sft_hist, times, time.perf_counter() - t0, perf)
+    """The demo pipeline (every stage) in-process; ``safegrpo demo`` does the same."""
+    from safegrpo.recipes.base import get_recipe
 
-
-def evaluate_trained(cfg: ModerationRecipeConfig, policy: LMPolicy, reward) -> list[dict[str, Any]]:
-    """``train moderation``'s closing evaluation: the trained defender and the keyword filter on
-    every eval split; writes eval_records.jsonl and eval_table.md under out_dir."""
-    splits = eval_splits(cfg)
-    records = evaluate_all("grpo", policy_defender(policy, cfg.arena.prompt_template, cfg.eval.batch_size),
-                           splits, reward)
-    records += evaluate_all("keyword_filter", keyword_filter(lexicon_words()), splits, reward)
-    records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge)
-    out = Path(cfg.out_dir)
-    write_jsonl(out / "eval_records.jsonl", records)
-    table = tier_table(records)
-    (out / "eval_table.md").write_text(format_table(table) + "\n")
-    return table
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far, in GiB."""
-    import resource
-    import sys
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1 << 30) if sys.platform == "darwin" else rss / (1 << 20)
+    return run_stages(get_recipe("moderation"), RunContext(cfg, "demo", resume, log))
 
 
 def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] = (),
@@ -262,7 +262,7 @@ def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] =
 
 def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[str, Any]:
     out = Path(cfg.out_dir)
-    records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge)
+    records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge_name)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
     hacking = hacking_check(table, trainer.history)
@@ -277,6 +277,11 @@ def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[st
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
                "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table,
-               "hacking": hacking}
+               "hacking": hacking, "headline": {
+                   "steps": len(trainer.history), "stop_reason": trainer.stop_reason,
+                   "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None,
+                   "eval": {f"{r['split']}/{r['method']}": {k: r[k] for k in (
+                       "parse_rate", "unsafe_pass_through", "benign_over_refusal")}
+                            for r in table if r["tier"] == "all"}}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

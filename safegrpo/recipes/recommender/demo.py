@@ -1,0 +1,137 @@
+"""`safegrpo demo recommender`: Safe SFT, then two per-rank GRPO arms, on CPU.
+
+Arms (all from the same Safe-SFT weights, same steps and seeds):
+- ``sft_only``: no GRPO;
+- ``grpo_no_safety``: relevance-only per-rank reward (safety and count off), ``segment`` advantages;
+- ``grpo_safe_gdpo``: relevance + safety penalty + count reward, ``segment_gdpo`` advantages.
+Validation Recall@K, NDCG@K and Sensitivity-Ratio@K are logged at every checkpoint
+(``<arm>/val_metrics.jsonl``) and tabulated at the end (eval_table.json/.md, summary.json).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from safegrpo.policies.lm import LMPolicy
+from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.recommender.pipeline import (
+    RecommenderRecipeConfig,
+    load_data,
+    prepare_base,
+    run_grpo_validated,
+    run_sft,
+    save_run_config,
+    validate,
+)
+
+
+def arms(cfg: RecommenderRecipeConfig) -> dict[str, RecommenderRecipeConfig]:
+    """Arm name -> its config; each arm trains in <grpo.out_dir or out_dir>/<arm>."""
+    root = Path(cfg.grpo.out_dir or cfg.out_dir)
+    safe = replace(cfg, grpo=replace(cfg.grpo, out_dir=str(root / "grpo_safe_gdpo")))
+    no_safety = replace(cfg, reward=replace(cfg.reward, safety_coef=0.0, count_coef=0.0, repeat_coef=0.0),
+                        grpo=replace(cfg.grpo, advantage="segment", adv_weights=(),
+                                     out_dir=str(root / "grpo_no_safety")))
+    return {"grpo_no_safety": no_safety, "grpo_safe_gdpo": safe}
+
+
+def format_rows(rows: list[dict[str, Any]], k: int) -> str:
+    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched", "repeats"]
+    lines = ["| policy | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    lines += ["| " + r["policy"] + " | " + " | ".join(f"{r[x]:.3f}" for x in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_summary(summary: dict[str, Any]):
+    from rich.markdown import Markdown
+
+    return Markdown(f"**Validation ({summary['n_val_users']} users)**\n\n" + format_rows(summary["table"],
+                                                                                      summary["k"]))
+
+
+def _setup(ctx: RunContext) -> None:
+    cfg, st = ctx.cfg, ctx.state
+    save_run_config(cfg)
+    st["catalog"], st["train"], st["val"] = load_data(cfg.data)
+    st["base"] = prepare_base(cfg, st["catalog"])
+    st["rows"] = []
+
+
+def _sft(ctx: RunContext) -> None:
+    st = ctx.state
+    st["model"], st["adapter"] = run_sft(ctx.cfg, st["base"], st["catalog"], st["train"], ctx.log)
+
+
+def _sft_restore(ctx: RunContext) -> None:
+    out = Path(ctx.cfg.out_dir) / "sft" / "model"
+    if not out.exists():
+        raise FileNotFoundError(f"no Safe-SFT result under {out}; run `safegrpo train recommender`")
+    _sft(ctx)
+
+
+def _eval_sft(ctx: RunContext) -> None:
+    cfg, st = ctx.cfg, ctx.state
+    sft = LMPolicy(replace(cfg.policy, model=st["model"], init_adapter=st["adapter"],
+                           lora=replace(cfg.policy.lora, r=0)))
+    st["rows"].append({"policy": "sft_only", **validate(sft, st["val"], st["catalog"],
+                                                        cfg.reward)})
+
+
+def _arm(name: str | None):
+    """GRPO arm ``name`` of the demo (None: the configured run, ``grpo_safe_gdpo`` under demo,
+    ``grpo`` under train)."""
+    def run(ctx: RunContext) -> None:
+        cfg, st = ctx.cfg, ctx.state
+        arm = name or ("grpo_safe_gdpo" if ctx.mode == "demo" else "grpo")
+        acfg = arms(cfg)[arm] if arm in arms(cfg) else cfg
+        ckpts = Path(acfg.grpo.out_dir or Path(cfg.out_dir) / arm) / "checkpoints"
+        if ctx.mode == "eval" and not ckpts.exists():
+            raise FileNotFoundError(f"no GRPO checkpoint under {ckpts}; run `safegrpo train "
+                                    "recommender` first")
+        _, trainer, final = run_grpo_validated(acfg, arm, st["model"], st["adapter"],
+                                               st["catalog"], st["train"], st["val"],
+                                               resume=ctx.resume or ctx.mode == "eval")
+        st["rows"].append({"policy": arm, **final})
+        st["trainer"] = trainer
+    return run
+
+
+def _report(ctx: RunContext) -> None:
+    cfg, st, k = ctx.cfg, ctx.state, ctx.cfg.reward.k
+    out = Path(cfg.out_dir)
+    (out / "eval_table.json").write_text(json.dumps(st["rows"], indent=1))
+    (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n")
+    trainer = st["trainer"]
+    ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started, "k": k,
+                   "n_val_users": len(st["val"]), "table": st["rows"],
+                   "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
+                                **{x: v for x, v in st["rows"][-1].items() if x != "policy"}}}
+    (out / "summary.json").write_text(json.dumps(ctx.summary, indent=1))
+
+
+def stages(cfg: RecommenderRecipeConfig) -> list[Stage]:
+    g = cfg.grpo
+    what = f"{g.steps} steps x {g.prompts_per_step} users x G={g.group_size}"
+    return [
+        Stage("data", _setup, "setup"),
+        Stage("sft", _sft, "train", _sft_restore, f"[1/3] Safe SFT "
+              f"({cfg.data.sft_samples_per_user} constraint-filtered lists per user)"),
+        Stage("eval_sft", _eval_sft, "baseline"),
+        Stage("grpo_no_safety", _arm("grpo_no_safety"), "baseline",
+              message=f"[2/3] grpo_no_safety: {what}, advantage segment"),
+        # restored from its checkpoint (resume at the final step trains nothing)
+        Stage("grpo", _arm(None), "train", _arm(None),
+              f"[3/3] grpo: {what}, advantage {g.advantage}, ratio {g.ratio_level}"),
+        Stage("report", _report, "report"),
+    ]
+
+
+def run_demo(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
+    """Every stage in-process (what ``safegrpo demo recommender`` runs)."""
+    from safegrpo.recipes.base import get_recipe
+
+    return run_stages(get_recipe("recommender"), RunContext(cfg, "demo", resume, log))

@@ -1,0 +1,162 @@
+"""`safegrpo demo selfplay`: attacker-defender self-play in the moderation arena on CPU.
+
+The defender is the moderation recipe's SFT'd tiny defender (or ``defender_model``), the attacker
+the red-team recipe's tiny attacker; both get LoRA adapters. Reports the defender's held-out
+per-tier table before and after self-play and the attacker's success rate per round.
+Writes under ``out_dir``: config.yaml, moderation/ (defender base + SFT), redteam/ (attacker SFT),
+round_k/{attacker,defender}/ (GRPO stages), rounds.jsonl, eval_table.json/.md, summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from safegrpo.core.config import save_run_config
+from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
+from safegrpo.recipes.redteam.pipeline import RedTeamRecipeConfig
+from safegrpo.recipes.selfplay.pipeline import SelfPlayConfig, players, selfplay_round
+
+
+@dataclass(frozen=True)
+class SelfPlayRecipeConfig:
+    out_dir: str = "runs/selfplay"
+    """Everything is written under here."""
+    seed: int = 0
+    """Master seed."""
+    defender_model: str = ""
+    """A trained defender (full model folder); empty = SFT the moderation recipe's tiny defender."""
+    moderation: ModerationRecipeConfig = field(default_factory=ModerationRecipeConfig)
+    """Defender side: arena, reward, SFT and GRPO settings (its out_dir is set by the recipe)."""
+    attacker: RedTeamRecipeConfig = field(default_factory=RedTeamRecipeConfig)
+    """Attacker side: model, sampling and GRPO settings (its target is the defender)."""
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    """Rounds, steps per stage, prompt mix and attacker reward."""
+
+    def __post_init__(self) -> None:
+        # fields this recipe sets itself: refuse a value it would silently replace
+        derived = {"moderation.out_dir": (self.moderation.out_dir, ModerationRecipeConfig.out_dir),
+                   "attacker.out_dir": (self.attacker.out_dir, RedTeamRecipeConfig.out_dir),
+                   "moderation.policy.model": (self.moderation.policy.model, ""),
+                   "moderation.policy.init_adapter": (self.moderation.policy.init_adapter, None)}
+        for name, (value, default) in derived.items():
+            if value != default:
+                raise ValueError(f"{name} is set by the self-play recipe (under out_dir, or from "
+                                 "defender_model / the SFT stage); leave it unset")
+        seeds = {"moderation.seed": self.moderation.seed, "attacker.seed": self.attacker.seed,
+                 "moderation.policy.seed": self.moderation.policy.seed}
+        for name, value in seeds.items():
+            if value not in (0, self.seed):
+                raise ValueError(f"{name}={value} conflicts with seed={self.seed}: the self-play "
+                                 "recipe derives it from seed; set seed instead")
+
+
+def render_summary(summary: dict[str, Any]):
+    from rich.markdown import Markdown
+
+    return Markdown(summary["markdown"])
+
+
+def _rounds_md(rounds: list[dict[str, Any]]) -> str:
+    lines = ["| round | attack success (before defender update) | after | unsafe allowed before | after |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['round']} | {r['attack_success_before_defender_update']:.3f} | "
+              f"{r['attack_success_after_defender_update']:.3f} | {r['unsafe_allowed_before']:.3f} | "
+              f"{r['unsafe_allowed_after']:.3f} |" for r in rounds]
+    return "\n".join(lines)
+
+
+def _setup(ctx: RunContext) -> None:
+    from safegrpo.recipes.moderation.demo import holdout_sample
+    from safegrpo.recipes.moderation.pipeline import (
+        build_reward,
+        load_defender,
+        prepare_base,
+        run_sft,
+    )
+    from safegrpo.recipes.redteam.pipeline import prepare_attacker
+
+    cfg, st, log = ctx.cfg, ctx.state, ctx.log
+    save_run_config(cfg)
+    st["mcfg"] = mcfg = replace(cfg.moderation, out_dir=str(Path(cfg.out_dir) / "moderation"),
+                                seed=cfg.seed)
+    st["rcfg"] = rcfg = replace(cfg.attacker, out_dir=str(Path(cfg.out_dir) / "redteam"),
+                                seed=cfg.seed)
+    log("[1/4] defender" + (f": {cfg.defender_model}" if cfg.defender_model
+                            else ": SFT of the tiny defender"))
+    defender = load_defender(mcfg, cfg.defender_model or prepare_base(mcfg))
+    if not cfg.defender_model:
+        run_sft(mcfg, defender, resume=True)
+    if mcfg.policy.lora.r > 0:
+        defender.attach_lora(mcfg.policy.lora)
+    log("[2/4] attacker: SFT of the tiny attacker" if not rcfg.model.base_model
+        else "[2/4] attacker ready")
+    arena_reward = build_reward(mcfg)
+    st.update(players(mcfg, rcfg, cfg.selfplay, defender, prepare_attacker(rcfg, log),
+                      arena_reward))
+    st["arena_reward"], st["holdout"], st["rounds"] = arena_reward, holdout_sample(mcfg), []
+
+
+def _evaluate(name: str):
+    def run(ctx: RunContext) -> None:
+        from safegrpo.eval.moderation import evaluate
+        from safegrpo.recipes.moderation.demo import policy_defender
+
+        st = ctx.state
+        defender = policy_defender(st["defender"], st["mcfg"].arena.prompt_template)
+        st[name] = evaluate(name, defender, st["holdout"], st["arena_reward"])
+    return run
+
+
+def _round(k: int):
+    def run(ctx: RunContext) -> None:
+        st = ctx.state
+        out = Path(ctx.cfg.out_dir)
+        st["rounds"].append(selfplay_round(k, st, st["mcfg"], st["rcfg"], ctx.cfg.selfplay, out,
+                                           ctx.resume, ctx.log))
+        (out / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in st["rounds"]))
+    return run
+
+
+def _report(ctx: RunContext) -> None:
+    from safegrpo.eval.moderation import format_table, tier_table
+
+    st, out = ctx.state, Path(ctx.cfg.out_dir)
+    table, rounds = tier_table(st.get("before_selfplay", []) + st["after_selfplay"]), st["rounds"]
+    md = ("**Defender on the arena holdout, before and after self-play**\n\n"
+          + format_table(table) + "\n\n**Attacker success per round** (fixed-seed attacks vs "
+          "the defender)\n\n" + _rounds_md(rounds))
+    (out / "eval_table.json").write_text(json.dumps({"defender": table, "rounds": rounds},
+                                                    indent=1))
+    (out / "eval_table.md").write_text(md + "\n")
+    ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started, "table": table,
+                   "rounds": rounds, "markdown": md,
+                   "headline": {"rounds": len(rounds), "attack_success_after": [
+                       r["attack_success_after_defender_update"] for r in rounds]}}
+    (out / "summary.json").write_text(json.dumps(ctx.summary, indent=1))
+
+
+def stages(cfg: SelfPlayRecipeConfig) -> list[Stage]:
+    """Setup, the defender's holdout eval, then one train stage per round (attacker GRPO, then
+    defender GRPO): the round list is data, built from ``selfplay.rounds``."""
+    s = cfg.selfplay
+    rounds = [Stage(f"round_{k}", _round(k), "train",
+                    message=f"[3/4] self-play round {k + 1}/{s.rounds}: {s.attacker_steps} "
+                            f"attacker + {s.defender_steps} defender steps")
+              for k in range(s.rounds)]
+    return [Stage("players", _setup, "setup"),
+            Stage("eval_before", _evaluate("before_selfplay"), "baseline"), *rounds,
+            Stage("eval_after", _evaluate("after_selfplay"), "eval",
+                  message="[4/4] defender holdout evaluation after self-play"),
+            Stage("report", _report, "report")]
+
+
+def run_demo(cfg: SelfPlayRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
+    """Every stage in-process (what ``safegrpo demo selfplay`` runs)."""
+    from safegrpo.recipes.base import get_recipe
+
+    return run_stages(get_recipe("selfplay"), RunContext(cfg, "demo", resume, log))

@@ -1,0 +1,1 @@
+"""Synthetic worlds the tiny demos train in (built locally, no downloads)."""
