@@ -94,3 +94,14 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     assert layer_of("safegrpo.envs.moderation.reward") == "envs"
     assert layer_of("safegrpo.cli_serve") == "cli"
     assert LAYERS[layer_of("safegrpo.recipes.moderation.pipeline")] > LAYERS[layer_of("safegrpo.core.x")]
+
+
+def test_no_merge_conflict_markers_in_docs_or_code():
+    """A README once shipped with '<<<<<<< HEAD' in it; no text file of the repo may."""
+    root = ROOT.parent
+    files = [root / "README.md", *root.glob("docs/*.md"), *ROOT.rglob("*.py"),
+             *root.glob("configs/*.yaml")]
+    marked = [str(p.relative_to(root)) for p in files
+              if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in
+                     p.read_text().splitlines())]
+    assert not marked, marked

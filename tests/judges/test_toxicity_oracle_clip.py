@@ -41,8 +41,13 @@ def test_hf_classifier_matches_manual_softmax_and_label_lookup(tiny_classifier):
     assert HFClassifierJudge(tiny_classifier, label=0).score(texts[:1]).item() == pytest.approx(1 - p[0].item(), abs=1e-5)
     with pytest.raises(ValueError, match="not in the model's labels"):
         HFClassifierJudge(tiny_classifier, label="spam")
-    with pytest.raises(KeyError, match="valid:"):
+    with pytest.raises(ValueError, match="unknown judge 'nope'; valid:"):
         build_judge("nope")
+    with pytest.raises(ValueError, match="reward.judge.labl: not an option of judge"):
+        build_judge({"name": "hf_classifier", "model": tiny_classifier, "labl": 0}, "reward.judge")
+    spec = {"name": "hf_classifier", "model": tiny_classifier, "label": 0, "invert": True}
+    inverted = build_judge(spec).score(texts[:1]).item()
+    assert inverted == pytest.approx(p[0].item(), abs=1e-5)  # 1 - p(label 0) = p(label 1)
 
 
 def test_safety_oracle(tmp_path):
