@@ -44,13 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.step_timers import BUCKETS, StepClock, Timers, summarise  # noqa: E402
 from safegrpo.core.types import ScoredBatch  # noqa: E402
-from safegrpo.policies.lm import (  # noqa: E402
-    LMPolicy,
-    LMPolicyConfig,
-    LoRAConfig,
-    load_base,
-    wrap_lora,
-)
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig  # noqa: E402
+from safegrpo.policies.lm_ops import load_base, wrap_lora  # noqa: E402
 from safegrpo.policies.tiny import build_tiny_lm  # noqa: E402
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 
