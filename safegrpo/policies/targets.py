@@ -46,8 +46,10 @@ class DefenderTarget:
         return cls(policy, None if recorded else fallback_template)
 
     def decide(self, prompts: list[str]) -> tuple[list[str], list[str]]:
-        """-> (decision per prompt: allow|transform|reject|invalid, text passed to the generator)."""
-        outs = self.defender.complete([self.template.format(prompt=p) for p in prompts], greedy=True)
+        """-> (decision per prompt: allow|transform|reject|invalid, text passed to the
+        generator)."""
+        outs = self.defender.complete([self.template.format(prompt=p) for p in prompts],
+                                      greedy=True)
         decisions, passed = [], []
         for p, o in zip(prompts, outs, strict=True):
             action = parse_action(o)[0]
@@ -69,7 +71,7 @@ def frozen_policy(model: str, max_new_tokens: int, device: str = "cpu") -> LMPol
     (merged adapters, final adapter, prompt format); anything else loads plain."""
     if saved_format(model) is not None:
         return load_for_inference(model, max_new_tokens=max_new_tokens, device=device)
-    policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0), max_new_tokens=max_new_tokens),
-                      device=device)
+    policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0),
+                                     max_new_tokens=max_new_tokens), device=device)
     policy.model.eval().requires_grad_(False)
     return policy
