@@ -110,7 +110,8 @@ def floor_step(model, tok, opt, prompts: list[str], args, timers: Timers) -> lis
     timers.start("logprob_fwd")
     pos = (full.cumsum(-1) - 1).clamp(min=0)
     n = out.shape[1] - ids.shape[1]
-    logits = model(input_ids=out, attention_mask=full, position_ids=pos, logits_to_keep=n + 1).logits
+    logits = model(input_ids=out, attention_mask=full, position_ids=pos,
+                   logits_to_keep=n + 1).logits
     logp = F.log_softmax(logits[:, :-1].float(), -1).gather(-1, out[:, -n:, None]).squeeze(-1)
     timers.stop()
     timers.start("backward_step")
