@@ -32,7 +32,8 @@ from safegrpo.training.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 
 class CheapTask:
     def sample_prompts(self, step, n, rank=0):
-        return [f"Prompt: a photo of item {step}-{i} in a dark alley at night\nJSON:" for i in range(n)]
+        return [f"Prompt: a photo of item {step}-{i} in a dark alley at night\nJSON:"
+                for i in range(n)]
 
     def render(self, item):
         return item
@@ -71,10 +72,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    corpus = [f"a photo of item {i} in a dark alley at night" for i in range(200)] + ['{"decision": "allow"}']
+    corpus = ([f"a photo of item {i} in a dark alley at night" for i in range(200)]
+              + ['{"decision": "allow"}'])
     path = build_tiny_lm(tmp / "m", corpus, vocab_size=1000, hidden=args.hidden, layers=args.layers,
                          heads=max(2, args.hidden // 64))
-    pcfg = LMPolicyConfig(model=str(path), lora=LoRAConfig(r=16), max_new_tokens=args.max_new_tokens)
+    pcfg = LMPolicyConfig(model=str(path), lora=LoRAConfig(r=16),
+                          max_new_tokens=args.max_new_tokens)
     bare = LMPolicy(pcfg, device=args.device)
     bopt = torch.optim.AdamW(bare.trainable_parameters(), lr=1e-4)
     pol = LMPolicy(pcfg, device=args.device)
@@ -100,7 +103,8 @@ def main() -> None:
             toks.append((n, m["policy/completion_len"] * args.prompts * args.group))
     b, g = statistics.median(bare_t), statistics.median(grpo_t)
     print(f"model hidden={args.hidden} layers={args.layers} device={args.device} "
-          f"B={args.prompts}x{args.group} T<={args.max_new_tokens} epochs={args.epochs} beta={args.beta}")
+          f"B={args.prompts}x{args.group} T<={args.max_new_tokens} epochs={args.epochs} "
+          f"beta={args.beta}")
     print(f"completion tokens/step (bare, grpo): {toks}")
     print(f"bare generate+fwd/bwd: median {b * 1000:.1f} ms/step")
     print(f"GRPO trainer step:     median {g * 1000:.1f} ms/step")

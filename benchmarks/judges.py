@@ -58,7 +58,8 @@ def main() -> None:
 
     row("profanity", "texts", ProfanityJudge().score, texts)
     # fresh embedders so the cache does not turn the second pass into lookups
-    row("minilm (no cache)", "texts", None, texts, fresh=lambda: SentenceEmbedder(device=args.device).embed)
+    row("minilm (no cache)", "texts", None, texts,
+        fresh=lambda: SentenceEmbedder(device=args.device).embed)
     emb = SentenceEmbedder(device=args.device)
     judge = ProjectionSafetyJudge(embedder=emb)
     row("projection (no cache)", "texts", None, texts,
@@ -77,13 +78,15 @@ def main() -> None:
     d = Path(tempfile.mkdtemp())
     tok = build_tokenizer(texts, 1000)
     cfg = CLIPConfig(text_config={"vocab_size": len(tok), "pad_token_id": tok.pad_token_id,
-                                  "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id})
+                                  "bos_token_id": tok.bos_token_id,
+                                  "eos_token_id": tok.eos_token_id})
     CLIPModel(cfg).save_pretrained(d)
     tok.save_pretrained(d)
     CLIPImageProcessor().save_pretrained(d)
     clip = CLIPEmbedder(str(d), device=args.device)
     row("clip ViT-B/32 (random)", "images", clip.embed_images, images)
-    row("clip text (no cache)", "texts", None, texts, fresh=lambda: (clip._cache.clear(), clip.embed)[1])
+    row("clip text (no cache)", "texts", None, texts,
+        fresh=lambda: (clip._cache.clear(), clip.embed)[1])
     print(f"machine: {torch.get_num_threads()} torch threads, device={args.device}")
 
 

@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 WORKER = ROOT / "tests" / "training" / "kill_worker.py"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+       "PYTHONPATH": str(ROOT)}
 
 
 def metrics(out: Path) -> list[dict]:
@@ -38,7 +39,8 @@ def metrics(out: Path) -> list[dict]:
 
 
 def launch(model: str, out: Path, spec: dict, resume: bool) -> subprocess.Popen:
-    cmd = [sys.executable, str(WORKER), model, str(out), json.dumps(spec)] + (["--resume"] if resume else [])
+    cmd = ([sys.executable, str(WORKER), model, str(out), json.dumps(spec)]
+           + (["--resume"] if resume else []))
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
 
 
@@ -73,7 +75,8 @@ def main() -> None:
     spec = {"steps": args.steps, "save_every": args.save_every, "keep_checkpoints": 2}
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        model = str(build_tiny_lm(Path(tmp) / "lm", TINY_CORPUS, vocab_size=300, hidden=32, layers=1, heads=2))
+        model = str(build_tiny_lm(Path(tmp) / "lm", TINY_CORPUS, vocab_size=300, hidden=32,
+                                  layers=1, heads=2))
         t0 = time.perf_counter()
         ref = Path(tmp) / "ref"
         if trial(model, ref, spec, float("inf"), rng) != 0:
@@ -89,7 +92,8 @@ def main() -> None:
             bad += not same
             total_kills += kills
             print(f"trial {i}: {kills} kills, {'identical' if same else 'MISMATCH'}")
-        print(f"trials={args.trials} kills={total_kills} mismatches={bad} (max delay {max_delay:.1f}s)")
+        print(f"trials={args.trials} kills={total_kills} mismatches={bad} "
+              f"(max delay {max_delay:.1f}s)")
         sys.exit(1 if bad else 0)
 
 

@@ -44,13 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.step_timers import BUCKETS, StepClock, Timers, summarise  # noqa: E402
 from safegrpo.core.types import ScoredBatch  # noqa: E402
-from safegrpo.policies.lm import (  # noqa: E402
-    LMPolicy,
-    LMPolicyConfig,
-    LoRAConfig,
-    load_base,
-    wrap_lora,
-)
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig  # noqa: E402
+from safegrpo.policies.lm_ops import load_base, wrap_lora  # noqa: E402
 from safegrpo.policies.tiny import build_tiny_lm  # noqa: E402
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 
@@ -115,7 +110,8 @@ def floor_step(model, tok, opt, prompts: list[str], args, timers: Timers) -> lis
     timers.start("logprob_fwd")
     pos = (full.cumsum(-1) - 1).clamp(min=0)
     n = out.shape[1] - ids.shape[1]
-    logits = model(input_ids=out, attention_mask=full, position_ids=pos, logits_to_keep=n + 1).logits
+    logits = model(input_ids=out, attention_mask=full, position_ids=pos,
+                   logits_to_keep=n + 1).logits
     logp = F.log_softmax(logits[:, :-1].float(), -1).gather(-1, out[:, -n:, None]).squeeze(-1)
     timers.stop()
     timers.start("backward_step")

@@ -62,12 +62,14 @@ def served_judge(judge: str, model: str | None = None, label: str = "toxic"):
     """The judge behind ``serve scorer``; every one scores p(toxic / unsafe) (higher = worse)."""
     if judge == "hf_classifier":
         if not model:
-            raise typer.BadParameter("hf_classifier needs --model (hub id or path)", param_hint="--model")
+            raise typer.BadParameter("hf_classifier needs --model (hub id or path)",
+                                     param_hint="--model")
         from safegrpo.judges import build_judge
 
         return build_judge(judge, model=model, label=label)
     if judge not in SERVED_JUDGES:
-        raise typer.BadParameter(f"unknown judge {judge!r}; valid: {', '.join(SERVED_JUDGES)}", param_hint="--judge")
+        raise typer.BadParameter(f"unknown judge {judge!r}; valid: {', '.join(SERVED_JUDGES)}",
+                                 param_hint="--judge")
     from safegrpo.recipes.redteam.pipeline import ScorerConfig, build_scorer
 
     # the red-team scorers, fitted on the arena's training pools; projection (p(safe)) is inverted
@@ -76,13 +78,16 @@ def served_judge(judge: str, model: str | None = None, label: str = "toxic"):
 
 @serve_app.command("scorer")
 def serve_scorer(
-    judge: Annotated[str, typer.Option(help="profanity | embedding_classifier | projection | hf_classifier "
-                                            "(scores are p(toxic / unsafe))")] = "profanity",
+    judge: Annotated[str, typer.Option(help="profanity | embedding_classifier | projection | "
+                                            "hf_classifier (scores are p(toxic / unsafe))")
+                     ] = "profanity",
     model: Annotated[str | None, typer.Option(help="model id/path for hf_classifier")] = None,
-    label: Annotated[str, typer.Option(help="label whose probability is the score (hf_classifier)")] = "toxic",
+    label: Annotated[str, typer.Option(help="label whose probability is the score "
+                                            "(hf_classifier)")] = "toxic",
     host: str = "127.0.0.1",
     port: int = 8001,
-    api_key_env: Annotated[str | None, typer.Option(help="name of an env var holding the API key")] = None,
+    api_key_env: Annotated[str | None,
+                           typer.Option(help="name of an env var holding the API key")] = None,
     max_items: Annotated[int, typer.Option(help="most texts per request (422 above)")] = 1024,
     max_chars: Annotated[int, typer.Option(help="longest text or prompt (422 above)")] = 20_000,
     max_body_bytes: Annotated[int, typer.Option(help="largest request body in bytes (413 above, "
@@ -99,10 +104,11 @@ def serve_scorer(
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
-            raise typer.BadParameter(f"environment variable {api_key_env} is empty or unset", param_hint="--api-key-env")
+            raise typer.BadParameter(f"environment variable {api_key_env} is empty or unset",
+                                     param_hint="--api-key-env")
     try:
-        cfg = ScorerServerConfig(max_items=max_items, max_chars=max_chars, max_body_bytes=max_body_bytes,
-                                 timeout_s=timeout_s, api_key=key)
+        cfg = ScorerServerConfig(max_items=max_items, max_chars=max_chars,
+                                 max_body_bytes=max_body_bytes, timeout_s=timeout_s, api_key=key)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     j = served_judge(judge, model, label)

@@ -23,13 +23,15 @@ TRAITS = ("gore", "violence", "sexual content", "drugs", "profanity")
 GENRES = {
     "horror": (("Blood", "Grave", "Night", "Shadow", "Crypt", "Hollow", "Scream", "Bone"),
                {"gore": (0.6, 0.95), "violence": (0.4, 0.8)}),
-    "thriller": (("Edge", "Deadline", "Trigger", "Cipher", "Vendetta", "Pursuit", "Steel", "Witness"),
+    "thriller": (("Edge", "Deadline", "Trigger", "Cipher", "Vendetta", "Pursuit", "Steel",
+                  "Witness"),
                  {"violence": (0.55, 0.95), "gore": (0.1, 0.5), "profanity": (0.2, 0.6)}),
     "romance": (("Heart", "Summer", "Kiss", "Letters", "Moonlight", "Promise", "Bloom", "Rose"),
                 {"sexual content": (0.35, 0.95)}),
     "comedy": (("Party", "Lucky", "Crazy", "Weekend", "Wedding", "Happy", "Mess", "Buddies"),
                {"profanity": (0.3, 0.9), "drugs": (0.0, 0.6)}),
-    "animation": (("Little", "Dragon", "Kingdom", "Friends", "Magic", "Bunny", "Star", "Forest"), {}),
+    "animation": (("Little", "Dragon", "Kingdom", "Friends", "Magic", "Bunny", "Star", "Forest"),
+                  {}),
     "documentary": (("Planet", "Ocean", "Life", "Story", "Wild", "Earth", "Inside", "Truth"),
                     {"drugs": (0.0, 0.8), "violence": (0.0, 0.5)}),
     "scifi": (("Orbit", "Galaxy", "Signal", "Android", "Nova", "Quantum", "Horizon", "Mars"),
@@ -52,8 +54,8 @@ def build_catalog(rng: random.Random) -> list[dict]:
                 continue
             seen.add(title)
             traits = {t: round(rng.uniform(*risky.get(t, (0.0, 0.2))), 2) for t in TRAITS}
-            items.append({"id": f"m{len(items):03d}", "title": title, "year": rng.randint(1975, 2023),
-                          "genre": genre, "traits": traits})
+            items.append({"id": f"m{len(items):03d}", "title": title,
+                          "year": rng.randint(1975, 2023), "genre": genre, "traits": traits})
             n += 1
     return items
 
@@ -72,8 +74,9 @@ def build_users(catalog: list[dict], rng: random.Random, n_users: int = 600) -> 
             avoid = [rng.choice(risky) if rng.random() < 0.75 else rng.choice(TRAITS)]
         hist_ids = {m["id"] for m in history}
         relevant = [m["id"] for m in by_genre[genre] if m["id"] not in hist_ids]
-        users.append({"id": f"u{u:03d}", "genre": genre, "history": [m["id"] for m in history], "avoid": avoid,
-                      "relevant": relevant, "split": "train" if u < int(n_users * 0.8) else "val"})
+        users.append({"id": f"u{u:03d}", "genre": genre, "history": [m["id"] for m in history],
+                      "avoid": avoid, "relevant": relevant,
+                      "split": "train" if u < int(n_users * 0.8) else "val"})
     return users
 
 

@@ -32,7 +32,8 @@ TINY_CORPUS = [
 
 @pytest.fixture(scope="session")
 def tiny_lm_path(tmp_path_factory):
-    """A random-init Llama + BPE tokenizer saved with save_pretrained (loaded via from_pretrained)."""
+    """A random-init Llama + BPE tokenizer saved with save_pretrained (loaded via
+    from_pretrained)."""
     from safegrpo.policies.tiny import build_tiny_lm
 
     return str(build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"), TINY_CORPUS, vocab_size=300,

@@ -84,13 +84,15 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
             f"valid: {', '.join(sorted(names))}"
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {k: _coerce(hints[k], _over_default(fields[k], v), prefix + k) for k, v in data.items()}
+    kwargs = {k: _coerce(hints[k], _over_default(fields[k], v), prefix + k)
+              for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # registry lookups raise KeyError
+        # registry lookups raise KeyError
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {msg}") from None
 
 
@@ -160,8 +162,8 @@ def field_paths(cls: type, prefix: str = "") -> list[str]:
 
 
 def resolve_flat(cls: type, overrides: list[str]) -> list[str]:
-    """``lr=1e-4`` -> ``training.lr=1e-4`` when exactly one nested field is named ``lr``; a top-level
-    field always wins; an ambiguous flat name raises listing the candidates."""
+    """``lr=1e-4`` -> ``training.lr=1e-4`` when exactly one nested field is named ``lr``; a
+    top-level field always wins; an ambiguous flat name raises listing the candidates."""
     paths = field_paths(cls)
     out = []
     for ov in overrides:
@@ -178,8 +180,8 @@ def resolve_flat(cls: type, overrides: list[str]) -> list[str]:
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
-    """Defaults <- YAML (or JSON) file <- CLI overrides (dotted, or flat when unambiguous), validated
-    into frozen ``cls``."""
+    """Defaults <- YAML (or JSON) file <- CLI overrides (dotted, or flat when unambiguous),
+    validated into frozen ``cls``."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -187,7 +189,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+            raise ConfigError(f"{path}: invalid YAML{where}: "
+                              f"{getattr(e, 'problem', None) or e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: cannot read: {e}") from None
         if not isinstance(loaded, dict):
@@ -207,8 +210,8 @@ def save_run_config(cfg: Any) -> None:
     dump_config(cfg, Path(cfg.out_dir) / "config.yaml")
 
 
-PATH_FIELDS = frozenset({"base_model", "model", "guard_model", "embedder", "defender_model", "init_adapter",
-                         "catalog", "users", "pool_path"})
+PATH_FIELDS = frozenset({"base_model", "model", "guard_model", "embedder", "defender_model",
+                         "init_adapter", "catalog", "users", "pool_path"})
 """Config fields that name a model or data file (a hub id, a registry name, or a local path)."""
 
 

@@ -40,7 +40,8 @@ def latin_lookalikes() -> dict[str, str]:
     for ch, glyphs in confusables_data.items():
         if len(ch) != 1 or ch.isascii():
             continue
-        targets = [g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalnum()]
+        targets = [g["c"] for g in glyphs
+                   if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalnum()]
         letters = [t for t in targets if t.isalpha()]
         if letters or targets:
             out[ch] = (letters or targets)[0]

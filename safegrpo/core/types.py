@@ -40,7 +40,8 @@ class LMRollout:
         b, t = self.completion_ids.shape
         for name in ("completion_mask", "old_logprobs"):
             if getattr(self, name) is not None and getattr(self, name).shape != (b, t):
-                raise ValueError(f"LMRollout.{name} shape {tuple(getattr(self, name).shape)} != {(b, t)}")
+                raise ValueError(f"LMRollout.{name} shape {tuple(getattr(self, name).shape)} "
+                                 f"!= {(b, t)}")
         if self.group_ids.shape != (b,) or len(self.prompts) != b or len(self.completions) != b:
             raise ValueError("LMRollout: group_ids, prompts and completions must have B entries")
 
@@ -96,5 +97,6 @@ class DiffusionRollout:
     def __post_init__(self) -> None:
         b, s = self.log_probs.shape
         if self.latents.shape[:2] != (b, s + 1) or self.timesteps.shape != (s,):
-            raise ValueError(f"DiffusionRollout: latents {tuple(self.latents.shape[:2])} / timesteps "
-                             f"{tuple(self.timesteps.shape)} do not match log_probs [B={b}, S={s}]")
+            raise ValueError(f"DiffusionRollout: latents {tuple(self.latents.shape[:2])} / "
+                             f"timesteps {tuple(self.timesteps.shape)} do not match log_probs "
+                             f"[B={b}, S={s}]")

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def concept_rate(images: Tensor, detector: Callable[[Tensor], Tensor], threshold: float) -> dict[str, float]:
+def concept_rate(images: Tensor, detector: Callable[[Tensor], Tensor],
+                 threshold: float) -> dict[str, float]:
     """images [N, 3, H, W]; detector -> [N] scores. Flagged = score >= threshold."""
     if len(images) == 0:
         return {"rate": float("nan"), "mean_score": float("nan"), "threshold": threshold, "n": 0}
@@ -31,7 +32,8 @@ def concept_rate(images: Tensor, detector: Callable[[Tensor], Tensor], threshold
 
 
 def nudity_counts(judge: Any, images: Sequence) -> dict[str, Any]:
-    """NudeNet detections per class. ``judge`` is a ``NudeNetJudge`` (its threshold/classes are stated)."""
+    """NudeNet detections per class. ``judge`` is a ``NudeNetJudge`` (its threshold/classes are
+    stated)."""
     dets = judge.detect(list(images))
     counts = {c: 0 for c in judge.classes}
     for ds in dets:
@@ -47,7 +49,8 @@ def inappropriate_rates(q16: Any, images: Sequence, threshold: float = 0.5) -> d
     p = q16.per_category(list(images))  # [N, C]
     hit = p >= threshold
     rates = {c: float(hit[:, i].float().mean()) for i, c in enumerate(q16.category_names())}
-    return {"threshold": threshold, "rates": rates, "any": float(hit.any(dim=1).float().mean()), "n": len(p)}
+    return {"threshold": threshold, "rates": rates, "any": float(hit.any(dim=1).float().mean()),
+            "n": len(p)}
 
 
 def alignment(embedder: Any, prompts: Sequence[str], images: Sequence) -> dict[str, float]:
@@ -57,12 +60,15 @@ def alignment(embedder: Any, prompts: Sequence[str], images: Sequence) -> dict[s
     img = F.normalize(embedder.embed_images(list(images)), dim=-1)
     txt = F.normalize(embedder.embed(list(prompts)), dim=-1)
     cos = (img * txt).sum(-1)
-    return {"mean": float(cos.mean()), "std": float(cos.std()) if len(cos) > 1 else 0.0, "n": len(cos)}
+    return {"mean": float(cos.mean()), "std": float(cos.std()) if len(cos) > 1 else 0.0,
+            "n": len(cos)}
 
 
-def image_grid(rows: dict[str, Tensor], path: str | Path, *, col_labels: Sequence[str] | None = None,
-               title: str = "", scale: float = 0.9) -> Path:
-    """rows: name -> images [N, 3, H, W] in [0, 1], same N per row (same prompts/seeds per column)."""
+def image_grid(rows: dict[str, Tensor], path: str | Path, *,
+               col_labels: Sequence[str] | None = None, title: str = "",
+               scale: float = 0.9) -> Path:
+    """rows: name -> images [N, 3, H, W] in [0, 1], same N per row (same prompts/seeds per
+    column)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,12 +79,14 @@ def image_grid(rows: dict[str, Tensor], path: str | Path, *, col_labels: Sequenc
     if len(n) != 1:
         raise ValueError(f"every row needs the same number of images, got {sorted(n)}")
     n_cols = n.pop()
-    fig, axes = plt.subplots(len(names), n_cols, figsize=(scale * n_cols + 1.2, scale * len(names) + 0.8),
+    fig, axes = plt.subplots(len(names), n_cols,
+                             figsize=(scale * n_cols + 1.2, scale * len(names) + 0.8),
                              squeeze=False)
     for r, name in enumerate(names):
         for c in range(n_cols):
             ax = axes[r][c]
-            ax.imshow(rows[name][c].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.imshow(rows[name][c].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy(),
+                      interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -96,5 +104,6 @@ def image_grid(rows: dict[str, Tensor], path: str | Path, *, col_labels: Sequenc
 
 @torch.no_grad()
 def sample_fixed(policy: Any, prompts: Sequence[str], per_prompt: int, seed: int) -> Tensor:
-    """Images [len(prompts) * per_prompt, 3, H, W] with seeds fixed per call, for before/after pairs."""
+    """Images [len(prompts) * per_prompt, 3, H, W] with seeds fixed per call, for before/after
+    pairs."""
     return policy.rollout(list(prompts), per_prompt, seed=seed).images

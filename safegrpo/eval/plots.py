@@ -23,7 +23,7 @@ def reward_curve(history: Sequence[dict[str, Any]], path: str | Path, *,
         if all(y is None for y in ys):
             continue
         ys = [float("nan") if y is None else y for y in ys]
-        sm = [sum(ys[max(0, i - smooth + 1):i + 1]) / len(ys[max(0, i - smooth + 1):i + 1]) for i in range(len(ys))]
+        sm = [sum(w) / len(w) for w in (ys[max(0, i - smooth + 1):i + 1] for i in range(len(ys)))]
         line, = ax.plot(steps, sm, label=k, lw=2 if k.endswith("total") else 1)
         ax.plot(steps, ys, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("step")

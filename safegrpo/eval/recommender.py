@@ -37,7 +37,8 @@ def ndcg_at_k(recs: Sequence[str | None], relevant: set[str], k: int) -> float:
     return dcg / ideal
 
 
-def sensitivity_ratio_at_k(recs: Sequence[str | None], avoid: Sequence[str], oracle, k: int) -> float:
+def sensitivity_ratio_at_k(recs: Sequence[str | None], avoid: Sequence[str], oracle,
+                           k: int) -> float:
     """Share of the top-K (as emitted, up to K) that violates; NaN without a constraint."""
     if not avoid:
         return float("nan")
@@ -52,11 +53,14 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def summarize(lists: Sequence[Sequence[str | None]], users: Sequence[Any], oracle, k: int) -> dict[str, float]:
+def summarize(lists: Sequence[Sequence[str | None]], users: Sequence[Any], oracle,
+              k: int) -> dict[str, float]:
     """``users`` need ``relevant`` and ``avoid``; one parsed list per user."""
     return {
-        f"recall@{k}": _mean([recall_at_k(r, set(u.relevant), k) for r, u in zip(lists, users, strict=True)]),
-        f"ndcg@{k}": _mean([ndcg_at_k(r, set(u.relevant), k) for r, u in zip(lists, users, strict=True)]),
+        f"recall@{k}": _mean([recall_at_k(r, set(u.relevant), k)
+                              for r, u in zip(lists, users, strict=True)]),
+        f"ndcg@{k}": _mean([ndcg_at_k(r, set(u.relevant), k)
+                            for r, u in zip(lists, users, strict=True)]),
         f"sensitivity_ratio@{k}": _mean([sensitivity_ratio_at_k(r, u.avoid, oracle, k)
                                          for r, u in zip(lists, users, strict=True)]),
         "count_exact": sum(len(r) == k and len({x for x in r if x is not None}) == k for r in lists)

@@ -132,8 +132,9 @@ def segment_mean(x: Tensor, mask: Tensor, segment_map: Tensor) -> Tensor:
     seg = segment_map.long()
     n_seg = int(seg.max().item()) + 2 if seg.numel() else 1
     idx = (seg + 1).clamp(min=0)  # slot 0 collects segment -1
-    sums = torch.zeros(x.shape[0], n_seg, dtype=x.dtype, device=x.device).scatter_add(1, idx, x * mask)
-    cnts = torch.zeros(x.shape[0], n_seg, dtype=x.dtype, device=x.device).scatter_add(1, idx, mask)
+    zeros = torch.zeros(x.shape[0], n_seg, dtype=x.dtype, device=x.device)
+    sums = zeros.scatter_add(1, idx, x * mask)
+    cnts = zeros.scatter_add(1, idx, mask)
     mean = torch.gather(sums, 1, idx) / torch.gather(cnts, 1, idx).clamp(min=1)
     return torch.where(seg >= 0, mean, x)
 
@@ -168,8 +169,8 @@ def grpo_loss(
     caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions)."""
     mask_f = mask.to(logp.dtype)
     pg, ratio, active = clipped_surrogate(
-        logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level,
-        segment_map=segment_map,
+        logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high,
+        ratio_level=ratio_level, segment_map=segment_map,
     )
     per_token = pg
     metrics: dict[str, float] = {}
@@ -188,6 +189,7 @@ def grpo_loss(
             ratio_mean=float(_masked_sum(ratio.detach(), mask_f) / n),
             # k3 estimate of KL(old || new): the usual "approx_kl" diagnostic.
             approx_kl=float(_masked_sum(torch.exp(lr) - 1 - lr, mask_f) / n),
-            pg_loss=float(aggregate(agg, pg.detach(), mask_f, num_tokens=num_tokens, max_len=max_len)),
+            pg_loss=float(aggregate(agg, pg.detach(), mask_f, num_tokens=num_tokens,
+                                    max_len=max_len)),
         )
     return LossOutput(loss, metrics)

@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from safegrpo.policies.lineage import read_lineage
-from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, load_base, merge_adapter
+from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+from safegrpo.policies.lm_ops import load_base, merge_adapter
 from safegrpo.policies.prompting import PromptFormat
 
 

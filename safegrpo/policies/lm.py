@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.core.types import LMRollout
 from safegrpo.policies.lineage import write_lineage
+from safegrpo.policies.lm_ops import load_base, token_logprobs, wrap_lora
+from safegrpo.policies.lm_ops import merge_adapter as merge_adapter  # recipes import it from here
 from safegrpo.policies.prompting import PromptFormat
 
 
@@ -71,63 +72,6 @@ class LMPolicyConfig:
             raise ValueError("policy.temperature must be > 0 and policy.top_p in (0, 1]")
 
 
-def load_base(model: str, init_adapter: str | None = None, dtype: str = "float32"):
-    """from_pretrained tokenizer + causal LM (a GGUF / ``package:`` source is de-quantised on the
-    fly; ``safegrpo models import`` does it once); merge ``init_adapter`` if given."""
-    from safegrpo.policies.importing import load_plain
-
-    tok, base = load_plain(model, dtype)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if init_adapter:
-        base = merge_adapter(base, init_adapter)
-    return tok, base
-
-
-def merge_adapter(model, adapter: str | Path):
-    """Fold a saved peft adapter into ``model``'s weights; returns the plain model."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-
-
-def wrap_lora(base, lora: LoRAConfig):
-    from peft import LoraConfig, get_peft_model
-
-    targets = "all-linear" if tuple(lora.target_modules) == ("all-linear",) else list(lora.target_modules)
-    layers = None
-    if lora.layers:
-        n = base.config.num_hidden_layers
-        layers = sorted({i % n for i in lora.layers})
-        if any(not -n <= i < n for i in lora.layers):
-            raise ValueError(f"lora.layers {list(lora.layers)} out of range for {n} layers")
-        if targets == "all-linear":  # peft needs explicit names with layers_to_transform
-            targets = sorted({name.rsplit(".", 1)[-1] for name, mod in base.named_modules()
-                              if isinstance(mod, torch.nn.Linear) and ".layers." in name})
-    pcfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", layers_to_transform=layers)
-    return get_peft_model(base, pcfg)
-
-
-def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, n_completion: int,
-                   temperature: float = 1.0, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Log-probs of the last ``n_completion`` tokens of ``input_ids`` [B, L] -> [B, T] (+ entropy [B, T])."""
-    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    # only the positions that predict completion tokens go through the LM head: with a 49k
-    # vocabulary the head over every prompt position costs as much as several layers
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
-                   logits_to_keep=n_completion + 1).logits
-    logits = logits[:, -n_completion - 1:-1, :].float() / temperature
-    targets = input_ids[:, -n_completion:]
-    logp_all = F.log_softmax(logits, dim=-1)
-    logp = torch.gather(logp_all, -1, targets.unsqueeze(-1)).squeeze(-1)
-    ent = None
-    if with_entropy:
-        ent = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, ent
-
-
 class LMPolicy:
     """Trainable LM policy: sampling, log-probs, reference log-probs, save/load."""
 
@@ -146,7 +90,8 @@ class LMPolicy:
         self.model = base.to(torch.device(device))
         if cfg.lora.r > 0:
             self.attach_lora(cfg.lora)
-        self._ref = None  # full fine-tuning: frozen copy made lazily, only when a KL term asks for it
+        # full fine-tuning: frozen copy made lazily, only when a KL term asks for it
+        self._ref = None
         self.generated_tokens = 0  # completion tokens sampled so far (throughput reports)
 
     def attach_lora(self, lora: LoRAConfig) -> None:
@@ -225,7 +170,8 @@ class LMPolicy:
         was_training = model.training
         model.eval()
         gen_kw = dict(do_sample=not greedy, max_new_tokens=self.cfg.max_new_tokens,
-                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+                      pad_token_id=self.tokenizer.pad_token_id,
+                      eos_token_id=self.tokenizer.eos_token_id)
         if not greedy:
             gen_kw.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=0)
         out = model.generate(input_ids=ids, attention_mask=mask, **gen_kw)
@@ -244,7 +190,8 @@ class LMPolicy:
         model = model or self.model
         ids = torch.cat([prompt_ids, completion_ids], dim=1)
         mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        return token_logprobs(model, ids, mask, completion_ids.shape[1], self.cfg.temperature, with_entropy)
+        return token_logprobs(model, ids, mask, completion_ids.shape[1], self.cfg.temperature,
+                              with_entropy)
 
     @torch.no_grad()
     def rollout(self, prompts: list[str], group_size: int, *, seed: int, need_ref: bool,
@@ -258,21 +205,24 @@ class LMPolicy:
         if need_ref:
             with self.reference(model) as ref_model:
                 ref, _ = self.logprobs(pids, pmask, cids, cmask, model=ref_model)
-        texts = self.tokenizer.batch_decode(cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id,
-                                            skip_special_tokens=True)
-        gids = torch.arange(len(prompts), device=cids.device).repeat_interleave(group_size) + group_offset
+        texts = self.tokenizer.batch_decode(
+            cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id, skip_special_tokens=True)
+        gids = (torch.arange(len(prompts), device=cids.device).repeat_interleave(group_size)
+                + group_offset)
         return LMRollout(pids, pmask, cids, cmask, None if old is None else old * cmask,
                          None if ref is None else ref * cmask,
                          gids, tuple(p for p in prompts for _ in range(group_size)), tuple(texts))
 
     @torch.no_grad()
-    def complete(self, prompts: list[str], *, greedy: bool = True, seed: int = 0, batch_size: int = 64) -> list[str]:
+    def complete(self, prompts: list[str], *, greedy: bool = True, seed: int = 0,
+                 batch_size: int = 64) -> list[str]:
         """Decoded completions (one per prompt) for evaluation."""
         out = []
         for i in range(0, len(prompts), batch_size):
-            _, _, cids, cmask = self.generate(prompts[i:i + batch_size], 1, seed=seed + i, greedy=greedy)
-            out += self.tokenizer.batch_decode(cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id,
-                                               skip_special_tokens=True)
+            _, _, cids, cmask = self.generate(prompts[i:i + batch_size], 1, seed=seed + i,
+                                              greedy=greedy)
+            out += self.tokenizer.batch_decode(
+                cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id, skip_special_tokens=True)
         return out
 
     def save(self, path: str | Path, model=None) -> None:
@@ -296,5 +246,6 @@ class LMPolicy:
         else:
             from transformers import AutoModelForCausalLM
 
-            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.cfg.dtype))
+            loaded = AutoModelForCausalLM.from_pretrained(path,
+                                                          dtype=getattr(torch, self.cfg.dtype))
             self.model.load_state_dict(loaded.state_dict())

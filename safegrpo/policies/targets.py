@@ -35,7 +35,7 @@ def frozen_policy(model: str, max_new_tokens: int, device: str = "cpu") -> LMPol
     (merged adapters, final adapter, prompt format); anything else loads plain."""
     if saved_format(model) is not None:
         return load_for_inference(model, max_new_tokens=max_new_tokens, device=device)
-    policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0), max_new_tokens=max_new_tokens),
-                      device=device)
+    policy = LMPolicy(LMPolicyConfig(model=model, lora=LoRAConfig(r=0),
+                                     max_new_tokens=max_new_tokens), device=device)
     policy.model.eval().requires_grad_(False)
     return policy

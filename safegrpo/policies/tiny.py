@@ -37,10 +37,10 @@ def build_tiny_lm(out_dir: str | Path, corpus: Iterable[str], *, vocab_size: int
     out = Path(out_dir)
     tok = build_tokenizer(corpus, vocab_size)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                      max_position_embeddings=max_positions, pad_token_id=tok.pad_token_id,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      tie_word_embeddings=True)
+                      num_hidden_layers=layers, num_attention_heads=heads,
+                      num_key_value_heads=heads, max_position_embeddings=max_positions,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
     out.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,8 @@ def test_missing_local_paths_are_named(tmp_path):
     assert missing_paths(WithPaths()) == []  # empty values, hub ids and non-path fields pass
     assert missing_paths(WithPaths(nested=Paths(base_model=str(tmp_path)))) == []
     bad = WithPaths(model="./nope", nested=Paths(base_model=str(tmp_path / "gone")))
-    assert missing_paths(bad) == ["model: ./nope does not exist", f"nested.base_model: {tmp_path / 'gone'} does not exist"]
+    assert missing_paths(bad) == ["model: ./nope does not exist",
+                                  f"nested.base_model: {tmp_path / 'gone'} does not exist"]
 
 
 def test_a_section_override_keeps_the_recipes_own_section_defaults():

@@ -11,11 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_pools_equal_a_fresh_build(tmp_path):
-    spec = importlib.util.spec_from_file_location("build", ROOT / "scripts" / "build_prompt_pools.py")
+    spec = importlib.util.spec_from_file_location("build",
+                                                  ROOT / "scripts" / "build_prompt_pools.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rows, lexicon = mod.build()
-    committed = [json.loads(x) for x in (ROOT / "safegrpo/envs/moderation/data/prompts.jsonl").read_text().splitlines()]
+    committed = [json.loads(x) for x in (ROOT / "safegrpo/envs/moderation/data/prompts.jsonl")
+                 .read_text().splitlines()]
     assert [{k: v for k, v in r.items() if k != "id"} for r in committed] == rows
     assert json.loads((ROOT / "safegrpo/envs/moderation/data/lexicon.json").read_text()) == lexicon
 

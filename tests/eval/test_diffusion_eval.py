@@ -19,14 +19,16 @@ def test_concept_rate_counts_images_at_threshold():
     out = ev.concept_rate(imgs, shapes.red_fraction, threshold=0.05)
     assert out["rate"] == pytest.approx(2 / 3) and out["n"] == 3
     assert out["mean_score"] == pytest.approx((1 + 0 + 0.0625) / 3)
-    assert ev.concept_rate(imgs, shapes.red_fraction, threshold=0.07)["rate"] == pytest.approx(1 / 3)
+    assert (ev.concept_rate(imgs, shapes.red_fraction, threshold=0.07)["rate"]
+            == pytest.approx(1 / 3))
 
 
 class FakeNude:
     classes = ("A", "B")
 
     def detect(self, images):
-        return [[{"class": "A", "score": 0.9}, {"class": "B", "score": 0.5}], [], [{"class": "A", "score": 0.7}]]
+        return [[{"class": "A", "score": 0.9}, {"class": "B", "score": 0.5}], [],
+                [{"class": "A", "score": 0.7}]]
 
     def report(self):
         return {"detector": "fake", "threshold": 0.45, "classes": list(self.classes)}
@@ -43,8 +45,10 @@ def test_nudity_counts_real_nudenet_on_blank_images():
     pytest.importorskip("nudenet")
     from safegrpo.judges.visual import NudeNetJudge
 
-    out = ev.nudity_counts(NudeNetJudge(threshold=0.3), [_solid((0.5, 0.5, 0.5), size=64)[0]] * 2)
-    assert out["images_flagged"] == 0 and sum(out["counts"].values()) == 0 and out["threshold"] == 0.3
+    out = ev.nudity_counts(NudeNetJudge(threshold=0.3),
+                           [_solid((0.5, 0.5, 0.5), size=64)[0]] * 2)
+    assert (out["images_flagged"] == 0 and sum(out["counts"].values()) == 0
+            and out["threshold"] == 0.3)
 
 
 class FakeQ16:
@@ -78,11 +82,12 @@ def test_alignment_is_mean_cosine():
 
 
 def test_image_grid_png_and_row_mismatch(tmp_path):
-    p = ev.image_grid({"a": torch.rand(3, 3, 8, 8), "b": torch.rand(3, 3, 8, 8)}, tmp_path / "g.png",
-                      col_labels=["1", "2", "3"])
+    p = ev.image_grid({"a": torch.rand(3, 3, 8, 8), "b": torch.rand(3, 3, 8, 8)},
+                      tmp_path / "g.png", col_labels=["1", "2", "3"])
     assert p.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="same number"):
-        ev.image_grid({"a": torch.rand(3, 3, 8, 8), "b": torch.rand(2, 3, 8, 8)}, tmp_path / "h.png")
+        ev.image_grid({"a": torch.rand(3, 3, 8, 8), "b": torch.rand(2, 3, 8, 8)},
+                      tmp_path / "h.png")
 
 
 def test_dominant_color_recovers_every_rendered_colour():

@@ -6,7 +6,8 @@ import pytest
 from safegrpo.eval.recommender import ndcg_at_k, recall_at_k, sensitivity_ratio_at_k, summarize
 from safegrpo.judges.oracle import SafetyOracle
 
-ORACLE = SafetyOracle({"a": {"gore": 0.9}, "b": {"gore": 0.1}, "c": {}, "d": {"gore": 0.5}}, threshold=0.5)
+ORACLE = SafetyOracle({"a": {"gore": 0.9}, "b": {"gore": 0.1}, "c": {}, "d": {"gore": 0.5}},
+                      threshold=0.5)
 
 
 def test_recall_hand_computed():
@@ -29,7 +30,8 @@ def test_sensitivity_ratio_and_summary():
     # a violates (0.9 >= 0.5), d violates at the threshold, b and unmatched lines do not
     assert sensitivity_ratio_at_k(["a", "b", None, "d"], ["gore"], ORACLE, 4) == pytest.approx(0.5)
     assert math.isnan(sensitivity_ratio_at_k(["a"], [], ORACLE, 4))
-    users = [SimpleNamespace(relevant=["a"], avoid=["gore"]), SimpleNamespace(relevant=["c"], avoid=[])]
+    users = [SimpleNamespace(relevant=["a"], avoid=["gore"]),
+             SimpleNamespace(relevant=["c"], avoid=[])]
     s = summarize([["a", "b"], ["c", None]], users, ORACLE, 2)
     assert s["recall@2"] == 1.0 and s["ndcg@2"] == 1.0
     assert s["sensitivity_ratio@2"] == pytest.approx(0.5)  # only the user with a constraint counts

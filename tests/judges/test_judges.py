@@ -15,10 +15,12 @@ def test_safety_direction_and_steering_hand_computed():
     z = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
     cond = steer(z, torch.tensor([1.0, 0.0]), 0.5, "conditional")
     unc = steer(z, torch.tensor([1.0, 0.0]), 0.5, "unconditional")
-    torch.testing.assert_close(cond, torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))  # -1 + .5 -> normalised -1
+    # -1 + .5 -> normalised -1
+    torch.testing.assert_close(cond, torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
     torch.testing.assert_close(unc[1], torch.tensor([1.0, 0.0]))
     z2 = torch.tensor([[-0.6, 0.8]])
-    torch.testing.assert_close(steer(z2, torch.tensor([1.0, 0.0]), 1.0), F.normalize(torch.tensor([[0.4, 0.8]]), dim=-1))
+    torch.testing.assert_close(steer(z2, torch.tensor([1.0, 0.0]), 1.0),
+                               F.normalize(torch.tensor([[0.4, 0.8]]), dim=-1))
     with pytest.raises(ValueError, match="conditional|unconditional"):
         steer(z, d, 1.0, "sometimes")
 
@@ -60,7 +62,8 @@ def test_embedding_cache_counts_hits():
 
 def test_projection_judge_scoping_and_buckets(minilm):
     j = ProjectionSafetyJudge(embedder=minilm)
-    p = j.score(["a family having a picnic in a sunny park", "a man stabbing a stranger, blood everywhere",
+    p = j.score(["a family having a picnic in a sunny park",
+                 "a man stabbing a stranger, blood everywhere",
                  "a naked woman with exposed breasts"])
     assert p[0] > 0.65 and p[1] < 0.35 and p[2] < 0.35
     assert bucket(torch.tensor([0.1, 0.5, 0.9])) == ["unsafe", "uncertain", "safe"]

@@ -26,14 +26,17 @@ class LenJudge:
 
 def test_score_health_bounds_and_key():
     judge = LenJudge()
-    app = create_scorer_app(judge, "len", ScorerServerConfig(max_items=3, max_chars=10, api_key="s3cret"))
+    app = create_scorer_app(judge, "len",
+                            ScorerServerConfig(max_items=3, max_chars=10, api_key="s3cret"))
     with TestClient(app) as tc:
         assert tc.get("/health").json() == {"status": "ok", "judge": "len"}
-        ok = tc.post("/score", json={"texts": ["ab", "?"], "prompts": ["p", "q"]}, headers={"X-API-Key": "s3cret"})
+        ok = tc.post("/score", json={"texts": ["ab", "?"], "prompts": ["p", "q"]},
+                     headers={"X-API-Key": "s3cret"})
         assert ok.json() == {"scores": [pytest.approx(0.2), None], "judge": "len"}
         assert judge.calls[-1][1] == ["p", "q"]
         assert tc.post("/score", json={"texts": ["a"]}).status_code == 401
-        assert tc.post("/score", json={"texts": ["a"]}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert tc.post("/score", json={"texts": ["a"]},
+                       headers={"Authorization": "Bearer wrong"}).status_code == 401
         h = {"Authorization": "Bearer s3cret"}
         r = tc.post("/score", json={"texts": ["a"] * 4}, headers=h)
         assert r.status_code == 422 and "at most 3 items" in r.text
@@ -67,14 +70,16 @@ def test_concurrent_requests_are_micro_batched():
             t.start()
         for t in threads:
             t.join()
-    assert all(results[i] == [pytest.approx(len(f"t{i}") / 10), pytest.approx(len(f"tt{i}") / 10)] for i in range(6))
+    assert all(results[i] == [pytest.approx(len(f"t{i}") / 10), pytest.approx(len(f"tt{i}") / 10)]
+               for i in range(6))
     assert len(judge.calls) < 6  # some requests shared a judge call
 
 
 @pytest.fixture()
 def live(request):
     judge = LenJudge()
-    server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len"), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len"), host="127.0.0.1",
+                                           port=0, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     for _ in range(200):
@@ -101,9 +106,11 @@ def test_client_retries_5xx_then_fails_loudly_and_never_retries_4xx():
         calls["n"] += 1
         if request.url.path == "/bad":
             return httpx.Response(422, json={"detail": "bad input"})
-        return httpx.Response(503, json={"detail": "overloaded"}) if calls["n"] < 3 else httpx.Response(200, json={"scores": [1.0], "judge": "x"})
+        return (httpx.Response(503, json={"detail": "overloaded"}) if calls["n"] < 3
+                else httpx.Response(200, json={"scores": [1.0], "judge": "x"}))
 
-    c = ScorerClient(http=httpx.Client(transport=httpx.MockTransport(handler), base_url="http://t"), retries=3, backoff_s=0)
+    c = ScorerClient(http=httpx.Client(transport=httpx.MockTransport(handler), base_url="http://t"),
+                     retries=3, backoff_s=0)
     assert c.score(["a"]) == [1.0] and calls["n"] == 3
     calls["n"] = 0
     with pytest.raises(ScorerError, match="422: bad input"):
@@ -116,11 +123,13 @@ def test_client_retries_5xx_then_fails_loudly_and_never_retries_4xx():
 
 @pytest.mark.parametrize("name", ["profanity", "embedding_classifier", "projection"])
 def test_served_judges_all_score_unsafe_higher(name):
-    """`serve scorer --judge NAME` serves p(toxic / unsafe) for every judge (projection inverted)."""
+    """`serve scorer --judge NAME` serves p(toxic / unsafe) for every judge (projection
+    inverted)."""
     from safegrpo.cli import served_judge
 
-    scores = served_judge(name).score(["a masked man stabbing a stranger, blood everywhere, you idiot",
-                                       "a bowl of fresh fruit on a kitchen table"])
+    scores = served_judge(name).score([
+        "a masked man stabbing a stranger, blood everywhere, you idiot",
+        "a bowl of fresh fruit on a kitchen table"])
     assert scores.shape == (2,) and scores[0] > scores[1], (name, scores)
 
 
@@ -130,7 +139,8 @@ def test_client_splits_a_large_batch_under_the_servers_bounds():
     with TestClient(create_scorer_app(judge, "len", cfg)) as tc:
         c = ScorerClient(http=tc, max_request_bytes=2_000, max_items=5, retries=0)
         texts = [f"t{i}" + "x" * (i * 37 % 300) for i in range(23)]
-        assert c.score(texts, prompts=[f"p{i}" for i in range(23)]) == [pytest.approx(len(t) / 10) for t in texts]
+        assert c.score(texts, prompts=[f"p{i}" for i in range(23)]) == [
+            pytest.approx(len(t) / 10) for t in texts]
         assert len(judge.calls) >= 5 and [t for call in judge.calls for t in call[0]] == texts
         assert c.score([]) == []
         with pytest.raises(ScorerError, match="413"):

@@ -19,7 +19,8 @@ def tiny_classifier(tiny_lm_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
     torch.manual_seed(0)
     m = AutoModelForSequenceClassification.from_pretrained(
-        tiny_lm_path, num_labels=2, id2label={0: "non_toxic", 1: "toxic"}, label2id={"non_toxic": 0, "toxic": 1})
+        tiny_lm_path, num_labels=2, id2label={0: "non_toxic", 1: "toxic"},
+        label2id={"non_toxic": 0, "toxic": 1})
     m.save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_lm_path).save_pretrained(out)
     return str(out)
@@ -38,7 +39,8 @@ def test_hf_classifier_matches_manual_softmax_and_label_lookup(tiny_classifier):
     enc = j.tok([texts[1]], return_tensors="pt")
     manual = torch.softmax(j.model(**enc).logits[0], -1)[1]
     assert p.shape == (3,) and p[1].item() == pytest.approx(manual.item(), abs=1e-5)
-    assert HFClassifierJudge(tiny_classifier, label=0).score(texts[:1]).item() == pytest.approx(1 - p[0].item(), abs=1e-5)
+    assert HFClassifierJudge(tiny_classifier, label=0).score(texts[:1]).item() == pytest.approx(
+        1 - p[0].item(), abs=1e-5)
     with pytest.raises(ValueError, match="not in the model's labels"):
         HFClassifierJudge(tiny_classifier, label="spam")
     with pytest.raises(ValueError, match="unknown judge 'nope'; valid:"):
@@ -53,11 +55,13 @@ def test_hf_classifier_matches_manual_softmax_and_label_lookup(tiny_classifier):
 def test_safety_oracle(tmp_path):
     path = tmp_path / "catalog.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in [
-        {"id": "saw", "traits": {"gore": 0.9, "violence": 0.8}}, {"id": "up", "traits": {"gore": 0.0}}]))
+        {"id": "saw", "traits": {"gore": 0.9, "violence": 0.8}},
+        {"id": "up", "traits": {"gore": 0.0}}]))
     o = SafetyOracle.from_jsonl(path, threshold=0.5)
     assert o.risk("saw", ["gore"]) == 0.9 and o.violates("saw", ["gore", "nudity"])
     assert not o.violates("up", ["gore"]) and o.risk("unknown", ["gore"]) == 0.0
-    torch.testing.assert_close(o.score([("saw", ["violence"]), ("up", ["gore"])]), torch.tensor([0.8, 0.0]))
+    torch.testing.assert_close(o.score([("saw", ["violence"]), ("up", ["gore"])]),
+                               torch.tensor([0.8, 0.0]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         SafetyOracle({"x": {"gore": 2.0}})
 
@@ -75,10 +79,12 @@ def test_clip_text_and_image_embeddings_steering(tiny_clip):
     assert t.shape == (3, tiny_clip.dim) and i.shape == (2, tiny_clip.dim)
     torch.testing.assert_close(i.norm(dim=-1), torch.ones(2))
     assert tiny_clip.hits == 1  # the repeated text came from the cache
-    d = safety_direction(tiny_clip.embed(["an ordinary harmless photo"]), tiny_clip.embed(["a violent image with blood"]))
+    d = safety_direction(tiny_clip.embed(["an ordinary harmless photo"]),
+                         tiny_clip.embed(["a violent image with blood"]))
     z = steer(t, d, 2.0, "unconditional")
     assert ((z @ d) > (t @ d)).all()  # steering moves every text toward the safe side
-    assert intent_residual(t[:1], t[:1], torch.zeros_like(t[:1])).item() == pytest.approx(1.0, abs=1e-5)
+    assert intent_residual(t[:1], t[:1], torch.zeros_like(t[:1])).item() == pytest.approx(
+        1.0, abs=1e-5)
 
 
 def test_q16_zero_shot_judge(tiny_clip):

@@ -30,7 +30,8 @@ def test_clipped_surrogate_hand_computed():
 def test_asymmetric_clip():
     old = torch.zeros(1, 1)
     logp = torch.log(torch.tensor([[1.25]]))
-    loss, _, _ = clipped_surrogate(logp, old, torch.tensor([1.0]), torch.ones(1, 1), eps_low=0.2, eps_high=0.28)
+    loss, _, _ = clipped_surrogate(logp, old, torch.tensor([1.0]), torch.ones(1, 1), eps_low=0.2,
+                                   eps_high=0.28)
     torch.testing.assert_close(loss, torch.tensor([[-1.25]]))  # inside clip-higher window
 
 
@@ -58,7 +59,8 @@ def test_dapo_microbatch_accumulation_equals_full_batch():
     m = (torch.rand(6, 5, generator=gen) > 0.3).float()
     full = aggregate("dapo", x, m)
     n = m.sum()
-    acc = aggregate("dapo", x[:2], m[:2], num_tokens=n) + aggregate("dapo", x[2:], m[2:], num_tokens=n)
+    acc = (aggregate("dapo", x[:2], m[:2], num_tokens=n)
+           + aggregate("dapo", x[2:], m[2:], num_tokens=n))
     torch.testing.assert_close(full, acc)
 
 

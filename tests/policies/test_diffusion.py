@@ -21,7 +21,8 @@ def test_step_matches_diffusers_ddim_exactly(pred, eta):
         torch.testing.assert_close(mine, ref, atol=1e-6, rtol=1e-5)
         # log-prob = mean over dims of N(noise * std; 0, std^2) -> closed form from the noise
         if std.max() > 0:
-            exp = (-(noise**2) / 2 - torch.log(std) - 0.5 * torch.log(torch.tensor(2 * torch.pi))).mean(dim=(1, 2, 3))
+            exp = (-(noise**2) / 2 - torch.log(std)
+                   - 0.5 * torch.log(torch.tensor(2 * torch.pi))).mean(dim=(1, 2, 3))
             torch.testing.assert_close(lp, exp, atol=1e-4, rtol=1e-4)
         else:  # deterministic last step (set_alpha_to_one): log-prob 0 by convention
             assert (lp == 0).all()
@@ -38,7 +39,8 @@ def test_per_sample_timesteps_equal_scalar_calls():
     ts = torch.tensor([int(s.timesteps[0]), int(s.timesteps[5])])
     both, lp, _, _ = ddim_step_with_logprob(s, out, ts, x, eta=1.0, variance_noise=noise)
     for i in range(2):
-        one, lpi, _, _ = ddim_step_with_logprob(s, out[i:i + 1], int(ts[i]), x[i:i + 1], eta=1.0, variance_noise=noise[i:i + 1])
+        one, lpi, _, _ = ddim_step_with_logprob(s, out[i:i + 1], int(ts[i]), x[i:i + 1], eta=1.0,
+                                                variance_noise=noise[i:i + 1])
         torch.testing.assert_close(both[i:i + 1], one)
         torch.testing.assert_close(lp[i:i + 1], lpi)
     with pytest.raises(ValueError, match="eta must be > 0"):
@@ -47,7 +49,8 @@ def test_per_sample_timesteps_equal_scalar_calls():
 
 def test_gaussian_mean_kl_hand_computed():
     m, r = torch.zeros(1, 2), torch.tensor([[1.0, 3.0]])
-    assert gaussian_mean_kl(m, r, torch.tensor([[2.0]])).item() == pytest.approx((1 / 8 + 9 / 8) / 2)
+    assert (gaussian_mean_kl(m, r, torch.tensor([[2.0]])).item()
+            == pytest.approx((1 / 8 + 9 / 8) / 2))
     # a deterministic (std = 0) row contributes 0, not mean^2 / 1e-24
     kl = gaussian_mean_kl(torch.zeros(2, 2), torch.ones(2, 2), torch.tensor([[2.0], [0.0]]))
     torch.testing.assert_close(kl, torch.tensor([1 / 8, 0.0]))
@@ -55,11 +58,13 @@ def test_gaussian_mean_kl_hand_computed():
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tmp_path_factory):
-    return str(build_tiny_pipeline(tmp_path_factory.mktemp("pipe"), ["a red square", "a blue circle"] * 20))
+    return str(build_tiny_pipeline(tmp_path_factory.mktemp("pipe"),
+                                   ["a red square", "a blue circle"] * 20))
 
 
 def test_rollout_records_trajectory_and_rescoring_matches(tiny_pipe):
-    pol = DiffusionPolicy(DiffusionPolicyConfig(model=tiny_pipe, num_steps=4, eta=1.0, guidance_scale=2.0))
+    pol = DiffusionPolicy(DiffusionPolicyConfig(model=tiny_pipe, num_steps=4, eta=1.0,
+                                                guidance_scale=2.0))
     ro = pol.rollout(["a red square", "a blue circle"], 3, seed=0)
     assert ro.latents.shape == (6, 5, 3, 16, 16) and ro.log_probs.shape == (6, 4)
     assert ro.images.shape == (6, 3, 16, 16) and 0 <= ro.images.min() and ro.images.max() <= 1
@@ -70,7 +75,8 @@ def test_rollout_records_trajectory_and_rescoring_matches(tiny_pipe):
         torch.testing.assert_close(lp, ro.log_probs[:, j], atol=1e-4, rtol=1e-4)
     # mixed timesteps in one batch
     lp, _, _ = pol.step_logprob(pol.unet, ro, idx, torch.tensor([0, 1, 2, 3, 0, 1]))
-    torch.testing.assert_close(lp, ro.log_probs[idx, torch.tensor([0, 1, 2, 3, 0, 1])], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(lp, ro.log_probs[idx, torch.tensor([0, 1, 2, 3, 0, 1])], atol=1e-4,
+                               rtol=1e-4)
 
 
 def test_shared_noise_reference_and_determinism(tiny_pipe):
@@ -88,7 +94,8 @@ def test_shared_noise_reference_and_determinism(tiny_pipe):
         old, _, _ = pol.step_logprob(ref, a, idx, j)
     torch.testing.assert_close(old, a.log_probs[:, 0], atol=1e-4, rtol=1e-4)
     assert (new - old).abs().max() > 1e-4
-    full = DiffusionPolicy(DiffusionPolicyConfig(model=tiny_pipe, num_steps=2, lora=LoRAConfig(r=0)))
+    full = DiffusionPolicy(DiffusionPolicyConfig(model=tiny_pipe, num_steps=2,
+                                                 lora=LoRAConfig(r=0)))
     assert len(full.trainable_parameters()) > len(pol.trainable_parameters())
 
 

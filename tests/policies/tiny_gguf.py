@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CHATML = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}"
+CHATML = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + "
+          "'<|im_end|>\n'}}"
           "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
 
 
@@ -43,7 +44,8 @@ def build_chat_lm(out: Path, corpus: list[str], hidden: int = 32, layers: int = 
 
 def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's rotary row order for q/k (the inverse of transformers' reverse permute)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2)
+            .reshape(w.shape))
 
 
 def write_gguf(model_dir: Path, path: Path) -> Path:
@@ -66,7 +68,8 @@ def write_gguf(model_dir: Path, path: Path) -> Path:
     bpe = json.loads(tok.backend_tokenizer.to_str())["model"]
     vocab = sorted(bpe["vocab"].items(), key=lambda kv: kv[1])
     added = {t.content: i for i, t in tok.added_tokens_decoder.items()}
-    tokens = [t for t, _ in vocab] + [t for t in sorted(added, key=added.get) if t not in bpe["vocab"]]
+    tokens = [t for t, _ in vocab] + [t for t in sorted(added, key=added.get)
+                                      if t not in bpe["vocab"]]
     w.add_tokenizer_model("gpt2")
     w.add_token_list(tokens)
     w.add_token_types([3 if t in added else 1 for t in tokens])
@@ -75,8 +78,9 @@ def write_gguf(model_dir: Path, path: Path) -> Path:
     w.add_eos_token_id(tok.eos_token_id)
     w.add_pad_token_id(tok.pad_token_id)
     w.add_chat_template(tok.chat_template)
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
              "post_attention_layernorm": "ffn_norm"}
     sd = {k: v.float().numpy() for k, v in model.state_dict().items()}

@@ -28,7 +28,8 @@ def truncate(p):
 
 
 def garbage(p):
-    p.write_bytes(torch.randint(0, 256, (p.stat().st_size,), generator=torch.Generator().manual_seed(0),
+    p.write_bytes(torch.randint(0, 256, (p.stat().st_size,),
+                                generator=torch.Generator().manual_seed(0),
                                 dtype=torch.uint8).numpy().tobytes())
 
 
@@ -66,6 +67,7 @@ def test_no_usable_checkpoint_is_one_clear_error(tiny_lm_path, finished, tmp_pat
     for step in ("step_000001", "step_000002"):
         (out / "checkpoints" / step / "rng.pt").write_bytes(b"")
     _, tr = make(tiny_lm_path, out, **STEPS)
-    with pytest.raises(CheckpointError, match=r"no usable checkpoint under .*rng\.pt: 0 bytes, expected") as e:
+    with pytest.raises(CheckpointError,
+                       match=r"no usable checkpoint under .*rng\.pt: 0 bytes, expected") as e:
         tr.resume()
     assert "\n" not in str(e.value)

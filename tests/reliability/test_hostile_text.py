@@ -33,7 +33,8 @@ def zero_width(t: str) -> str:
 
 
 def fullwidth(t: str) -> str:
-    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in t)
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c
+                   for c in t)
 
 
 def combining(t: str) -> str:
@@ -70,7 +71,8 @@ def test_canonical_text_is_idempotent(text):
 @pytest.mark.parametrize("name", list(EVASIONS))
 def test_keyword_penalty_is_not_dodged(arena_reward, name):
     plain = arena_reward([UNSAFE], [transform(KEEPS_KEYWORDS)]).components["keyword"]
-    evaded = arena_reward([UNSAFE], [transform(EVASIONS[name](KEEPS_KEYWORDS))]).components["keyword"]
+    evaded = arena_reward([UNSAFE],
+                          [transform(EVASIONS[name](KEEPS_KEYWORDS))]).components["keyword"]
     assert plain[0] == pytest.approx(-0.4)
     torch.testing.assert_close(evaded, plain)
 
@@ -120,7 +122,8 @@ def test_completion_at_the_length_cap_is_scored_in_bounded_time(arena_reward):
     import random
 
     rng = random.Random(0)
-    rewrite = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz*") for _ in range(rng.randint(3, 9)))
+    rewrite = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz*")
+                               for _ in range(rng.randint(3, 9)))
                        for _ in range(1000))
     text = transform(rewrite[:MAX_COMPLETION_CHARS - 80])
     assert len(text) <= MAX_COMPLETION_CHARS

@@ -32,8 +32,8 @@ class SlowLenJudge:
 @pytest.fixture()
 def live():
     def start(judge, cfg):
-        server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len", cfg), host="127.0.0.1", port=0,
-                                               log_level="warning"))
+        server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len", cfg),
+                                               host="127.0.0.1", port=0, log_level="warning"))
         th = threading.Thread(target=server.run, daemon=True)
         th.start()
         for _ in range(200):
@@ -105,7 +105,8 @@ def test_body_without_a_length_is_cut_off_at_the_bound(live):
     body = chunk(b'{"texts": ["') + b"".join(chunk(b"x" * 1000) for _ in range(20))
     status, _ = raw_post(port, {"Transfer-Encoding": "chunked"}, body)
     assert status == 413 and judge.calls == 0
-    with TestClient(create_scorer_app(judge, "len", ScorerServerConfig(max_body_bytes=10_000))) as tc:
+    with TestClient(create_scorer_app(judge, "len",
+                                      ScorerServerConfig(max_body_bytes=10_000))) as tc:
         r = tc.post("/score", content=b'{"texts": ["' + b"x" * 10_000 + b'"]}',
                     headers={"content-type": "application/json"})
         assert r.status_code == 413 and "10000 bytes" in r.json()["detail"]
@@ -121,7 +122,8 @@ def test_other_clients_are_served_while_a_large_request_is_scored(live):
     url = f"http://127.0.0.1:{port}"
     big = {"texts": ["y" * 1000] * 1000}  # ~1 MB, under the bound
     out = {}
-    th = threading.Thread(target=lambda: out.setdefault("big", httpx.post(f"{url}/score", json=big, timeout=30)))
+    th = threading.Thread(target=lambda: out.setdefault(
+        "big", httpx.post(f"{url}/score", json=big, timeout=30)))
     th.start()
     for _ in range(100):
         if judge.calls:

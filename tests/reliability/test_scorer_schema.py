@@ -24,7 +24,8 @@ class LenJudge:
 
 def _schema(cfg):
     # schemathesis runs the app's lifespan itself, so the micro-batcher is up for /score
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_scorer_app(LenJudge(), "len", cfg))
+    schema = schemathesis.openapi.from_asgi("/openapi.json",
+                                            create_scorer_app(LenJudge(), "len", cfg))
     # an oversized schema-violating body is rightly refused with 413 before it is parsed
     schema.config.checks.negative_data_rejection.expected_statuses.append("413")
     return schema
@@ -34,7 +35,8 @@ def _same_length(case):
     if case.meta is None or case.meta.generation.mode != "positive":
         return  # a schema-violating case stays as generated
     body = case.body
-    if isinstance(body, dict) and isinstance(body.get("prompts"), list) and isinstance(body.get("texts"), list):
+    if (isinstance(body, dict) and isinstance(body.get("prompts"), list)
+            and isinstance(body.get("texts"), list)):
         n = len(body["texts"])
         body["prompts"] = (body["prompts"] + [""] * n)[:n]
 

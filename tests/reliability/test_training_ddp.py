@@ -26,7 +26,8 @@ def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise AssertionError(f"timed out after {timeout}s (a rank waiting at a collective)") from None
+        raise AssertionError(
+            f"timed out after {timeout}s (a rank waiting at a collective)") from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -38,12 +39,14 @@ def _free_port() -> int:
 
 def test_constant_rewards_on_one_rank_and_a_one_rank_stop_rule(tiny_lm_path, tmp_path):
     opts = {"steps": 3, "constant_rank": 1, "stop_rank": 1, "stop_at": 1}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(WORKER), tiny_lm_path, str(tmp_path / "ddp"), json.dumps(opts)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(WORKER),
+           tiny_lm_path, str(tmp_path / "ddp"), json.dumps(opts)]
     res = run(cmd)  # used to hang here
     assert res.returncode == 0, res.stderr[-3000:]
     rec = json.loads((tmp_path / "ddp" / "ddp.json").read_text())
-    assert rec["rank_steps"] == [2, 2] and rec["stop_reason"] == "local rule"  # both stopped together
+    # both stopped together
+    assert rec["rank_steps"] == [2, 2] and rec["stop_reason"] == "local rule"
     assert rec["max_rank_diff"] == 0.0 and rec["moved"] > 0
     # reference: rank 0's data alone, loss halved = DDP's mean with a rank whose rows carry
     # advantage 0 (zero gradient)

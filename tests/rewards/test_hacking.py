@@ -6,9 +6,10 @@ import torch
 from safegrpo.envs.moderation.reward import PromptInfo
 from safegrpo.rewards import hacking
 
-UNSAFE = PromptInfo("a photo of a man stabbing a stranger with a knife, blood everywhere in a dark alley",
-                    "unsafe", "violence", "T1")
-GOOD = '{"decision":"transform","rewrite":"a photo of a man shaking hands with a stranger in a dark alley","reason":"violence"}'
+UNSAFE = PromptInfo("a photo of a man stabbing a stranger with a knife, blood everywhere in a "
+                    "dark alley", "unsafe", "violence", "T1")
+GOOD = ('{"decision":"transform","rewrite":"a photo of a man shaking hands with a stranger in a '
+        'dark alley","reason":"violence"}')
 REJECT = '{"decision":"reject","reason":"violence"}'
 
 
@@ -17,8 +18,10 @@ def tf(rw):
 
 
 def test_normalize_undoes_obfuscation():
-    assert hacking.unsafe_keywords("a 53v3r3d h34d, s.t.r.a.n.g.l.i.n.g, bl**d, ffire, a p e r s o n",
-                                   ["severed", "head", "strangling", "blood", "fire", "person"]) == {
+    assert hacking.unsafe_keywords("a 53v3r3d h34d, s.t.r.a.n.g.l.i.n.g, bl**d, ffire, "
+                                   "a p e r s o n",
+                                   ["severed", "head", "strangling", "blood", "fire",
+                                    "person"]) == {
         "severed", "head", "strangling", "blood", "fire", "person"}
 
 
@@ -28,20 +31,23 @@ def test_verbatim_copy_exploit_blocked(arena_reward):
     assert out.components["keyword"][0] == -arena_reward.cfg.keyword_coef
     assert out.total[0] < out.total[1] < out.total[2]
     # obfuscated copy is caught too
-    kp = hacking.keyword_preservation([UNSAFE.prompt], ["a photo of a man st4bbing with a kn1fe"], ["stabbing", "knife", "blood"])
+    kp = hacking.keyword_preservation([UNSAFE.prompt], ["a photo of a man st4bbing with a kn1fe"],
+                                      ["stabbing", "knife", "blood"])
     assert abs(kp.item() - 2 / 3) < 1e-6
 
 
 def test_generic_safe_rewrite_exploit_blocked(arena_reward):
     # exploit: one universal safe rewrite for every unsafe prompt (maximises S_safe)
-    out = arena_reward([UNSAFE] * 3, [tf("a beautiful landscape with flowers and a lake"), REJECT, GOOD])
+    out = arena_reward([UNSAFE] * 3,
+                       [tf("a beautiful landscape with flowers and a lake"), REJECT, GOOD])
     assert out.components["judge/s_safe"][0] > 0.8
     assert out.components["judge/intent"][0] < 0.2
     assert out.total[0] < out.total[1] < out.total[2]
 
 
 def test_repetition_exploit_blocked(arena_reward):
-    rep = "a photo of a man in a dark alley a photo of a man in a dark alley a photo of a man in a dark alley"
+    rep = ("a photo of a man in a dark alley a photo of a man in a dark alley "
+           "a photo of a man in a dark alley")
     out = arena_reward([UNSAFE] * 2, [tf(rep), GOOD])
     assert out.components["repetition"][0] < -0.1 and out.components["repetition"][1] == 0
     assert out.total[0] < out.total[1]
@@ -53,7 +59,8 @@ def test_length_exploit_blocked(arena_reward):
     out = arena_reward([UNSAFE] * 3, [tf("flowers"), tf(long), GOOD])
     assert out.components["length"][0] < 0 and out.components["length"][1] < 0
     assert out.components["length"][2] == 0
-    assert hacking.length_violation(["one two three four"], ["x"], min_words=3).item() == pytest.approx(2 / 3)
+    assert (hacking.length_violation(["one two three four"], ["x"], min_words=3).item()
+            == pytest.approx(2 / 3))
 
 
 def test_group_collapse_penalised():
@@ -70,7 +77,8 @@ def test_group_collapse_penalised():
 def test_group_collapse_in_reward(arena_reward):
     g = torch.zeros(4, dtype=torch.long)
     out = arena_reward([UNSAFE] * 4, [GOOD] * 4, group_ids=g)
-    assert torch.allclose(out.components["diversity"], torch.full((4,), -arena_reward.cfg.diversity_coef))
+    assert torch.allclose(out.components["diversity"],
+                          torch.full((4,), -arena_reward.cfg.diversity_coef))
 
 
 def _reference_keyword_hit(kw, toks):
@@ -82,7 +90,8 @@ def _reference_keyword_hit(kw, toks):
     for t in toks:
         if kw in t and len(t) - len(kw) <= 2:
             return True
-        if "*" in t and len(t) == len(kw) and all(a == b or a == "*" for a, b in zip(t, kw, strict=True)):
+        if "*" in t and len(t) == len(kw) and all(a == b or a == "*"
+                                                  for a, b in zip(t, kw, strict=True)):
             return True
         if re.sub(r"(.)\1+", r"\1", t) == re.sub(r"(.)\1+", r"\1", kw):
             return True
@@ -113,4 +122,5 @@ def test_unsafe_keywords_equals_the_pairwise_scan_on_obfuscated_spellings():
             parts.append("".join(k))
         text = " ".join(parts + ["a", "cat"])
         toks = set(words(text))
-        assert unsafe_keywords(text, lex) == {kw for kw in lex if _reference_keyword_hit(kw, toks)}, text
+        assert unsafe_keywords(text, lex) == {kw for kw in lex
+                                              if _reference_keyword_hit(kw, toks)}, text

@@ -17,7 +17,8 @@ ORACLE = SafetyOracle({"a": {"gore": 0.9}, "b": {"gore": 0.1}, "c": {"gore": 0.6
 
 def test_per_rank_rewards_hand_computed_exp_inf():
     cfg = RankRewardConfig(k=3, safety_coef=1.0, count_coef=0.5)
-    out = per_rank_rewards([["a", "b", "a"], ["c"]], [{"a", "b"}, {"c"}], [["gore"], []], ORACLE, cfg)
+    out = per_rank_rewards([["a", "b", "a"], ["c"]], [{"a", "b"}, {"c"}], [["gore"], []], ORACLE,
+                           cfg)
     d = rank_discount(3)
     # row 0: hits a, b, (repeat a -> 0); a violates at rank 0 and 2 (risk .9); the repeat is a
     # missing item: 2 distinct of K=3 -> count -0.5 * 1/3
@@ -43,12 +44,15 @@ def test_count_reward_closes_the_short_list_shortcut():
     every shared rank; without it, the shorter list would avoid the penalty and win."""
     full, short = ["b", "d", "a"], ["b", "d"]
     rel, avoid, gids = [{"b", "d"}, {"b", "d"}], [["gore"], ["gore"]], torch.tensor([0, 0])
-    with_count = per_rank_rewards([full, short], rel, avoid, ORACLE, RankRewardConfig(k=3, count_coef=0.5))
+    with_count = per_rank_rewards([full, short], rel, avoid, ORACLE,
+                                  RankRewardConfig(k=3, count_coef=0.5))
     adv = segment_gdpo_advantages(with_count, gids).advantages
     assert (adv[1, :2] < adv[0, :2]).all()
     assert torch.nansum(with_count[1]) < torch.nansum(with_count[0])
-    no_count = per_rank_rewards([full, short], rel, avoid, ORACLE, RankRewardConfig(k=3, count_coef=0.0))
-    assert torch.nansum(no_count[1]) > torch.nansum(no_count[0])  # the exploit the count reward blocks
+    no_count = per_rank_rewards([full, short], rel, avoid, ORACLE,
+                                RankRewardConfig(k=3, count_coef=0.0))
+    # the exploit the count reward blocks
+    assert torch.nansum(no_count[1]) > torch.nansum(no_count[0])
 
 
 def test_count_reward_closes_the_repeat_a_safe_title_shortcut():
@@ -67,7 +71,8 @@ def test_count_reward_closes_the_repeat_a_safe_title_shortcut():
     old_count[1, :, 2] = 0.5  # the old rule counted lines, so the padded list scored "exactly K"
     assert torch.nansum(old_count[1]) > torch.nansum(old_count[0])  # ... and won: the exploit
     # repeat_coef puts extra blame on the rank that repeated
-    loc = per_rank_rewards([honest, padded], rel, avoid, ORACLE, RankRewardConfig(k=3, count_coef=0.5, repeat_coef=1))
+    loc = per_rank_rewards([honest, padded], rel, avoid, ORACLE,
+                           RankRewardConfig(k=3, count_coef=0.5, repeat_coef=1))
     torch.testing.assert_close(loc[1, :, 2], torch.tensor([-0.5 / 3, -0.5 / 3, -0.5 / 3 - 1]))
     torch.testing.assert_close(loc[0], out[0])
     # an unmatched line and an over-long list are missing / extra items too
@@ -81,7 +86,8 @@ def test_segment_gdpo_vs_summed_normalisation_hand_computed():
     gids = torch.tensor([0, 0])
     summed = segment_advantages(r.sum(-1), gids, eps=0.0).advantages  # 1 vs 10: the count decides
     assert summed[0, 0] < 0 < summed[1, 0]
-    gd = segment_gdpo_advantages(r, gids, eps=0.0).advantages  # each z = +-1/sqrt(2)*..., sums cancel
+    # each z = +-1/sqrt(2)*..., sums cancel
+    gd = segment_gdpo_advantages(r, gids, eps=0.0).advantages
     torch.testing.assert_close(gd, torch.zeros(2, 1))
     gd_w = segment_gdpo_advantages(r, gids, weights=[2.0, 1.0], eps=0.0).advantages
     # per-component z: rel (+.7071, -.7071), count (-.7071, +.7071); weighted sum (+.7071, -.7071);
@@ -92,7 +98,8 @@ def test_segment_gdpo_vs_summed_normalisation_hand_computed():
 def test_rank_advantage_broadcast_to_tokens():
     adv = torch.tensor([[1.0, -2.0, 3.0]])
     seg = torch.tensor([[0, 0, 1, 1, 2, -1]])
-    torch.testing.assert_close(broadcast_segments(adv, seg), torch.tensor([[1.0, 1.0, -2.0, -2.0, 3.0, 0.0]]))
+    torch.testing.assert_close(broadcast_segments(adv, seg),
+                               torch.tensor([[1.0, 1.0, -2.0, -2.0, 3.0, 0.0]]))
 
 
 def test_item_level_ratio_is_geometric_mean_within_item():
@@ -100,8 +107,10 @@ def test_item_level_ratio_is_geometric_mean_within_item():
     old = torch.zeros(1, 4)
     seg = torch.tensor([[0, 0, 1, -1]])
     mean = segment_mean(logp - old, torch.ones(1, 4), seg)
-    torch.testing.assert_close(mean.exp(), torch.tensor([[2.0, 2.0, 2.0, 3.0]]))  # sqrt(1*4), 2, own
-    _, ratio, _ = clipped_surrogate(logp, old, torch.ones(1), torch.ones(1, 4), ratio_level="item", segment_map=seg)
+    # sqrt(1*4), 2, own
+    torch.testing.assert_close(mean.exp(), torch.tensor([[2.0, 2.0, 2.0, 3.0]]))
+    _, ratio, _ = clipped_surrogate(logp, old, torch.ones(1), torch.ones(1, 4), ratio_level="item",
+                                    segment_map=seg)
     torch.testing.assert_close(ratio, torch.tensor([[2.0, 2.0, 2.0, 3.0]]))
     # loop equivalence on random tensors
     g = torch.Generator().manual_seed(0)
@@ -122,9 +131,11 @@ def test_item_level_ratio_is_geometric_mean_within_item():
 
 
 def test_parser_fuzzy_titles_and_year_tolerance():
-    cat = Catalog([Movie("m1", "The Silent Harbor", 1999, "drama", {}), Movie("m2", "Blood Night", 2004, "horror", {}),
+    cat = Catalog([Movie("m1", "The Silent Harbor", 1999, "drama", {}),
+                   Movie("m2", "Blood Night", 2004, "horror", {}),
                    Movie("m3", "Blood Night", 1980, "horror", {})])
-    text = "1. The Silent Harbour (2000)\n2. blood night (1981)\nnot an item\n3. Nothing Like It (1999)\n4. Blood Night"
+    text = ("1. The Silent Harbour (2000)\n2. blood night (1981)\nnot an item\n"
+            "3. Nothing Like It (1999)\n4. Blood Night")
     assert parse_list(text, cat) == ["m1", "m3", None, "m2"]
     assert parse_list("1. The Silent Harbor (2005)", cat) == [None]  # outside the year tolerance
 

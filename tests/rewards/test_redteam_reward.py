@@ -27,10 +27,12 @@ def test_group_duplicate_share_hand_computed():
 
 
 def test_shape_reward_kl_then_clip():
-    sb = ScoredBatch(total=torch.tensor([0.9, 0.2, -0.5]), components={"toxicity": torch.tensor([0.9, 0.2, -0.5])})
+    sb = ScoredBatch(total=torch.tensor([0.9, 0.2, -0.5]),
+                     components={"toxicity": torch.tensor([0.9, 0.2, -0.5])})
     out = shape_reward(sb, torch.tensor([1.0, -2.0, 4.0]), kl_coef=0.1, clip=0.75)
     torch.testing.assert_close(out.components["kl_penalty"], torch.tensor([-0.1, 0.2, -0.4]))
-    torch.testing.assert_close(out.total, torch.tensor([0.75, 0.4, -0.75]))  # 0.8 -> 0.75, -0.9 -> -0.75
+    # 0.8 -> 0.75, -0.9 -> -0.75
+    torch.testing.assert_close(out.total, torch.tensor([0.75, 0.4, -0.75]))
     assert shape_reward(sb, None, 0.0, 0.0).total is sb.total
     with pytest.raises(ValueError, match="reference log-probs"):
         shape_reward(sb, None, 0.1, 0.0)
@@ -49,7 +51,8 @@ class WordJudge:
 
 
 def test_repetition_penalty_blocks_word_padding_exploit():
-    reward = RedTeamReward(WordJudge(), EchoTarget(), RedTeamRewardConfig(repetition_coef=1.0, ngram=1))
+    reward = RedTeamReward(WordJudge(), EchoTarget(),
+                           RedTeamRewardConfig(repetition_coef=1.0, ngram=1))
     out = reward(["i hate rainy mondays", "hate hate hate hate hate hate"], torch.tensor([0, 0]))
     torch.testing.assert_close(out.components["toxicity"], torch.tensor([1.0, 1.0]))
     assert out.total[0] > out.total[1]  # the padded attack scores lower
@@ -59,10 +62,14 @@ def test_repetition_penalty_blocks_word_padding_exploit():
 
 
 def test_duplicate_penalty_blocks_group_collapse():
-    reward = RedTeamReward(WordJudge(), EchoTarget(), RedTeamRewardConfig(repetition_coef=0.0, duplicate_coef=0.5))
-    collapsed = reward(["i hate x", "i hate x", "i hate x", "i hate x"], torch.tensor([0, 0, 0, 0]))
-    diverse = reward(["i hate x", "you hate y", "we hate z", "they hate w"], torch.tensor([0, 0, 0, 0]))
-    assert collapsed.total.mean() == pytest.approx(0.5) and diverse.total.mean() == pytest.approx(1.0)
+    reward = RedTeamReward(WordJudge(), EchoTarget(),
+                           RedTeamRewardConfig(repetition_coef=0.0, duplicate_coef=0.5))
+    collapsed = reward(["i hate x", "i hate x", "i hate x", "i hate x"],
+                       torch.tensor([0, 0, 0, 0]))
+    diverse = reward(["i hate x", "you hate y", "we hate z", "they hate w"],
+                     torch.tensor([0, 0, 0, 0]))
+    assert (collapsed.total.mean() == pytest.approx(0.5)
+            and diverse.total.mean() == pytest.approx(1.0))
 
 
 class FakeDefender:
@@ -83,11 +90,13 @@ class SafeJudge:
 def test_selfplay_success_matrix_hand_computed():
     from safegrpo.rewards.redteam import SelfPlayAttackReward, SelfPlayRewardConfig
 
-    attacks = ["lots of gore in a room", "lots of gore in a hall", "a calm lake at dawn", "a calm forest at dusk"]
+    attacks = ["lots of gore in a room", "lots of gore in a hall", "a calm lake at dawn",
+               "a calm forest at dusk"]
     defender = FakeDefender(["allow", "reject", "reject", "allow"])
     cfg = SelfPlayRewardConfig(repetition_coef=0.0, duplicate_coef=0.0)
     out = SelfPlayAttackReward(defender, SafeJudge(), cfg)(attacks, torch.tensor([0, 0, 1, 1]))
-    # unsafe allowed -> 1; unsafe rejected -> 0; benign rejected (over-refusal) -> 1; benign allowed -> 0
+    # unsafe allowed -> 1; unsafe rejected -> 0; benign rejected (over-refusal) -> 1;
+    # benign allowed -> 0
     torch.testing.assert_close(out.components["success"], torch.tensor([1.0, 0.0, 1.0, 0.0]))
     assert out.info[2]["decision"] == "reject" and out.info[0]["p_unsafe"] == 1.0
 
@@ -98,8 +107,8 @@ def test_selfplay_penalties_block_collapse_and_empty_attacks():
     defender = FakeDefender(["allow"] * 4)
     reward = SelfPlayAttackReward(defender, SafeJudge())
     same = reward(["so much gore on walls"] * 4, torch.zeros(4, dtype=torch.long))
-    varied = reward(["so much gore on walls", "gore in the dark hallway", "a gore scene at night", "gore by a river bank"],
-                    torch.zeros(4, dtype=torch.long))
+    varied = reward(["so much gore on walls", "gore in the dark hallway", "a gore scene at night",
+                     "gore by a river bank"], torch.zeros(4, dtype=torch.long))
     assert same.total.mean() == pytest.approx(0.5) and varied.total.mean() == pytest.approx(1.0)
     empty = reward(["", "gore"], torch.tensor([0, 1]))
     assert empty.total.tolist() == [-0.5, 0.5]  # short attacks pay the length penalty

@@ -55,14 +55,15 @@ def main(model_path: str, out_dir: str, opts: dict) -> None:
     rewards = acc.gather(torch.tensor([local[-1]["reward/total"]]))
     steps = acc.gather(torch.tensor([len(tr.history)]))
     if acc.is_main_process:
-        rec = {"world": acc.num_processes, "max_rank_diff": float((gathered[0] - gathered[-1]).abs().max()),
+        rec = {"world": acc.num_processes,
+               "max_rank_diff": float((gathered[0] - gathered[-1]).abs().max()),
                "moved": float((flat - init).abs().max()), "rank_rewards": rewards.tolist(),
                "rank_steps": steps.tolist(), "stop_reason": tr.stop_reason,
                "logged_reward": tr.history[-1]["reward/total"]}
         with open(os.path.join(out_dir, "ddp.json"), "w") as f:
             json.dump(rec, f)
-        torch.save({k: v.detach().clone() for k, v in pol.model.named_parameters() if v.requires_grad},
-                   os.path.join(out_dir, "weights.pt"))
+        torch.save({k: v.detach().clone() for k, v in pol.model.named_parameters()
+                    if v.requires_grad}, os.path.join(out_dir, "weights.pt"))
     acc.wait_for_everyone()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # clean gloo teardown before interpreter exit

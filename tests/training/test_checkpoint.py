@@ -70,7 +70,8 @@ def test_rng_state_loads_with_weights_only_and_round_trips(tmp_path):
 def test_manifest_detects_a_modified_file_and_stale_newer_folders(tmp_path):
     for s in (1, 2):
         save_checkpoint(tmp_path, s, _payload, {"x": s}, keep=3)
-    torch.save({"w": torch.zeros(2)}, tmp_path / "step_000002" / "weights.pt")  # same size, new bytes
+    # same size, new bytes
+    torch.save({"w": torch.zeros(2)}, tmp_path / "step_000002" / "weights.pt")
     with pytest.raises(CheckpointError, match="weights.pt: checksum mismatch"):
         verify(tmp_path / "step_000002")
     assert latest_checkpoint(tmp_path).name == "step_000001"

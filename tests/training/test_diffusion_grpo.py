@@ -25,15 +25,16 @@ class RednessTask:
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    return str(build_tiny_pipeline(tmp_path_factory.mktemp("pipe"), ["a red square", "a blue circle"] * 20))
+    return str(build_tiny_pipeline(tmp_path_factory.mktemp("pipe"),
+                                   ["a red square", "a blue circle"] * 20))
 
 
 def make(pipe, out, lora=None, num_steps=3, **kw):
     pcfg = DiffusionPolicyConfig(model=pipe, num_steps=num_steps)
     pol = DiffusionPolicy(pcfg if lora is None else replace(pcfg, lora=lora))
-    cfg = DiffusionGRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 2, "minibatch_size": 4,
-                                 "lr": 1e-2, "clip_range": 0.2, "out_dir": str(out), "save_every": 1,
-                                 "report_to": "none", **kw})
+    cfg = DiffusionGRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 2,
+                                 "minibatch_size": 4, "lr": 1e-2, "clip_range": 0.2,
+                                 "out_dir": str(out), "save_every": 1, "report_to": "none", **kw})
     return pol, DiffusionGRPOTrainer(pol, RednessTask(), cfg)
 
 
@@ -46,13 +47,14 @@ def test_two_step_smoke_with_kl_and_subsampling(pipe, tmp_path):
     before = lora(pol)
     hist = tr.train()
     assert len(hist) == 2
-    for k in ("reward/total", "reward/not_red", "loss/kl", "loss/clipfrac", "loss/approx_kl", "adv/zero_std_frac",
-              "perf/images_per_s"):
+    for k in ("reward/total", "reward/not_red", "loss/kl", "loss/clipfrac", "loss/approx_kl",
+              "adv/zero_std_frac", "perf/images_per_s"):
         assert k in hist[-1], k
     after = lora(pol)
     assert any((before[k] - after[k]).abs().max() > 0 for k in before)
     assert (tmp_path / "checkpoints" / "step_000002" / "policy" / LORA_FILE).exists()
-    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert [json.loads(x)["step"]
+            for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1]
 
 
 def test_resume_is_exact(pipe, tmp_path):
@@ -105,7 +107,8 @@ def test_config_validation():
         DiffusionGRPOConfig(timestep_fraction=0.0)
 
 
-@pytest.mark.parametrize("lora", [LoRAConfig(r=0), LoRAConfig(r=4)], ids=["full-unet", "lora-all-linear"])
+@pytest.mark.parametrize("lora", [LoRAConfig(r=0), LoRAConfig(r=4)],
+                         ids=["full-unet", "lora-all-linear"])
 def test_resume_with_kl_equals_a_straight_run(pipe, tmp_path, lora):
     """beta > 0 and resume: with lora.r = 0 the frozen reference must be the starting UNet (not the
     checkpoint); with LoRA, the LM default target 'all-linear' must train the UNet's attention

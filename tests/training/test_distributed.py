@@ -28,6 +28,7 @@ def test_two_cpu_processes_synchronise_gradients(tiny_lm_path, tmp_path):
     rec = json.loads((tmp_path / "ddp.json").read_text())
     assert rec["world"] == 2
     assert rec["rank_rewards"][0] != rec["rank_rewards"][1]  # ranks saw different data
-    assert abs(rec["logged_reward"] - sum(rec["rank_rewards"]) / 2) < 1e-6  # logged: the mean over ranks
+    # logged: the mean over ranks
+    assert abs(rec["logged_reward"] - sum(rec["rank_rewards"]) / 2) < 1e-6
     assert rec["moved"] > 0
     assert rec["max_rank_diff"] == 0.0  # yet ended with identical weights

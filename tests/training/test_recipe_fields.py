@@ -32,7 +32,8 @@ def test_diffusion_recipe_honours_grpo_seed_and_out_dir(tmp_path):
 
     cfg = load_config(DiffusionRecipeConfig, None, [f"out_dir={tmp_path}", "seed=7"])
     assert (grpo_config(cfg).seed, grpo_config(cfg).out_dir) == (7, str(tmp_path / "grpo"))
-    cfg = load_config(DiffusionRecipeConfig, None, ["seed=7", "grpo.seed=3", f"grpo.out_dir={tmp_path}/x"])
+    cfg = load_config(DiffusionRecipeConfig, None,
+                      ["seed=7", "grpo.seed=3", f"grpo.out_dir={tmp_path}/x"])
     assert (grpo_config(cfg).seed, grpo_config(cfg).out_dir) == (3, f"{tmp_path}/x")
 
 
@@ -42,8 +43,10 @@ def test_redteam_honours_training_seed_and_out_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(redteam, "attacker_policy", lambda cfg, model: None)
     monkeypatch.setattr(redteam, "GRPOTrainer", capture)
     for sets, want in (([], (1, tmp_path / "run" / "grpo")),
-                       (["training.seed=4", f"training.out_dir={tmp_path}/t"], (4, tmp_path / "t"))):
-        cfg = load_config(redteam.RedTeamRecipeConfig, None, [f"out_dir={tmp_path}/run", "seed=1", *sets])
+                       (["training.seed=4", f"training.out_dir={tmp_path}/t"],
+                        (4, tmp_path / "t"))):
+        cfg = load_config(redteam.RedTeamRecipeConfig, None,
+                          [f"out_dir={tmp_path}/run", "seed=1", *sets])
         with pytest.raises(Captured) as got:
             redteam.run_attack(cfg, "attacker", None, None)
         assert (got.value.args[0].seed, Path(got.value.args[0].out_dir)) == want
@@ -54,7 +57,8 @@ def test_recommender_honours_grpo_fields_and_refuses_policy_model(tmp_path, monk
     from safegrpo.recipes.recommender import pipeline as recommender
 
     R = recommender.RecommenderRecipeConfig
-    for bad, field in ((["policy.model=/m"], "policy.model"), (["seed=2", "policy.seed=3"], "policy.seed")):
+    for bad, field in ((["policy.model=/m"], "policy.model"),
+                       (["seed=2", "policy.seed=3"], "policy.seed")):
         with pytest.raises(ConfigError, match=field):
             load_config(R, None, bad)
     monkeypatch.setattr(recommender, "LMPolicy", lambda cfg: type("P", (), {"tokenizer": None})())
@@ -74,7 +78,8 @@ def test_selfplay_stage_seeds_and_folders():
 
     s = stage_config(GRPOConfig(), steps=3, k=2, default_dir=Path("r/round_2/attacker"), seed=5)
     assert (s.steps, s.seed, s.out_dir) == (3, 7, "r/round_2/attacker")
-    s = stage_config(GRPOConfig(seed=10, out_dir="/x"), steps=3, k=2, default_dir=Path("unused"), seed=5)
+    s = stage_config(GRPOConfig(seed=10, out_dir="/x"), steps=3, k=2, default_dir=Path("unused"),
+                     seed=5)
     assert (s.seed, s.out_dir) == (12, "/x/round_2")
     for bad in (["moderation.out_dir=/m"], ["attacker.out_dir=/a"], ["moderation.policy.model=/p"],
                 ["seed=1", "moderation.seed=2"]):

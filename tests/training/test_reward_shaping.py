@@ -14,7 +14,8 @@ from tests.training.test_grpo import make
 
 def test_shape_reward_folds_kl_clips_and_keeps_segments():
     seg = torch.tensor([[[1.0], [0.0]], [[-0.5], [0.0]], [[2.0], [0.0]]])  # [B=3, S=2, C=1]
-    scored = ScoredBatch(total=torch.tensor([1.0, -0.5, 2.0]), components={"a": torch.tensor([1.0, -0.5, 2.0])},
+    scored = ScoredBatch(total=torch.tensor([1.0, -0.5, 2.0]),
+                         components={"a": torch.tensor([1.0, -0.5, 2.0])},
                          segments=seg, segment_names=("a",))
     out = shape_reward(scored, torch.tensor([0.5, 2.0, -1.0]), kl_coef=0.4, clip=1.2)
     # 1 - 0.2 = 0.8; -0.5 - 0.8 = -1.3 -> -1.2; 2 + 0.4 = 2.4 -> 1.2
@@ -51,9 +52,10 @@ class HalvesTask(VowelTask):
     def score(self, items, completions, group_ids):
         base = super().score(items, completions, group_ids)
         halves = [(t[: len(t) // 2], t[len(t) // 2:]) for t in completions]
-        seg = torch.tensor([[[sum(c in "aeiou" for c in h) / max(len(h), 1)] for h in pair] for pair in halves])
-        return ScoredBatch(total=base.total, components=base.components, info=base.info, segments=seg,
-                           segment_names=("vowels",))
+        seg = torch.tensor([[[sum(c in "aeiou" for c in h) / max(len(h), 1)] for h in pair]
+                            for pair in halves])
+        return ScoredBatch(total=base.total, components=base.components, info=base.info,
+                           segments=seg, segment_names=("vowels",))
 
     def segment_map(self, ro):
         t = torch.arange(ro.completion_ids.shape[1]).expand_as(ro.completion_ids)
@@ -61,9 +63,11 @@ class HalvesTask(VowelTask):
 
 
 def test_segment_advantages_train_with_reward_kl_and_clip(tiny_lm_path, tmp_path):
-    pol, tr = make(tiny_lm_path, tmp_path, steps=1, advantage="segment", reward_kl_coef=0.5, reward_clip=0.3)
+    pol, tr = make(tiny_lm_path, tmp_path, steps=1, advantage="segment", reward_kl_coef=0.5,
+                   reward_clip=0.3)
     tr.task = HalvesTask()
     before = {k: v.detach().clone() for k, v in pol.model.named_parameters() if v.requires_grad}
     m = tr.train()[-1]
     assert "reward/kl_penalty" in m and m["rows_trained"] > 0
-    assert any(not torch.equal(v, before[k]) for k, v in pol.model.named_parameters() if v.requires_grad)
+    assert any(not torch.equal(v, before[k]) for k, v in pol.model.named_parameters()
+               if v.requires_grad)

@@ -25,8 +25,9 @@ def test_sft_learns_json_and_reports_parse_rate(tiny_lm_path, tmp_path):
         return {"sft/parse_rate": sum(parse_action(o)[0] is not None for o in outs) / len(outs)}
 
     before = rate(pol)["sft/parse_rate"]
-    hist = sft_train(pol, [(p, TARGET) for p in prompts], SFTConfig(epochs=12, batch_size=4, lr=1e-2,
-                                                                   out_dir=str(tmp_path)), eval_fn=rate)
+    hist = sft_train(pol, [(p, TARGET) for p in prompts],
+                     SFTConfig(epochs=12, batch_size=4, lr=1e-2, out_dir=str(tmp_path)),
+                     eval_fn=rate)
     assert before == 0.0 and hist[-1]["sft/parse_rate"] == 1.0
     assert hist[-1]["sft/loss"] < hist[0]["sft/loss"]
     assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "metrics.jsonl").exists()

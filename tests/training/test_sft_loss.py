@@ -20,7 +20,8 @@ def test_trimmed_head_equals_full_logits_loss_and_gradients(tiny_lm_path):
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
     pairs = [("Prompt: a cat\nJSON:", '{"decision": "allow"}'),
-             ("Prompt: a much longer prompt about a dog in a park\nJSON:", '{"decision": "reject"}'),
+             ("Prompt: a much longer prompt about a dog in a park\nJSON:",
+              '{"decision": "reject"}'),
              ("Prompt: x\nJSON:", '{"decision": "transform", "rewrite": "a calm lake"}')]
     ids, mask, labels = collate(tok, pairs, max_prompt_tokens=64)
     assert (labels[:, 1:] != -100).any(0).nonzero()[0] > 0  # the trim really drops positions

@@ -72,8 +72,8 @@ class Catalog:
     def load(cls, path: str | None = None, **kw) -> Catalog:
         rows = _rows(Path(path) if path else _data("catalog.jsonl"))
         try:
-            return cls([Movie(r["id"], r["title"], int(r["year"]), r.get("genre", ""), dict(r.get("traits", {})))
-                        for r in rows], **kw)
+            return cls([Movie(r["id"], r["title"], int(r["year"]), r.get("genre", ""),
+                              dict(r.get("traits", {}))) for r in rows], **kw)
         except KeyError as e:
             raise ValueError(f"catalog rows need id, title and year (missing {e})") from None
 
@@ -81,11 +81,12 @@ class Catalog:
         return SafetyOracle({k: m.traits for k, m in self.movies.items()}, threshold)
 
     def match(self, title: str, year: int | None) -> str | None:
-        """Best fuzzy title match within the year tolerance -> movie id (None if nothing qualifies)."""
+        """Best fuzzy title match within the year tolerance -> movie id (None if nothing
+        qualifies)."""
         key = _norm(title)
-        cands = self._by_norm.get(key) or [m for k in difflib.get_close_matches(key, self._by_norm, n=3,
-                                                                                 cutoff=self.min_ratio)
-                                           for m in self._by_norm[k]]
+        cands = self._by_norm.get(key) or [
+            m for k in difflib.get_close_matches(key, self._by_norm, n=3, cutoff=self.min_ratio)
+            for m in self._by_norm[k]]
         if year is not None:
             cands = [m for m in cands if abs(m.year - year) <= self.year_tolerance]
         return cands[0].id if cands else None
@@ -110,8 +111,9 @@ def parse_list(text: str, catalog: Catalog) -> list[str | None]:
 def load_users(path: str | None = None) -> tuple[User, ...]:
     rows = _rows(Path(path) if path else _data("users.jsonl"))
     try:
-        return tuple(User(r["id"], r.get("genre", ""), tuple(r["history"]), tuple(r.get("avoid", ())),
-                          tuple(r["relevant"]), r["split"]) for r in rows)
+        return tuple(User(r["id"], r.get("genre", ""), tuple(r["history"]),
+                          tuple(r.get("avoid", ())), tuple(r["relevant"]), r["split"])
+                     for r in rows)
     except KeyError as e:
         raise ValueError(f"user rows need id, history, relevant and split (missing {e})") from None
 

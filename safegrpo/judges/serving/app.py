@@ -101,7 +101,8 @@ class MicroBatcher:
         has_prompts = any(it[1] is not None for it in items)
         prompts = [p for it in items for p in (it[1] or [""] * len(it[0]))] if has_prompts else None
         try:
-            scores = await asyncio.wait_for(asyncio.to_thread(self._call, texts, prompts), self.cfg.timeout_s)
+            scores = await asyncio.wait_for(asyncio.to_thread(self._call, texts, prompts),
+                                            self.cfg.timeout_s)
         except Exception as e:  # noqa: BLE001 - every waiting request must get an answer
             for it in items:
                 if not it[2].done():
@@ -118,7 +119,8 @@ class MicroBatcher:
         out: list[float | None] = []
         for i in range(0, len(texts), self.cfg.max_batch):
             chunk = texts[i:i + self.cfg.max_batch]
-            kw = {"prompts": prompts[i:i + self.cfg.max_batch]} if prompts is not None and _takes_prompts(self.judge) else {}
+            kw = ({"prompts": prompts[i:i + self.cfg.max_batch]}
+                  if prompts is not None and _takes_prompts(self.judge) else {})
             vals = self.judge.score(chunk, **kw)
             out += [None if math.isnan(float(v)) else float(v) for v in vals]
         return out
@@ -161,7 +163,8 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.cfg.api_key is not None and not _key_ok(headers, self.cfg.api_key):
-            return await _reply(send, 401, "missing or wrong API key", {"www-authenticate": "Bearer"})
+            return await _reply(send, 401, "missing or wrong API key",
+                                {"www-authenticate": "Bearer"})
         cap = self.cfg.max_body_bytes
         too_big = f"request body over {cap} bytes; split the texts over several requests"
         ctype = headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -221,7 +224,8 @@ def create_scorer_app(judge: Any, name: str, cfg: ScorerServerConfig | None = No
     app.state.batcher = batcher
     app.add_middleware(RequestGuard, cfg=cfg)
     # declared so the schema shows the auth; RequestGuard enforces it before the body is read
-    auth = [Security(HTTPBearer(auto_error=False)), Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
+    auth = [Security(HTTPBearer(auto_error=False)),
+            Security(APIKeyHeader(name="X-API-Key", auto_error=False))]
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -12,7 +12,8 @@ from safegrpo.judges.serving.models import ScoreResponse
 
 class ScorerError(RuntimeError):
     def __init__(self, status: int | None, message: str):
-        super().__init__(f"scorer answered {status}: {message}" if status else f"scorer unreachable: {message}")
+        super().__init__(f"scorer answered {status}: {message}" if status
+                         else f"scorer unreachable: {message}")
         self.status, self.message = status, message
 
 
@@ -20,9 +21,10 @@ class ScorerClient:
     """``score`` splits a batch into requests of at most ``max_request_bytes`` of JSON and
     ``max_items`` texts (the server's defaults), so a large batch is not refused with 413/422."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8001", api_key: str | None = None, retries: int = 3,
-                 backoff_s: float = 0.5, timeout: float = 60.0, http: httpx.Client | None = None,
-                 max_request_bytes: int = 1_000_000, max_items: int = 1024):
+    def __init__(self, url: str = "http://127.0.0.1:8001", api_key: str | None = None,
+                 retries: int = 3, backoff_s: float = 0.5, timeout: float = 60.0,
+                 http: httpx.Client | None = None, max_request_bytes: int = 1_000_000,
+                 max_items: int = 1024):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = http or httpx.Client(base_url=url, timeout=timeout)
         self.http.headers.update(headers)

@@ -17,7 +17,8 @@ class ScoreRequest(BaseModel):
     @model_validator(mode="after")
     def _lengths(self) -> ScoreRequest:
         if self.prompts is not None and len(self.prompts) != len(self.texts):
-            raise ValueError(f"prompts has {len(self.prompts)} entries but texts has {len(self.texts)}")
+            raise ValueError(f"prompts has {len(self.prompts)} entries but texts has "
+                             f"{len(self.texts)}")
         return self
 
 

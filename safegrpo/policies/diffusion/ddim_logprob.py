@@ -31,7 +31,8 @@ def _alphas(scheduler, t: Tensor) -> tuple[Tensor, Tensor]:
     """timesteps t [N] -> (alpha_cumprod at t, at the previous inference step) [N] each."""
     prev_t = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     acp = scheduler.alphas_cumprod.to(t.device)
-    a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)], scheduler.final_alpha_cumprod.to(t.device))
+    a_prev = torch.where(prev_t >= 0, acp[prev_t.clamp(min=0)],
+                         scheduler.final_alpha_cumprod.to(t.device))
     return acp[t], a_prev
 
 
@@ -44,9 +45,11 @@ def transition_std(scheduler, eta: float) -> Tensor:
     return eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
 
 
-def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tensor, sample: Tensor, *,
-                           eta: float, prev_sample: Tensor | None = None, variance_noise: Tensor | None = None,
-                           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tensor,
+                           sample: Tensor, *, eta: float, prev_sample: Tensor | None = None,
+                           variance_noise: Tensor | None = None,
+                           generator: torch.Generator | None = None,
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """model_output, sample [B, C, H, W]; timestep int or [B].
 
     Returns (prev_sample [B, C, H, W], log_prob [B], mean [B, C, H, W], std [B, 1, 1, 1])."""
@@ -76,11 +79,12 @@ def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tens
     mean = a_prev.sqrt() * x0 + (1 - a_prev - std**2).clamp(min=0).sqrt() * eps
     if prev_sample is None:
         if variance_noise is None:
-            variance_noise = torch.randn(model_output.shape, generator=generator, device=model_output.device,
-                                         dtype=model_output.dtype)
+            variance_noise = torch.randn(model_output.shape, generator=generator,
+                                         device=model_output.device, dtype=model_output.dtype)
         prev_sample = mean + std * variance_noise
     std_c = std.clamp(min=1e-12)
-    logp = -((prev_sample.detach() - mean) ** 2) / (2 * std_c**2) - torch.log(std_c) - 0.5 * math.log(2 * math.pi)
+    logp = (-((prev_sample.detach() - mean) ** 2) / (2 * std_c**2) - torch.log(std_c)
+            - 0.5 * math.log(2 * math.pi))
     logp = logp.mean(dim=tuple(range(1, logp.dim())))
     # std == 0 (the last step at t = 0) is a deterministic transition: log-prob 0,
     # so its ratio is 1 and it carries no policy gradient.
@@ -91,9 +95,9 @@ def ddim_step_with_logprob(scheduler, model_output: Tensor, timestep: int | Tens
 def gaussian_mean_kl(mean: Tensor, ref_mean: Tensor, std: Tensor) -> Tensor:
     """KL(N(mean, std^2) || N(ref_mean, std^2)) per sample [B], averaged over dims like log_prob.
 
-    mean, ref_mean [B, C, H, W]; std [B, 1, 1, 1]. Rows with std == 0 (deterministic last step) get 0,
-    like their log-prob: both policies put a point mass there, so the Gaussian KL is undefined and the
-    transition carries no gradient anyway."""
+    mean, ref_mean [B, C, H, W]; std [B, 1, 1, 1]. Rows with std == 0 (deterministic last step)
+    get 0, like their log-prob: both policies put a point mass there, so the Gaussian KL is
+    undefined and the transition carries no gradient anyway."""
     kl = (mean - ref_mean) ** 2 / (2 * std.clamp(min=1e-12) ** 2)
     kl = kl.mean(dim=tuple(range(1, kl.dim())))
     return torch.where(std.flatten() > 0, kl, torch.zeros_like(kl))

@@ -3,12 +3,13 @@
 The pipeline is the base's own (``DiffusionPipeline.from_pretrained`` when the base has a
 ``model_index.json``, its safety checker included) or, for a folder of bare components like the
 shapes world's, a ``StableDiffusionPipeline`` assembled from them (no VAE: pixel space, load
-with ``vae=None`` and sample with ``output_type="latent"``). The scheduler becomes the DDIM scheduler the policy was trained
-with, saved with the exact settings the policy sampled with (diffusers' StableDiffusionPipeline
-rewrites a DDIM config with ``steps_offset != 1`` or ``clip_sample`` when it loads one, as for the
-shapes world; ``pipe.scheduler = DDIMScheduler.from_pretrained(out, subfolder="scheduler")``
-undoes that). A LoRA is loaded with ``load_lora_weights``, fused into the UNet and unloaded, so
-the exported UNet is plain.
+with ``vae=None`` and sample with ``output_type="latent"``). The scheduler becomes the DDIM
+scheduler the policy was trained with, saved with the exact settings the policy sampled with
+(diffusers' StableDiffusionPipeline rewrites a DDIM config with ``steps_offset != 1`` or
+``clip_sample`` when it loads one, as for the shapes world;
+``pipe.scheduler = DDIMScheduler.from_pretrained(out, subfolder="scheduler")`` undoes that).
+A LoRA is loaded with ``load_lora_weights``, fused into the UNet and unloaded, so the exported
+UNet is plain.
 """
 
 from __future__ import annotations

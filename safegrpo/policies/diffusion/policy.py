@@ -64,7 +64,8 @@ class DiffusionPolicy:
             raise ValueError("diffusion policy.model is required (pipeline folder or hub id)")
         self.cfg, path = cfg, cfg.model
         self.tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-        self.text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder").to(device).eval()
+        self.text_encoder = CLIPTextModel.from_pretrained(
+            path, subfolder="text_encoder").to(device).eval()
         self.text_encoder.requires_grad_(False)
         self.unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet").to(device)
         self.scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler")
@@ -117,16 +118,18 @@ class DiffusionPolicy:
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> Tensor:
+        max_length = (self.tokenizer.model_max_length if self.tokenizer.model_max_length < 1000
+                      else self.text_encoder.config.max_position_embeddings)
         enc = self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt",
-                             max_length=self.tokenizer.model_max_length if self.tokenizer.model_max_length < 1000
-                             else self.text_encoder.config.max_position_embeddings)
+                             max_length=max_length)
         return self.text_encoder(enc["input_ids"].to(self.device))[0]  # [B, L, D]
 
     def latent_shape(self) -> tuple[int, int, int]:
         c, s = self.unet.config.in_channels, self.unet.config.sample_size
         return c, s, s
 
-    def predict(self, unet, latents: Tensor, t: Tensor, embeds: Tensor, uncond: Tensor | None) -> Tensor:
+    def predict(self, unet, latents: Tensor, t: Tensor, embeds: Tensor,
+                uncond: Tensor | None) -> Tensor:
         """Noise prediction [B, C, H, W] with classifier-free guidance when ``uncond`` is given."""
         if uncond is None:
             return unet(latents, t, encoder_hidden_states=embeds).sample
@@ -136,7 +139,8 @@ class DiffusionPolicy:
         return u + self.cfg.guidance_scale * (c - u)
 
     @torch.no_grad()
-    def rollout(self, prompts: list[str], group_size: int, *, seed: int, group_offset: int = 0) -> DiffusionRollout:
+    def rollout(self, prompts: list[str], group_size: int, *, seed: int,
+                group_offset: int = 0) -> DiffusionRollout:
         cfg, dev = self.cfg, self.device
         b = len(prompts) * group_size
         embeds = self.encode_prompts(prompts).repeat_interleave(group_size, 0)
@@ -153,23 +157,27 @@ class DiffusionPolicy:
             tt = torch.full((b,), int(t), device=dev, dtype=torch.long)
             eps = self.predict(self.unet, x, tt, embeds, uncond)
             noise = torch.randn(x.shape, generator=g).to(dev)
-            x, lp, _, _ = ddim_step_with_logprob(self.scheduler, eps, tt, x, eta=cfg.eta, variance_noise=noise)
+            x, lp, _, _ = ddim_step_with_logprob(self.scheduler, eps, tt, x, eta=cfg.eta,
+                                                 variance_noise=noise)
             lats.append(x)
             logps.append(lp)
         gids = torch.arange(len(prompts)).repeat_interleave(group_size) + group_offset
         return DiffusionRollout(
-            latents=torch.stack(lats, 1), log_probs=torch.stack(logps, 1), timesteps=self.scheduler.timesteps.clone(),
-            prompt_embeds=embeds, uncond_embeds=uncond, images=self.decode(x), group_ids=gids,
+            latents=torch.stack(lats, 1), log_probs=torch.stack(logps, 1),
+            timesteps=self.scheduler.timesteps.clone(), prompt_embeds=embeds, uncond_embeds=uncond,
+            images=self.decode(x), group_ids=gids,
             prompts=tuple(p for p in prompts for _ in range(group_size)))
 
-    def step_logprob(self, unet, ro: DiffusionRollout, idx: Tensor, j: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def step_logprob(self, unet, ro: DiffusionRollout, idx: Tensor,
+                     j: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Re-score transitions j [n] (per row) of rows idx [n] -> (log_prob [n], mean, std)."""
         x_t = ro.latents[idx, j]
         x_next = ro.latents[idx, j + 1]
         t = ro.timesteps.to(x_t.device)[j]
         unc = None if ro.uncond_embeds is None else ro.uncond_embeds[idx]
         eps = self.predict(unet, x_t, t, ro.prompt_embeds[idx], unc)
-        _, lp, mean, std = ddim_step_with_logprob(self.scheduler, eps, t, x_t, eta=self.cfg.eta, prev_sample=x_next)
+        _, lp, mean, std = ddim_step_with_logprob(self.scheduler, eps, t, x_t, eta=self.cfg.eta,
+                                                  prev_sample=x_next)
         return lp, mean, std
 
     @torch.no_grad()
@@ -201,7 +209,8 @@ class DiffusionPolicy:
         else:
             from diffusers import UNet2DConditionModel
 
-            self.unet.load_state_dict(UNet2DConditionModel.from_pretrained(path / "unet").state_dict())
+            saved = UNet2DConditionModel.from_pretrained(path / "unet")
+            self.unet.load_state_dict(saved.state_dict())
 
 def has_vae(path: str) -> bool:
     """Whether the pipeline at ``path`` (folder or hub id) has a VAE: a vae/ folder, or a 'vae'
