@@ -40,7 +40,6 @@ from safegrpo.recipes.moderation.pipeline import (
 )
 
 
-
 def render_summary(summary: dict[str, Any]):
     """The per-tier table as a rich Table (held-out columns marked), the judges footnote and
     the reward-hacking verdict."""

@@ -26,7 +26,6 @@ from safegrpo.recipes.redteam.pipeline import (
 from safegrpo.rewards.redteam import repetition_ratio
 
 
-
 def build_target(cfg: RedTeamRecipeConfig, model: str):
     from safegrpo.envs.moderation.target import DefenderTarget
     from safegrpo.policies.targets import LMTarget
