@@ -115,14 +115,16 @@ def _default_demo_config(recipe: str) -> Path | None:
 
 def _run(recipe: str, cfg, mode: str, resume: bool, skip: list[str] | None, log) -> dict:
     from safegrpo.recipes.base import RunContext, run_stages
+    from safegrpo.training.checkpoint import CheckpointError
 
     try:
         return run_stages(_recipe(recipe), RunContext(cfg, mode, resume, log), tuple(skip or ()))
-    except ValueError as e:
-        if "--skip" in str(e) or "cannot be restored" in str(e):
-            raise typer.BadParameter(str(e), param_hint="--skip" if "--skip" in str(e)
-                                     else "RECIPE") from None
-        raise
+    except CheckpointError:
+        raise  # one line on stderr and exit code 1 (_fail_cleanly)
+    except ValueError as e:  # bad input met while building (data rows, judge options, …)
+        hint = ("--skip" if "--skip" in str(e) else "RECIPE" if "cannot be restored" in str(e)
+                else "--config/--set")
+        raise typer.BadParameter(str(e), param_hint=hint) from None
 
 
 @app.command()
@@ -164,11 +166,11 @@ def demo(
 @_fail_cleanly
 def train(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = None,
           resume: ResumeOpt = False, skip: SkipOpt = None) -> None:
-    """A recipe's setup, training and evaluation stages (no demo-only baselines); prints the
-    run's headline as JSON."""
+    """A recipe's setup, training and evaluation stages (no demo-only baselines); prints only the
+    run's headline, as JSON."""
     _offline_env()
     cfg = _load(recipe, config, overrides)
-    summary = _run(recipe, cfg, "train", resume, skip, lambda *a, **k: typer.echo(*a, err=True))
+    summary = _run(recipe, cfg, "train", resume, skip, lambda *a, **k: None)
     typer.echo(json.dumps(summary.get("headline", summary), default=str))
 
 

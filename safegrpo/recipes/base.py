@@ -106,6 +106,40 @@ class Recipe(Protocol):
         ...
 
 
+class PackageRecipe:
+    """A recipe whose config class and stages live in modules imported on first use (so the
+    registry and the CLI start without loading torch): set ``config`` to ``"module:Class"`` and
+    ``demo`` to a module defining ``stages(cfg)``, ``render_summary(summary)`` and, optionally,
+    ``combine_seeds(cfgs, summaries)``."""
+
+    name: ClassVar[str]
+    preset: ClassVar[str | None] = None
+    outputs: ClassVar[str] = ""
+    composes: ClassVar[tuple[str, ...]] = ()
+    config: ClassVar[str]
+    """``"module:Class"`` of the config dataclass."""
+    demo: ClassVar[str]
+    """Module with the stage functions."""
+
+    @property
+    def config_cls(self) -> type:
+        mod, _, cls = self.config.partition(":")
+        return getattr(importlib.import_module(mod), cls)
+
+    def stages(self, cfg: Any) -> list[Stage]:
+        return importlib.import_module(self.demo).stages(cfg)
+
+    def render(self, summary: dict[str, Any]) -> Any:
+        return importlib.import_module(self.demo).render_summary(summary)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "combine_seeds":  # only when the demo module defines it
+            fn = getattr(importlib.import_module(self.demo), attr, None)
+            if fn is not None:
+                return fn
+        raise AttributeError(attr)
+
+
 RECIPES: Registry[type[Recipe]] = Registry("recipe")
 _discovered = False
 
@@ -132,6 +166,11 @@ def get_recipe(name: str) -> Recipe:
     """The registered recipe ``name`` (instantiated); unknown names list the valid ones."""
     discover()
     return RECIPES.get(name)()
+
+
+def run_recipe(name: str, cfg: Any, resume: bool = False, log=print) -> dict[str, Any]:
+    """Every stage of recipe ``name`` in-process (what ``safegrpo demo NAME`` runs)."""
+    return run_stages(get_recipe(name), RunContext(cfg, "demo", resume, log))
 
 
 def recipe_names() -> list[str]:

@@ -182,6 +182,15 @@ class RLTrainerBase:
                             keep=self.cfg.keep_checkpoints, rng={"ranks": rngs})
         self.accelerator.wait_for_everyone()
 
+    def restore(self, command: str) -> int:
+        """``resume`` for evaluating a finished run: a run folder without a usable checkpoint is
+        a FileNotFoundError that names the folder and the ``command`` that trains it."""
+        step = self.resume()
+        if step == 0:
+            raise FileNotFoundError(f"no checkpoint under {self.out / 'checkpoints'}; run "
+                                    f"`{command}` first")
+        return step
+
     def resume(self) -> int:
         """Load the newest usable checkpoint under out_dir (older ones when the newest fails its
         checks; each rejection is logged); returns the step to continue from (0 if none)."""

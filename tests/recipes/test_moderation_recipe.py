@@ -46,7 +46,7 @@ def test_cli_errors_name_the_field():
     r = CliRunner().invoke(app, ["config", "--set", "arena.prompt_template=no placeholder"])
     assert r.exit_code == 2 and "prompt_template" in r.output
     r = CliRunner().invoke(app, ["demo", "painting"])
-    assert r.exit_code == 2 and "valid: moderation" in r.output
+    assert r.exit_code == 2 and "valid: diffusion, moderation" in " ".join(r.output.replace("│", " ").split())
     r = CliRunner().invoke(app, ["config", "-s", "grpo.steps=7"])
     assert r.exit_code == 0 and "steps: 7" in r.output
 
@@ -62,9 +62,10 @@ def test_cli_serve_scorer_rejects_bad_input(monkeypatch):
 
 
 def test_every_recipe_has_a_packaged_preset_that_loads():
-    from safegrpo.cli import RECIPES, _default_demo_config, _load
+    from safegrpo.cli import _default_demo_config, _load
+    from safegrpo.recipes.base import recipe_names
 
-    for recipe in RECIPES:
+    for recipe in recipe_names():
         path = _default_demo_config(recipe)
         assert path is not None and path.parent.name == "configs" and path.parent.parent.name == "safegrpo", recipe
         _load(recipe, path, None)  # every preset parses into its recipe's config

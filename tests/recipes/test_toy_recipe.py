@@ -8,10 +8,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
-from safegrpo.recipes.base import RECIPES, RunContext, Stage
+from safegrpo.recipes.base import RECIPES, RunContext, Stage, discover
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from tests.training.fake_task import VowelTask
 
@@ -59,7 +60,6 @@ def _report(ctx: RunContext) -> None:
                    "headline": {"steps": len(h), "mode": ctx.mode}}
 
 
-@RECIPES.register("toy")
 class ToyRecipe:
     name, config_cls, preset, outputs, composes = "toy", ToyConfig, None, "grpo/", ()
 
@@ -71,7 +71,16 @@ class ToyRecipe:
         return f"toy table: {summary['table']}"
 
 
-def test_toy_recipe_runs_through_the_generated_cli(tiny_lm_path, tmp_path):
+@pytest.fixture
+def toy_registered():
+    """Registers the toy recipe for one test (the built-in ones are discovered first)."""
+    discover()
+    RECIPES.register("toy")(ToyRecipe)
+    yield
+    RECIPES.unregister("toy")
+
+
+def test_toy_recipe_runs_through_the_generated_cli(tiny_lm_path, tmp_path, toy_registered):
     from safegrpo.cli import app
 
     runner = CliRunner()

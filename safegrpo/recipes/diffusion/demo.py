@@ -16,7 +16,7 @@ from torch import Tensor
 
 from safegrpo.eval import diffusion as ev
 from safegrpo.eval.plots import reward_curve
-from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.diffusion.pipeline import (
     DiffusionRecipeConfig,
     T2IPrompt,
@@ -186,6 +186,4 @@ def stages(cfg: DiffusionRecipeConfig) -> list[Stage]:
 
 def run_demo(cfg: DiffusionRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Every stage in-process (what ``safegrpo demo diffusion`` runs)."""
-    from safegrpo.recipes.base import get_recipe
-
-    return run_stages(get_recipe("diffusion"), RunContext(cfg, "demo", resume, log))
+    return run_recipe("diffusion", cfg, resume, log)

@@ -211,9 +211,7 @@ def run_grpo(cfg: DiffusionRecipeConfig, pipe: str, reward, train: list[T2IPromp
     task = SteeringTask(train, reward, cfg.prompts.unsafe_share, seed=cfg.seed)
     trainer = DiffusionGRPOTrainer(policy, task, grpo_config(cfg))
     if restore_only:
-        if trainer.resume() == 0:
-            raise FileNotFoundError(f"no GRPO checkpoint under {trainer.out}; run "
-                                    "`safegrpo train diffusion` first")
+        trainer.restore("safegrpo train diffusion")
         return policy, trainer
     if resume:
         trainer.resume()

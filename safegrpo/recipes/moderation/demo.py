@@ -28,7 +28,7 @@ from safegrpo.eval.plots import reward_curve
 from safegrpo.eval.reward_hacking import moderation_hacking
 from safegrpo.eval.rewrites import add_independent, judges_note
 from safegrpo.policies.lm import LMPolicy
-from safegrpo.recipes.base import RunContext, Stage, peak_rss_gb, run_stages
+from safegrpo.recipes.base import RunContext, Stage, peak_rss_gb, run_recipe
 from safegrpo.recipes.moderation.pipeline import (
     ModerationRecipeConfig,
     build_reward,
@@ -38,9 +38,6 @@ from safegrpo.recipes.moderation.pipeline import (
     run_sft,
     save_run_config,
 )
-
-OUTPUTS = ("eval_headline.md, eval_intervals.md, eval_table.md, eval_records.jsonl, "
-           "reward_curve.png, grpo/metrics.jsonl")
 
 
 def render_summary(summary: dict[str, Any]):
@@ -237,10 +234,8 @@ def stages(cfg: ModerationRecipeConfig) -> list[Stage]:
 
 
 def run_demo(cfg: ModerationRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
-    """The demo pipeline (every stage) in-process; ``safegrpo demo`` does the same."""
-    from safegrpo.recipes.base import get_recipe
-
-    return run_stages(get_recipe("moderation"), RunContext(cfg, "demo", resume, log))
+    """Every stage in-process (what ``safegrpo demo moderation`` runs)."""
+    return run_recipe("moderation", cfg, resume, log)
 
 
 def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] = (),

@@ -217,9 +217,7 @@ def run_grpo(cfg: ModerationRecipeConfig, policy: LMPolicy, reward: ModerationRe
     grpo_cfg = fill_unset(cfg.grpo, out_dir=str(Path(cfg.out_dir) / "grpo"), seed=cfg.seed)
     trainer = GRPOTrainer(policy, task, grpo_cfg)
     if restore_only:
-        if trainer.resume() == 0:
-            raise FileNotFoundError(f"no GRPO checkpoint under {grpo_cfg.out_dir}; run "
-                                    "`safegrpo train moderation` first")
+        trainer.restore("safegrpo train moderation")
         return trainer
     if resume:
         trainer.resume()

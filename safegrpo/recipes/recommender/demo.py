@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.policies.lm import LMPolicy
-from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.recommender.pipeline import (
     RecommenderRecipeConfig,
     load_data,
@@ -132,6 +132,4 @@ def stages(cfg: RecommenderRecipeConfig) -> list[Stage]:
 
 def run_demo(cfg: RecommenderRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Every stage in-process (what ``safegrpo demo recommender`` runs)."""
-    from safegrpo.recipes.base import get_recipe
-
-    return run_stages(get_recipe("recommender"), RunContext(cfg, "demo", resume, log))
+    return run_recipe("recommender", cfg, resume, log)

@@ -14,7 +14,7 @@ from typing import Any
 
 from safegrpo.eval.plots import reward_curve
 from safegrpo.policies.lm import LMPolicy
-from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.redteam.pipeline import (
     REFUSALS,
     RedTeamRecipeConfig,
@@ -24,8 +24,6 @@ from safegrpo.recipes.redteam.pipeline import (
     save_run_config,
 )
 from safegrpo.rewards.redteam import repetition_ratio
-
-OUTPUTS = "eval_table.md, grpo/adversarial.jsonl, reward_curve.png, grpo/metrics.jsonl"
 
 
 def build_target(cfg: RedTeamRecipeConfig, model: str):
@@ -175,6 +173,4 @@ def stages(cfg: RedTeamRecipeConfig) -> list[Stage]:
 
 def run_demo(cfg: RedTeamRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Every stage in-process (what ``safegrpo demo redteam`` runs)."""
-    from safegrpo.recipes.base import get_recipe
-
-    return run_stages(get_recipe("redteam"), RunContext(cfg, "demo", resume, log))
+    return run_recipe("redteam", cfg, resume, log)

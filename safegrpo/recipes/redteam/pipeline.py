@@ -269,9 +269,7 @@ def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: b
                          artifacts=(AttackLog(samples),))
     trainer = GRPOTrainer(policy, AttackTask(cfg, reward), tcfg, hooks)
     if restore_only:
-        if trainer.resume() == 0:
-            raise FileNotFoundError(f"no attacker checkpoint under {out}; run "
-                                    "`safegrpo train redteam` first")
+        trainer.restore("safegrpo train redteam")
     else:
         if resume:
             trainer.resume()

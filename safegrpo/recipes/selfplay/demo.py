@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.core.config import save_run_config
-from safegrpo.recipes.base import RunContext, Stage, run_stages
+from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
 from safegrpo.recipes.redteam.pipeline import RedTeamRecipeConfig
 from safegrpo.recipes.selfplay.pipeline import SelfPlayConfig, players, selfplay_round
@@ -157,6 +157,4 @@ def stages(cfg: SelfPlayRecipeConfig) -> list[Stage]:
 
 def run_demo(cfg: SelfPlayRecipeConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Every stage in-process (what ``safegrpo demo selfplay`` runs)."""
-    from safegrpo.recipes.base import get_recipe
-
-    return run_stages(get_recipe("selfplay"), RunContext(cfg, "demo", resume, log))
+    return run_recipe("selfplay", cfg, resume, log)
