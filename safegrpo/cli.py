@@ -200,12 +200,16 @@ def list_recipes() -> None:
 
 @app.command()
 def infer(
-    checkpoint: Annotated[Path, typer.Option(help="checkpoint folder (…/checkpoints/step_N) or a saved model")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="checkpoint folder (…/checkpoints/step_N) or a saved model")
+    ],
     prompt: Annotated[list[str], typer.Option(help="prompt text (repeatable)")],
     samples: Annotated[int, typer.Option(help="completions per prompt")] = 1,
     max_new_tokens: int = 48,
     temperature: float = 1.0,
-    greedy: Annotated[bool, typer.Option(help="greedy decoding (ignores samples/temperature)")] = False,
+    greedy: Annotated[
+        bool, typer.Option(help="greedy decoding (ignores samples/temperature)")
+    ] = False,
     seed: int = 0,
 ) -> None:
     """Generate from a trained LM policy (full model or LoRA adapter over its base)."""
@@ -213,7 +217,9 @@ def infer(
     from safegrpo.policies.inference import load_for_inference
 
     try:
-        policy = load_for_inference(checkpoint, max_new_tokens=max_new_tokens, temperature=temperature)
+        policy = load_for_inference(
+            checkpoint, max_new_tokens=max_new_tokens, temperature=temperature
+        )
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e), param_hint="--checkpoint") from None
     template = policy.cfg.prompt.template  # the role's recorded user template ({prompt} if none)
@@ -225,11 +231,15 @@ def infer(
 
 
 @app.command("config")
-def show_config(recipe: RecipeArg = "moderation", config: ConfigOpt = None,
-                overrides: SetOpt = None,
-                explain: Annotated[bool, typer.Option(
-                    "--explain", help="list every field: dotted name, type, value, docstring")] = False
-                ) -> None:
+def show_config(
+    recipe: RecipeArg = "moderation",
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="list every field: dotted name, type, value, docstring"),
+    ] = False,
+) -> None:
     """Print a recipe's resolved config (defaults <- preset <- overrides) as YAML, or with
     --explain every field with its type, value (and default) and documentation."""
     cfg = _load(recipe, config, overrides, check_paths=False)

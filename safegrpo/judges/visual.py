@@ -49,7 +49,9 @@ class NudeNetJudge:
         self.classes = tuple(classes)
         bad = [c for c in self.classes if c not in NUDENET_UNSAFE_CLASSES]
         if bad:
-            raise ValueError(f"unknown NudeNet classes {bad}; valid: {list(NUDENET_UNSAFE_CLASSES)}")
+            raise ValueError(
+                f"unknown NudeNet classes {bad}; valid: {list(NUDENET_UNSAFE_CLASSES)}"
+            )
 
     def detect(self, images: list) -> list[list[dict]]:
         """Per image, detections of configured classes with score >= threshold."""
@@ -57,7 +59,10 @@ class NudeNetJudge:
 
         bgr = [cv2.cvtColor(to_uint8_rgb(img), cv2.COLOR_RGB2BGRA) for img in images]
         dets = self.detector.detect_batch(bgr, batch_size=self.batch_size) if bgr else []
-        return [[d for d in ds if d["class"] in self.classes and d["score"] >= self.threshold] for ds in dets]
+        return [
+            [d for d in ds if d["class"] in self.classes and d["score"] >= self.threshold]
+            for ds in dets
+        ]
 
     def report(self) -> dict:
         """The settings an evaluation must state next to its counts."""

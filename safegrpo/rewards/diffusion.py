@@ -20,10 +20,19 @@ from safegrpo.judges.embeddings import midpoint_threshold, safety_direction, ste
 
 
 class SteeringReward:
-    def __init__(self, embedder: Any, safe_texts: Sequence[str], unsafe_texts: Sequence[str], *,
-                 strength: float = 1.0, mode: Literal["conditional", "unconditional"] = "conditional",
-                 threshold: float | Literal["midpoint"] = 0.0, extra: dict[str, tuple[Any, float]] | None = None):
-        """``embedder`` needs ``embed(texts)`` and ``embed_images(images)`` in one space (CLIPEmbedder).
+    def __init__(
+        self,
+        embedder: Any,
+        safe_texts: Sequence[str],
+        unsafe_texts: Sequence[str],
+        *,
+        strength: float = 1.0,
+        mode: Literal["conditional", "unconditional"] = "conditional",
+        threshold: float | Literal["midpoint"] = 0.0,
+        extra: dict[str, tuple[Any, float]] | None = None,
+    ):
+        """``embedder`` needs ``embed(texts)`` and ``embed_images(images)`` in one space
+        (CLIPEmbedder).
         ``threshold``: conditional steering applies where cos(z, d) < threshold; "midpoint" puts it
         halfway between the descriptor sets' projections (a nearest-centroid unsafe test).
         ``extra``: name -> (image judge, weight); component = weight * judge.score(images)."""
@@ -32,17 +41,31 @@ class SteeringReward:
         self.embedder, self.strength, self.mode = embedder, strength, mode
         safe_e, unsafe_e = embedder.embed(list(safe_texts)), embedder.embed(list(unsafe_texts))
         self.direction = safety_direction(safe_e, unsafe_e)
-        self.threshold = midpoint_threshold(safe_e, unsafe_e, self.direction) if threshold == "midpoint" else float(threshold)
+        self.threshold = (
+            midpoint_threshold(safe_e, unsafe_e, self.direction)
+            if threshold == "midpoint"
+            else float(threshold)
+        )
         self.extra = dict(extra or {})
 
     def targets(self, prompts: Sequence[str]) -> Tensor:
-        return steer(self.embedder.embed(list(prompts)), self.direction, self.strength, self.mode, self.threshold)
+        return steer(
+            self.embedder.embed(list(prompts)),
+            self.direction,
+            self.strength,
+            self.mode,
+            self.threshold,
+        )
 
     def steered_mask(self, prompts: Sequence[str]) -> Tensor:
         """[B] bool: prompts whose target is moved (all in unconditional mode)."""
-        return steer_mask(self.embedder.embed(list(prompts)), self.direction, self.mode, self.threshold)
+        return steer_mask(
+            self.embedder.embed(list(prompts)), self.direction, self.mode, self.threshold
+        )
 
-    def __call__(self, prompts: Sequence[str], images: Tensor | Sequence, group_ids: Tensor | None = None) -> ScoredBatch:
+    def __call__(
+        self, prompts: Sequence[str], images: Tensor | Sequence, group_ids: Tensor | None = None
+    ) -> ScoredBatch:
         img = F.normalize(self.embedder.embed_images(list(images)), dim=-1)
         comps = {"steered_alignment": (img * self.targets(prompts)).sum(-1)}
         for name, (judge, weight) in self.extra.items():

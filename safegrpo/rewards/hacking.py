@@ -22,7 +22,9 @@ from torch import Tensor
 
 from safegrpo.core.text import canonical_text
 
-_LEET = str.maketrans({"4": "a", "3": "e", "1": "i", "0": "o", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET = str.maketrans(
+    {"4": "a", "3": "e", "1": "i", "0": "o", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
 
 
 def normalize_text(text: str) -> str:
@@ -91,9 +93,14 @@ def repeated_share(tokens: Sequence[str], n: int = 2) -> float:
 
 
 def ngram_repetition(texts: Sequence[str | None], n: int = 2) -> Tensor:
-    """[B] in [0, 1): ``repeated_share`` of each text's words (canonical form, no leetspeak undo)."""
-    return torch.tensor([repeated_share(re.findall(r"[a-z0-9]+", canonical_text(t or "").lower()), n)
-                         for t in texts])
+    """[B] in [0, 1): ``repeated_share`` of each text's words (canonical form, no
+    leetspeak undo)."""
+    return torch.tensor(
+        [
+            repeated_share(re.findall(r"[a-z0-9]+", canonical_text(t or "").lower()), n)
+            for t in texts
+        ]
+    )
 
 
 def length_violation(originals: Sequence[str], rewrites: Sequence[str | None], *,
@@ -127,13 +134,19 @@ def group_similarity(rewrites: Sequence[str | None], group_ids: Tensor) -> Tenso
     for i, rw in enumerate(rewrites):
         if not rw:
             continue
-        mates = [rewrites[j] for j in range(len(rewrites)) if j != i and gids[j] == gids[i] and rewrites[j]]
+        mates = [
+            rewrites[j]
+            for j in range(len(rewrites))
+            if j != i and gids[j] == gids[i] and rewrites[j]
+        ]
         if mates:
             out[i] = sum(_jaccard(rw, m) for m in mates) / len(mates)
     return out
 
 
-def group_diversity(rewrites: Sequence[str | None], group_ids: Tensor, *, threshold: float = 0.8) -> Tensor:
+def group_diversity(
+    rewrites: Sequence[str | None], group_ids: Tensor, *, threshold: float = 0.8
+) -> Tensor:
     """[B] in [0, 1]: similarity above ``threshold``, rescaled to [0, 1]."""
     sim = group_similarity(rewrites, group_ids)
     return ((sim - threshold) / (1 - threshold)).clamp(min=0.0)

@@ -37,7 +37,8 @@ class RankRewardConfig:
     k: int = 5
     """List size K."""
     relevance: Literal["exp_inf", "log_decay"] = "exp_inf"
-    """Per-rank relevance: own hit only (exp_inf) or discounted hits from this rank on (log_decay)."""
+    """Per-rank relevance: own hit only (exp_inf) or discounted hits from this rank on
+    (log_decay)."""
     safety_coef: float = 1.0
     """lambda of the safety penalty -lambda * risk * d_k at violating ranks (0 = off)."""
     count_coef: float = 0.5
@@ -61,7 +62,8 @@ def rank_discount(k: int) -> Tensor:
 
 def per_rank_rewards(lists: Sequence[Sequence[str | None]], relevant: Sequence[set[str]],
                      avoid: Sequence[Sequence[str]], oracle, cfg: RankRewardConfig) -> Tensor:
-    """lists [B] of parsed ids (None = unmatched line) -> rewards [B, K, 3] (relevance, safety, count)."""
+    """lists [B] of parsed ids (None = unmatched line) -> rewards [B, K, 3]
+    (relevance, safety, count)."""
     k = cfg.k
     out = torch.full((len(lists), k, len(COMPONENTS)), float("nan"))
     disc = rank_discount(k)

@@ -3,7 +3,8 @@
 Attacker vs a target (frozen LM or the arena's defender):
     r = toxicity(target response) - repetition_coef * repetition_ratio(attack) [- kl_coef * KL]
 The KL term needs the rollout's log-probs, so the GRPO trainer folds it in (``shape_reward``) and
-clips the total afterwards (``rewards.shaping``); everything here is per-sample and returned as components.
+clips the total afterwards (``rewards.shaping``); everything here is per-sample and returned as
+components.
 
 Self-play attacker vs the defender: success = the defender allows an unsafe prompt or refuses a
 benign one (prompt safety from a text-safety judge), minus repetition and group-duplicate
@@ -60,9 +61,12 @@ class RedTeamRewardConfig:
 
 
 class RedTeamReward:
-    """toxicity(target(attack)) - repetition - duplicates, with the attack/response kept in ``info``."""
+    """toxicity(target(attack)) - repetition - duplicates, with the attack/response kept
+    in ``info``."""
 
-    def __init__(self, judge: Any, target: Target, cfg: RedTeamRewardConfig = RedTeamRewardConfig()):
+    def __init__(
+        self, judge: Any, target: Target, cfg: RedTeamRewardConfig = RedTeamRewardConfig()
+    ):
         self.judge, self.target, self.cfg = judge, target, cfg
 
     def __call__(self, attacks: list[str], group_ids: Tensor) -> ScoredBatch:
@@ -71,10 +75,15 @@ class RedTeamReward:
         rep = repetition_ratio(attacks, self.cfg.ngram)
         comps = {"toxicity": tox, "repetition": -self.cfg.repetition_coef * rep}
         if self.cfg.duplicate_coef > 0:
-            comps["duplicate"] = -self.cfg.duplicate_coef * group_duplicate_share(attacks, group_ids)
+            comps["duplicate"] = -self.cfg.duplicate_coef * group_duplicate_share(
+                attacks, group_ids
+            )
         comps["judge/repetition_ratio"] = rep
         total = sum(v for k, v in comps.items() if not k.startswith("judge/"))
-        info = tuple({"attack": a, "response": r, "toxicity": float(t)} for a, r, t in zip(attacks, responses, tox, strict=True))
+        info = tuple(
+            {"attack": a, "response": r, "toxicity": float(t)}
+            for a, r, t in zip(attacks, responses, tox, strict=True)
+        )
         return ScoredBatch(total=total, components=comps, info=info)
 
 
@@ -97,10 +106,13 @@ class SelfPlayAttackReward:
 
     success = p_unsafe(attack) * [defender allows] + (1 - p_unsafe(attack)) * [defender rejects]
     (letting unsafe content through, or refusing benign content), where p_unsafe = 1 - p_safe of a
-    text-safety judge. Minus repetition (fluency), in-group duplicate (diversity) and length penalties.
+    text-safety judge. Minus repetition (fluency), in-group duplicate (diversity) and length
+    penalties.
     """
 
-    def __init__(self, defender: Any, safety_judge: Any, cfg: SelfPlayRewardConfig = SelfPlayRewardConfig()):
+    def __init__(
+        self, defender: Any, safety_judge: Any, cfg: SelfPlayRewardConfig = SelfPlayRewardConfig()
+    ):
         self.defender, self.judge, self.cfg = defender, safety_judge, cfg
 
     def __call__(self, attacks: list[str], group_ids: Tensor) -> ScoredBatch:

@@ -16,7 +16,9 @@ from torch import Tensor
 from safegrpo.core.types import ScoredBatch
 
 
-def shape_reward(scored: ScoredBatch, kl_seq: Tensor | None, kl_coef: float, clip: float) -> ScoredBatch:
+def shape_reward(
+    scored: ScoredBatch, kl_seq: Tensor | None, kl_coef: float, clip: float
+) -> ScoredBatch:
     """Fold -kl_coef * KL [B] into the total, then clip the total to [-clip, clip] (clip <= 0: no
     clipping). The penalty is also reported as component 'kl_penalty' (for logging); per-segment
     rewards are passed through unchanged (see ``shape_segments``)."""

@@ -134,9 +134,14 @@ class RLTrainerBase:
 
         cfg = self.cfg
         t_start = time.perf_counter()
-        with Progress(TextColumn(f"[bold]{type(self).__name__}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                      disable=not self.accelerator.is_main_process) as bar:
+        with Progress(
+            TextColumn(f"[bold]{type(self).__name__}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            disable=not self.accelerator.is_main_process,
+        ) as bar:
             task_id = bar.add_task("grpo", total=cfg.steps, completed=self.start_step, info="")
             # a run resumed from the checkpoint of an early stop stays stopped
             for step in range(self.start_step, cfg.steps if self.stop_reason is None else 0):
@@ -163,7 +168,10 @@ class RLTrainerBase:
             reason = rule(metrics)
             if reason:
                 return reason
-        if cfg.early_stop_max_kl is not None and metrics.get("loss/kl", 0.0) > cfg.early_stop_max_kl:
+        if (
+            cfg.early_stop_max_kl is not None
+            and metrics.get("loss/kl", 0.0) > cfg.early_stop_max_kl
+        ):
             return f"kl {metrics['loss/kl']:.4f} > {cfg.early_stop_max_kl}"
         if cfg.early_stop_reward is not None and len(self.history) >= cfg.early_stop_window:
             recent = [h["reward/total"] for h in self.history[-cfg.early_stop_window:]]

@@ -212,7 +212,9 @@ def verify(ckpt: Path) -> dict[str, Any]:
             if not p.is_file():
                 raise CheckpointError(f"{p}: missing")
             if p.stat().st_size != size:
-                raise CheckpointError(f"{p}: {p.stat().st_size} bytes, expected {size} (truncated?)")
+                raise CheckpointError(
+                    f"{p}: {p.stat().st_size} bytes, expected {size} (truncated?)"
+                )
             if _sha256(p) != digest:
                 raise CheckpointError(f"{p}: checksum mismatch (file modified or corrupted)")
     state = load_state(ckpt)

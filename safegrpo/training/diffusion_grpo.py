@@ -61,10 +61,22 @@ class DiffusionGRPOConfig(LoopConfig):
     """Share of each trajectory's transitions trained per epoch."""
     def __post_init__(self) -> None:
         super().__post_init__()
-        if min(self.steps, self.prompts_per_step, self.epochs, self.minibatch_size) < 1 or self.group_size < 2:
-            raise ValueError("steps, prompts_per_step, epochs, minibatch_size >= 1 and group_size >= 2 required")
-        if not 0 < self.timestep_fraction <= 1 or self.clip_range <= 0 or self.adv_clip <= 0 or self.beta < 0:
-            raise ValueError("timestep_fraction in (0, 1], clip_range > 0, adv_clip > 0, beta >= 0 required")
+        if (
+            min(self.steps, self.prompts_per_step, self.epochs, self.minibatch_size) < 1
+            or self.group_size < 2
+        ):
+            raise ValueError(
+                "steps, prompts_per_step, epochs, minibatch_size >= 1 and group_size >= 2 required"
+            )
+        if (
+            not 0 < self.timestep_fraction <= 1
+            or self.clip_range <= 0
+            or self.adv_clip <= 0
+            or self.beta < 0
+        ):
+            raise ValueError(
+                "timestep_fraction in (0, 1], clip_range > 0, adv_clip > 0, beta >= 0 required"
+            )
 
 
 class DiffusionGRPOTrainer(RLTrainerBase):
@@ -79,17 +91,25 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         if cfg.beta > 0:  # the reference: the starting UNet, frozen before resume() loads anything
             policy.prepare_reference(self.accelerator.unwrap_model(self.unet))
         # deterministic DDIM steps (std 0) have log-prob 0 and no gradient: never train on them
-        self.train_steps = (transition_std(policy.scheduler, policy.cfg.eta) > 0).nonzero().flatten()
+        self.train_steps = (
+            (transition_std(policy.scheduler, policy.cfg.eta) > 0).nonzero().flatten()
+        )
         if self.train_steps.numel() == 0:
-            raise ValueError("every DDIM step is deterministic at this eta / num_steps: nothing to train")
+            raise ValueError(
+                "every DDIM step is deterministic at this eta / num_steps: nothing to train"
+            )
         self.init_loop(cfg, hooks)
 
     def collect(self, step: int) -> tuple[DiffusionRollout, ScoredBatch, float]:
         cfg, rank = self.cfg, self.accelerator.process_index
         prompts = self.task.sample_prompts(step, cfg.prompts_per_step, rank)
         t0 = time.perf_counter()
-        ro = self.policy.rollout(prompts, cfg.group_size, seed=cfg.seed * 1_000_003 + step * 997 + rank,
-                                 group_offset=rank * cfg.prompts_per_step)
+        ro = self.policy.rollout(
+            prompts,
+            cfg.group_size,
+            seed=cfg.seed * 1_000_003 + step * 997 + rank,
+            group_offset=rank * cfg.prompts_per_step,
+        )
         gen = time.perf_counter() - t0
         return ro, self.task.score(list(ro.prompts), ro.images, ro.group_ids), gen
 
@@ -98,7 +118,8 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         step indices ``steps`` [S'] for each of the b rows."""
         g = torch.Generator().manual_seed(self.cfg.seed * 7919 + step * 31 + epoch)
         k = max(1, math.ceil(self.cfg.timestep_fraction * steps.numel()))
-        js = torch.stack([steps[torch.randperm(steps.numel(), generator=g)[:k]] for _ in range(b)])  # [B, k]
+        # [B, k]
+        js = torch.stack([steps[torch.randperm(steps.numel(), generator=g)[:k]] for _ in range(b)])
         rows = torch.arange(b).unsqueeze(1).expand(b, k)
         perm = torch.randperm(b * k, generator=g)
         return rows.flatten()[perm], js.flatten()[perm]
@@ -121,7 +142,9 @@ class DiffusionGRPOTrainer(RLTrainerBase):
         loss, m = out.loss, out.metrics
         self.accelerator.backward(loss * weight)
         if cfg.max_grad_norm > 0:
-            m["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.unet.parameters(), cfg.max_grad_norm))
+            m["grad_norm"] = float(
+                self.accelerator.clip_grad_norm_(self.unet.parameters(), cfg.max_grad_norm)
+            )
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return m

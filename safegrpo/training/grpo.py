@@ -40,7 +40,9 @@ class GRPOTrainer(RLTrainerBase):
         self.policy, self.task, self.cfg = policy, task, cfg
         self.accelerator = make_accelerator(cfg)
         check_accelerator(self.accelerator)
-        opt = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            policy.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         self.model, self.opt = self.accelerator.prepare(policy.model, opt)
         # one optimizer step per batch, taken from the sampling policy: the behaviour log-probs
         # equal the update's own (detached), so the rollout skips that forward (as TRL does)
@@ -74,7 +76,8 @@ class GRPOTrainer(RLTrainerBase):
         if cfg.reward_kl_coef > 0 or cfg.reward_clip > 0:
             kl = None
             if cfg.reward_kl_coef > 0:  # both log-probs are recorded then (see __init__)
-                kl = ((ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask).sum(1)  # [B] k1, summed
+                # [B] k1, summed
+                kl = ((ro.old_logprobs - ro.ref_logprobs) * ro.completion_mask).sum(1)
             scored = shape_reward(scored, kl, cfg.reward_kl_coef, cfg.reward_clip)
         return ro, scored, rep_items, gen_time
 
@@ -107,7 +110,9 @@ class GRPOTrainer(RLTrainerBase):
         return AdvantageResult(broadcast_segments(res.advantages, segmap), res.valid, res.stats)
 
     # ---- optimisation ------------------------------------------------------------------
-    def optimize(self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0) -> dict[str, float]:
+    def optimize(
+        self, ro: LMRollout, adv: Tensor, valid: Tensor, step: int = 0
+    ) -> dict[str, float]:
         """``epochs`` passes; each optimizer step covers ``grad_accum`` minibatches of rows.
 
         Rows with nothing to learn (advantage 0 and beta = 0, or an unscorable reward) are skipped.
@@ -152,14 +157,31 @@ class GRPOTrainer(RLTrainerBase):
         sums: dict[str, float] = {}
         for idx, weight in window:
             mb = ro.select(idx.to(ro.completion_ids.device))
-            logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                             mb.completion_mask, model=self.model, with_entropy=with_entropy)
+            logp, ent = self.policy.logprobs(
+                mb.prompt_ids,
+                mb.prompt_mask,
+                mb.completion_ids,
+                mb.completion_mask,
+                model=self.model,
+                with_entropy=with_entropy,
+            )
             old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs
-            out = grpo_loss(logp, old, adv[idx].to(dev), mb.completion_mask,
-                            ref_logp=mb.ref_logprobs, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
-                            eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
-                            ratio_level=cfg.ratio_level, agg=cfg.loss_agg, segment_map=self._segment_rows(idx),
-                            num_tokens=max(win_tokens, 1.0), max_len=self.policy.cfg.max_new_tokens)
+            out = grpo_loss(
+                logp,
+                old,
+                adv[idx].to(dev),
+                mb.completion_mask,
+                ref_logp=mb.ref_logprobs,
+                beta=cfg.beta,
+                kl_estimator=cfg.kl_estimator,
+                eps_low=cfg.clip_eps_low,
+                eps_high=cfg.clip_eps_high,
+                ratio_level=cfg.ratio_level,
+                agg=cfg.loss_agg,
+                segment_map=self._segment_rows(idx),
+                num_tokens=max(win_tokens, 1.0),
+                max_len=self.policy.cfg.max_new_tokens,
+            )
             n_tok = float(mb.completion_mask.sum())
             share = weight * minibatch_weight(cfg.loss_agg, idx.numel(), n_tok, win_rows,
                                               win_tokens)
@@ -168,7 +190,9 @@ class GRPOTrainer(RLTrainerBase):
                 continue
             if ent is not None:
                 m = mb.completion_mask.float()
-                out.metrics["policy/entropy"] = float((ent.detach() * m).sum() / m.sum().clamp(min=1))
+                out.metrics["policy/entropy"] = float(
+                    (ent.detach() * m).sum() / m.sum().clamp(min=1)
+                )
             for k, v in out.metrics.items():  # metrics are averaged by rows whatever the loss
                 sums[k] = sums.get(k, 0.0) + v * idx.numel() / win_rows
         if cfg.max_grad_norm > 0:
@@ -192,16 +216,20 @@ class GRPOTrainer(RLTrainerBase):
         metrics = self.optimize(ro, res.advantages, res.valid, step)
         n_tok = float(ro.completion_mask.sum())
         wall = time.perf_counter() - t0
-        metrics.update({
-            "reward/total": float(torch.nanmean(scored.total)),
-            "reward/std": float(scored.total[~torch.isnan(scored.total)].std()) if scored.total.numel() > 1 else 0.0,
-            **{f"reward/{k}": v for k, v in scored.component_means().items()},
-            **{f"adv/{k}": v for k, v in res.stats.items()},
-            "policy/completion_len": n_tok / ro.batch_size,
-            "perf/gen_tokens_per_s": n_tok / max(gen_time, 1e-9),
-            "perf/tokens_per_s": n_tok / max(wall, 1e-9),
-            "perf/step_time_s": wall,
-        })
+        metrics.update(
+            {
+                "reward/total": float(torch.nanmean(scored.total)),
+                "reward/std": float(scored.total[~torch.isnan(scored.total)].std())
+                if scored.total.numel() > 1
+                else 0.0,
+                **{f"reward/{k}": v for k, v in scored.component_means().items()},
+                **{f"adv/{k}": v for k, v in res.stats.items()},
+                "policy/completion_len": n_tok / ro.batch_size,
+                "perf/gen_tokens_per_s": n_tok / max(gen_time, 1e-9),
+                "perf/tokens_per_s": n_tok / max(wall, 1e-9),
+                "perf/step_time_s": wall,
+            }
+        )
         for k, v in extra_info_metrics(scored).items():
             metrics[k] = v
         return metrics

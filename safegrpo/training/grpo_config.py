@@ -60,7 +60,8 @@ class GRPOConfig(LoopConfig):
     loss_agg: str = "grpo"
     """Loss aggregation: grpo | bnpo | dapo | dr_grpo."""
     ratio_level: Literal["token", "sequence", "item"] = "token"
-    """Importance ratio per token, per sequence (GSPO) or per item (segment; needs a segment task)."""
+    """Importance ratio per token, per sequence (GSPO) or per item (segment;
+    needs a segment task)."""
     adv_weights: tuple[float, ...] = ()
     """Component weights of gdpo / segment_gdpo (empty = equal)."""
     clip_eps_low: float = 0.2
@@ -79,7 +80,14 @@ class GRPOConfig(LoopConfig):
     (0 = off)."""
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatch_size", "grad_accum"):
+        for name in (
+            "steps",
+            "prompts_per_step",
+            "group_size",
+            "epochs",
+            "minibatch_size",
+            "grad_accum",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.group_size < 2:

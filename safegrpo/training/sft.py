@@ -97,9 +97,15 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
         model.train()
         t0, losses, tokens = time.perf_counter(), [], 0
         for i in range(0, len(order), cfg.batch_size):
-            ids, mask, labels = collate(tok, order[i:i + cfg.batch_size], policy.cfg.max_prompt_tokens,
-                                        encode=policy.prompt_token_ids)
-            loss = sft_loss(model, ids.to(policy.device), mask.to(policy.device), labels.to(policy.device))
+            ids, mask, labels = collate(
+                tok,
+                order[i : i + cfg.batch_size],
+                policy.cfg.max_prompt_tokens,
+                encode=policy.prompt_token_ids,
+            )
+            loss = sft_loss(
+                model, ids.to(policy.device), mask.to(policy.device), labels.to(policy.device)
+            )
             loss.backward()
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

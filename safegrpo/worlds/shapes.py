@@ -5,10 +5,11 @@ background. The colour *red* plays the unsafe concept. Captions name a colour ex
 ("a red square ...") or only its family: "warm" shapes are red or yellow (50/50) and "cool"
 shapes green or blue. "warm" prompts are the implicit-unsafe prompts of the demo: like real
 prompts that never name nudity yet often yield it, they produce the concept about half the time,
-and GRPO can move that rate; explicitly red prompts are kept out of the recipe's prompt set. Everything the demo needs is trained
-here, locally and in seconds to minutes: a tiny CLIP (contrastive, text + 16x16 ViT) giving the
-joint space of the steering reward, and a tiny pixel-space UNet conditioned on that CLIP's text
-tower. ``red_fraction`` is the concept detector used for evaluation.
+and GRPO can move that rate; explicitly red prompts are kept out of the recipe's prompt set.
+Everything the demo needs is trained here, locally and in seconds to minutes: a tiny CLIP
+(contrastive, text + 16x16 ViT) giving the joint space of the steering reward,
+and a tiny pixel-space UNet conditioned on that CLIP's text tower.
+``red_fraction`` is the concept detector used for evaluation.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COLORS = {"red": (0.9, 0.1, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3, 0.95), "yellow": (0.95, 0.9, 0.1)}
+COLORS = {
+    "red": (0.9, 0.1, 0.1),
+    "green": (0.1, 0.8, 0.2),
+    "blue": (0.15, 0.3, 0.95),
+    "yellow": (0.95, 0.9, 0.1),
+}
 SHAPES = ("square", "circle", "cross", "triangle")
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 UNSAFE_COLOR = "red"
@@ -41,7 +47,9 @@ def allowed_colors(word: str) -> tuple[str, ...]:
 def all_prompts() -> list[tuple[str, str, str, str]]:
     """(prompt, colour word, shape, background) for every caption of the world."""
     words = [*COLORS, *FAMILIES]
-    return [(prompt_of(c, s, b), c, s, b) for c, s, b in itertools.product(words, SHAPES, BACKGROUNDS)]
+    return [
+        (prompt_of(c, s, b), c, s, b) for c, s, b in itertools.product(words, SHAPES, BACKGROUNDS)
+    ]
 
 
 def _mask(shape: str, size: int, cx: float, cy: float, r: float) -> Tensor:
@@ -59,7 +67,9 @@ def _mask(shape: str, size: int, cx: float, cy: float, r: float) -> Tensor:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render(color: str, shape: str, bg: str, rng: random.Random, size: int = 16, augment: bool = False) -> Tensor:
+def render(
+    color: str, shape: str, bg: str, rng: random.Random, size: int = 16, augment: bool = False
+) -> Tensor:
     """-> image [3, size, size] in [0, 1]. ``augment``: grey-shifted background, pixel noise and a
     slight blur, so the tiny CLIP judges colour robustly on imperfect generated samples."""
     r = rng.uniform(size * 0.22, size * 0.32)
@@ -81,7 +91,9 @@ def render(color: str, shape: str, bg: str, rng: random.Random, size: int = 16, 
     return img.clamp(0, 1)
 
 
-def dataset(n: int, seed: int = 0, size: int = 16, augment: bool = False) -> tuple[Tensor, list[str]]:
+def dataset(
+    n: int, seed: int = 0, size: int = 16, augment: bool = False
+) -> tuple[Tensor, list[str]]:
     rng = random.Random(seed)
     combos = all_prompts()
     imgs, texts = [], []
@@ -97,7 +109,9 @@ def _hue_deg(rgb: Tensor) -> Tensor:
     r, g, b = rgb.unbind(-1)
     mx, mn = rgb.max(-1).values, rgb.min(-1).values
     c = (mx - mn).clamp_min(1e-6)
-    h = torch.where(mx == r, ((g - b) / c) % 6, torch.where(mx == g, (b - r) / c + 2, (r - g) / c + 4))
+    h = torch.where(
+        mx == r, ((g - b) / c) % 6, torch.where(mx == g, (b - r) / c + 2, (r - g) / c + 4)
+    )
     return h * 60
 
 
@@ -116,7 +130,9 @@ def pixel_colors(images: Tensor, min_saturation: float = 0.25, max_hue_gap: floa
     gap = (hue - ref).abs()
     gap = torch.minimum(gap, 360 - gap)  # [B, H, W, K]
     best, idx = gap.min(-1)
-    return torch.where((sat >= min_saturation) & (best <= max_hue_gap), idx, torch.full_like(idx, -1))
+    return torch.where(
+        (sat >= min_saturation) & (best <= max_hue_gap), idx, torch.full_like(idx, -1)
+    )
 
 
 DEGENERATE_CAPTION = "a blurry noisy image"
@@ -138,12 +154,15 @@ def degenerate(n: int, rng: random.Random, size: int = 16) -> tuple[Tensor, list
         if kind == 0:
             img = torch.rand(3, size, size, generator=g)
         elif kind == 1:
-            img = F.interpolate(torch.rand(1, 3, size // 4, size // 4, generator=g), size=size, mode="bilinear")[0]
+            img = F.interpolate(
+                torch.rand(1, 3, size // 4, size // 4, generator=g), size=size, mode="bilinear"
+            )[0]
         else:
             c, sh, bg = rng.choice(list(COLORS)), rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
             sharp = render(c, sh, bg, rng, size).unsqueeze(0)
-            img = F.interpolate(F.avg_pool2d(sharp, 4), size=size, mode="bilinear")[0] * 0.7 + 0.3 * torch.rand(
-                3, size, size, generator=g)
+            img = F.interpolate(F.avg_pool2d(sharp, 4), size=size, mode="bilinear")[
+                0
+            ] * 0.7 + 0.3 * torch.rand(3, size, size, generator=g)
         imgs.append(img.clamp(0, 1))
         texts.append(DEGENERATE_CAPTION)
     return torch.stack(imgs), texts
@@ -154,16 +173,24 @@ def red_fraction(images: Tensor) -> Tensor:
     return (pixel_colors(images) == list(COLORS).index(UNSAFE_COLOR)).float().mean(dim=(1, 2))
 
 
-def train_tiny_clip(out_dir: str | Path, *, steps: int = 400, batch: int = 128, seed: int = 0, log=print) -> Path:
+def train_tiny_clip(
+    out_dir: str | Path, *, steps: int = 400, batch: int = 128, seed: int = 0, log=print
+) -> Path:
     """Contrastive training of a tiny CLIP on the shapes world; saved with save_pretrained."""
     from transformers import CLIPModel
 
     from safegrpo.judges.clip import as_features
     from safegrpo.policies.tiny_clip import build_tiny_clip
 
-    corpus = [p for p, *_ in all_prompts()] + [f"a {c} shape" for c in [*COLORS, *FAMILIES]] + ["a shape", "an image"]
+    corpus = (
+        [p for p, *_ in all_prompts()]
+        + [f"a {c} shape" for c in [*COLORS, *FAMILIES]]
+        + ["a shape", "an image"]
+    )
     corpus += [DEGENERATE_CAPTION] + [BLANK_CAPTION.format(bg=b) for b in BACKGROUNDS]
-    out = build_tiny_clip(out_dir, corpus * 5, dim=64, hidden=64, image_size=16, layers=2, seed=seed)
+    out = build_tiny_clip(
+        out_dir, corpus * 5, dim=64, hidden=64, image_size=16, layers=2, seed=seed
+    )
     from transformers import AutoTokenizer
 
     model, tok = CLIPModel.from_pretrained(out), AutoTokenizer.from_pretrained(out)
@@ -172,7 +199,8 @@ def train_tiny_clip(out_dir: str | Path, *, steps: int = 400, batch: int = 128, 
     model.train()
     for step in range(steps):
         imgs, texts = dataset(batch, seed=seed * 100_003 + step, augment=True)
-        # descriptor-level captions ("a red shape") teach the colour axis the steering direction uses
+        # descriptor-level captions ("a red shape") teach the colour axis
+        # that the steering direction uses
         texts = [t if random.Random(step * 7 + i).random() < 0.8 else f"a {t.split()[1]} shape"
                  for i, t in enumerate(texts)]
         n_neg = batch // 8
@@ -210,7 +238,13 @@ def train_tiny_unet(pipe_dir: str | Path, *, steps: int = 1500, batch: int = 64,
     sched = DDIMScheduler.from_pretrained(pipe_dir / "scheduler")
     prompts = [p for p, *_ in all_prompts()]
     with torch.no_grad():
-        enc = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+        enc = tok(
+            prompts,
+            padding="max_length",
+            max_length=tok.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
         table = dict(zip(prompts, te(enc["input_ids"])[0], strict=True))
     opt = torch.optim.AdamW(unet.parameters(), lr=lr)
     sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)

@@ -62,7 +62,9 @@ def test_grpo_loop_equivalence(scale):
     r[torch.randperm(40, generator=gen)[:5]] = float("nan")
     g = torch.randint(0, 9, (40,), generator=gen) * 7  # non-contiguous ids
     res = grpo_advantages(r, g, scale=scale)
-    torch.testing.assert_close(res.advantages, loop_grpo(r.tolist(), g.tolist(), scale), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        res.advantages, loop_grpo(r.tolist(), g.tolist(), scale), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_gdpo_hand_computed_differs_from_summed_normalisation():
@@ -97,11 +99,15 @@ def test_segment_per_position_and_broadcast():
     g = torch.tensor([0, 0, 1, 1])
     res = segment_advantages(r, g, eps=0.0)
     s = math.sqrt(0.5)
-    exp = torch.tensor([[0.5 / s, 0.0], [-0.5 / s, 0.0], [1 / math.sqrt(2), 0.0], [-1 / math.sqrt(2), 0.0]])
+    exp = torch.tensor(
+        [[0.5 / s, 0.0], [-0.5 / s, 0.0], [1 / math.sqrt(2), 0.0], [-1 / math.sqrt(2), 0.0]]
+    )
     torch.testing.assert_close(res.advantages, exp)
     # loop equivalence per column
     for col in range(2):
-        torch.testing.assert_close(res.advantages[:, col], loop_grpo(r[:, col].tolist(), g.tolist(), eps=0.0))
+        torch.testing.assert_close(
+            res.advantages[:, col], loop_grpo(r[:, col].tolist(), g.tolist(), eps=0.0)
+        )
     seg_map = torch.tensor([[-1, 0, 0, 1], [0, 1, 1, -1], [0, 0, 0, 0], [1, 1, 0, -1]])
     tok = broadcast_segments(res.advantages, seg_map)
     assert tok[0].tolist() == pytest.approx([0.0, 0.5 / s, 0.5 / s, 0.0])

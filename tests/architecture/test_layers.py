@@ -93,7 +93,10 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     """The walker itself works: an upward import in a scratch module is reported."""
     assert layer_of("safegrpo.envs.moderation.reward") == "envs"
     assert layer_of("safegrpo.cli_serve") == "cli"
-    assert LAYERS[layer_of("safegrpo.recipes.moderation.pipeline")] > LAYERS[layer_of("safegrpo.core.x")]
+    assert (
+        LAYERS[layer_of("safegrpo.recipes.moderation.pipeline")]
+        > LAYERS[layer_of("safegrpo.core.x")]
+    )
 
 
 def test_no_merge_conflict_markers_in_docs_or_code():

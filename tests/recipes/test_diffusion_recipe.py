@@ -33,23 +33,37 @@ def test_two_step_diffusion_demo_smoke(tmp_path):
     assert base["policy"] == "base" and grpo["policy"] == "grpo"
     hold = split_prompts(load_prompts(cfg.prompts), cfg.prompts.holdout_every)[1]
     assert base["n_unsafe_images"] == sum(p.unsafe for p in hold) == 2
-    for key in ("concept_rate_unsafe", "concept_rate_benign", "benign_color_fidelity", "benign_alignment"):
+    for key in (
+        "concept_rate_unsafe",
+        "concept_rate_benign",
+        "benign_color_fidelity",
+        "benign_alignment",
+    ):
         assert 0 <= abs(grpo[key]) <= 1, key
     assert set(grpo["q16_unsafe_prompts"]) == {"red", "any"}
-    for f in ("eval_table.md", "eval_table.json", "before_after.png", "reward_curve.png", "config.yaml",
-              "grpo/metrics.jsonl", "summary.json"):
+    for f in (
+        "eval_table.md",
+        "eval_table.json",
+        "before_after.png",
+        "reward_curve.png",
+        "config.yaml",
+        "grpo/metrics.jsonl",
+        "summary.json",
+    ):
         assert (tmp_path / f).exists(), f
     hist = [json.loads(x) for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()]
     assert [h["step"] for h in hist] == [0, 1] and "loss/kl" in hist[0]
     # a second run reuses the trained world and resumes GRPO: nothing left to train
     summary2 = run_demo(cfg, resume=True, log=lambda *a: None)
     assert summary2["grpo_steps_run"] == 2
-    assert summary2["table"][0]["concept_rate_unsafe"] == base["concept_rate_unsafe"]  # same seeds, same base
+    # same seeds, same base
+    assert summary2["table"][0]["concept_rate_unsafe"] == base["concept_rate_unsafe"]
 
 
 def test_prompts_split_is_disjoint_and_keeps_both_kinds(tmp_path):
     prompts = load_prompts(PromptSetConfig())
-    assert len(prompts) == 40 and sum(p.unsafe for p in prompts) == 8  # 5 colour words x 8, warm = unsafe
+    # 5 colour words x 8, warm = unsafe
+    assert len(prompts) == 40 and sum(p.unsafe for p in prompts) == 8
     assert not any(p.prompt.startswith("a red") for p in prompts)
     train, hold = split_prompts(prompts, 4)
     assert not {p.prompt for p in train} & {p.prompt for p in hold}
@@ -63,10 +77,14 @@ def test_prompts_split_is_disjoint_and_keeps_both_kinds(tmp_path):
 
 def test_prompt_file_errors_name_the_line(tmp_path):
     f = tmp_path / "p.jsonl"
-    f.write_text('{"prompt": "a nude statue", "unsafe": true, "category": "sexual"}\n{"prompt": "a cat"}\n')
+    f.write_text(
+        '{"prompt": "a nude statue", "unsafe": true, "category": "sexual"}\n{"prompt": "a cat"}\n'
+    )
     with pytest.raises(ValueError, match="line 2.*'unsafe'"):
         load_prompts(PromptSetConfig(file=str(f)))
-    f.write_text('{"prompt": "a nude statue", "unsafe": true}\n\n{"prompt": "a cat", "unsafe": false}\n')
+    f.write_text(
+        '{"prompt": "a nude statue", "unsafe": true}\n\n{"prompt": "a cat", "unsafe": false}\n'
+    )
     assert [p.unsafe for p in load_prompts(PromptSetConfig(file=str(f)))] == [True, False]
 
 
@@ -78,4 +96,8 @@ def test_cli_diffusion_config_and_errors():
     r = CliRunner().invoke(app, ["config", "diffusion", "-s", "policy.eta=0"])
     assert r.exit_code == 2 and "eta" in r.output
     r = CliRunner().invoke(app, ["demo", "painting"])
-    assert r.exit_code == 2 and "valid: diffusion, moderation" in " ".join(r.output.replace("│", " ").split()) and "diffusion" in r.output
+    assert (
+        r.exit_code == 2
+        and "valid: diffusion, moderation" in " ".join(r.output.replace("│", " ").split())
+        and "diffusion" in r.output
+    )

@@ -27,11 +27,19 @@ def test_two_step_recipe_smoke(tmp_path, monkeypatch, minilm):
     assert summary["grpo_steps_run"] == 2
     methods = {r["method"] for r in summary["table"]}
     assert methods == {"keyword_filter", "always_reject", "judge_threshold", "sft_only", "grpo"}
-    for f in ("eval_records.jsonl", "eval_table.md", "reward_curve.png", "config.yaml", "grpo/metrics.jsonl"):
+    for f in (
+        "eval_records.jsonl",
+        "eval_table.md",
+        "reward_curve.png",
+        "config.yaml",
+        "grpo/metrics.jsonl",
+    ):
         assert (tmp_path / f).exists(), f
     rows = [json.loads(x) for x in (tmp_path / "eval_records.jsonl").read_text().splitlines()]
     assert len(rows) == 5 * 8  # 5 methods x 4 tiers x 2 prompts
-    always = [r for r in summary["table"] if r["method"] == "always_reject" and r["tier"] == "benign"][0]
+    always = [
+        r for r in summary["table"] if r["method"] == "always_reject" and r["tier"] == "benign"
+    ][0]
     assert always["benign_over_refusal"] == 1.0 and always["reject_rate"] == 1.0
     # resume after the run: nothing left to do, history restored from the checkpoint
     policy = rec.load_defender(cfg, str(tmp_path / "base"))
@@ -46,7 +54,9 @@ def test_cli_errors_name_the_field():
     r = CliRunner().invoke(app, ["config", "--set", "arena.prompt_template=no placeholder"])
     assert r.exit_code == 2 and "prompt_template" in r.output
     r = CliRunner().invoke(app, ["demo", "painting"])
-    assert r.exit_code == 2 and "valid: diffusion, moderation" in " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 2 and "valid: diffusion, moderation" in " ".join(
+        r.output.replace("│", " ").split()
+    )
     r = CliRunner().invoke(app, ["config", "-s", "grpo.steps=7"])
     assert r.exit_code == 0 and "steps: 7" in r.output
 
@@ -67,17 +77,35 @@ def test_every_recipe_has_a_packaged_preset_that_loads():
 
     for recipe in recipe_names():
         path = _default_demo_config(recipe)
-        assert path is not None and path.parent.name == "configs" and path.parent.parent.name == "safegrpo", recipe
+        assert (
+            path is not None
+            and path.parent.name == "configs"
+            and path.parent.parent.name == "safegrpo"
+        ), recipe
         _load(recipe, path, None)  # every preset parses into its recipe's config
 
 
-@pytest.mark.parametrize("cmd, field", [
-    (["train", "moderation", "-s", "base_model=/no/such/model"], "base_model: /no/such/model does not exist"),
-    (["train", "moderation", "-s", "base_model=package:no_such_pkg"],
-     "base_model: package:no_such_pkg is not installed (pip install --no-deps no-such-pkg)"),
-    (["train", "recommender", "-s", "data.catalog=./no_catalog.jsonl"], "data.catalog: ./no_catalog.jsonl"),
-    (["demo", "diffusion", "-s", "policy.model=/no/pipe"], "policy.model: /no/pipe does not exist"),
-])
+@pytest.mark.parametrize(
+    "cmd, field",
+    [
+        (
+            ["train", "moderation", "-s", "base_model=/no/such/model"],
+            "base_model: /no/such/model does not exist",
+        ),
+        (
+            ["train", "moderation", "-s", "base_model=package:no_such_pkg"],
+            "base_model: package:no_such_pkg is not installed (pip install --no-deps no-such-pkg)",
+        ),
+        (
+            ["train", "recommender", "-s", "data.catalog=./no_catalog.jsonl"],
+            "data.catalog: ./no_catalog.jsonl",
+        ),
+        (
+            ["demo", "diffusion", "-s", "policy.model=/no/pipe"],
+            "policy.model: /no/pipe does not exist",
+        ),
+    ],
+)
 def test_missing_model_or_data_paths_fail_before_training(cmd, field, tmp_path):
     r = CliRunner().invoke(app, [*cmd, "-s", f"out_dir={tmp_path}"])
     assert r.exit_code == 2 and field in " ".join(r.output.replace("│", " ").split()), r.output
@@ -97,7 +125,9 @@ def test_set_trainer_fields_are_honoured_and_recipe_fields_refused(tmp_path, mon
             return []
 
     monkeypatch.setattr(rec, "GRPOTrainer", Capture)
-    monkeypatch.setattr(rec, "sft_train", lambda pol, pairs, cfg, eval_fn=None: seen.setdefault("sft", cfg))
+    monkeypatch.setattr(
+        rec, "sft_train", lambda pol, pairs, cfg, eval_fn=None: seen.setdefault("sft", cfg)
+    )
     cfg = load_config(ModerationRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}", "grpo.seed=7",
                                                      f"sft.out_dir={tmp_path / 'mysft'}", "seed=3"])
     policy = rec.load_defender(cfg, rec.prepare_base(cfg))
@@ -106,7 +136,9 @@ def test_set_trainer_fields_are_honoured_and_recipe_fields_refused(tmp_path, mon
     assert seen["grpo"].seed == 7 and seen["grpo"].out_dir == str(tmp_path / "grpo")
     assert seen["sft"].seed == 3 and seen["sft"].out_dir == str(tmp_path / "mysft")
     r = CliRunner().invoke(app, ["config", "-s", "policy.model=/x"])
-    assert r.exit_code == 2 and "set base_model instead" in " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 2 and "set base_model instead" in " ".join(
+        r.output.replace("│", " ").split()
+    )
 
 
 def test_unusable_checkpoint_is_one_line_and_exit_1(tmp_path, monkeypatch, minilm):

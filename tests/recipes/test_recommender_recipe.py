@@ -41,15 +41,23 @@ def test_two_step_recommender_demo_smoke(tmp_path):
 
     cfg = load_config(RecommenderRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)
-    assert [r["policy"] for r in summary["table"]] == ["sft_only", "grpo_no_safety", "grpo_safe_gdpo"]
+    assert [r["policy"] for r in summary["table"]] == [
+        "sft_only",
+        "grpo_no_safety",
+        "grpo_safe_gdpo",
+    ]
     for r in summary["table"]:
         assert 0 <= r["recall@5"] <= 1 and 0 <= r["count_exact"] <= 1
     for arm in ("grpo_no_safety", "grpo_safe_gdpo"):
         hist = [json.loads(x) for x in (tmp_path / arm / "metrics.jsonl").read_text().splitlines()]
         assert [h["step"] for h in hist] == [0, 1]
-        val = [json.loads(x) for x in (tmp_path / arm / "val_metrics.jsonl").read_text().splitlines()]
+        val = [
+            json.loads(x) for x in (tmp_path / arm / "val_metrics.jsonl").read_text().splitlines()
+        ]
         assert [v["step"] for v in val] == [1, 2] and "sensitivity_ratio@5" in val[0]
-    safe = [json.loads(x) for x in (tmp_path / "grpo_safe_gdpo/metrics.jsonl").read_text().splitlines()]
+    safe = [
+        json.loads(x) for x in (tmp_path / "grpo_safe_gdpo/metrics.jsonl").read_text().splitlines()
+    ]
     assert {"reward/relevance", "reward/safety", "reward/count"} <= set(safe[0])
 
 
@@ -66,10 +74,17 @@ def test_segment_map_matches_lines_of_a_real_tokenizer(tmp_path, tiny_lm_path):
     text = f"1. {labels[0]}\n2. {labels[1]}\n3. {labels[2]}"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     t = len(ids)
-    ro = LMRollout(prompt_ids=torch.zeros(1, 1, dtype=torch.long), prompt_mask=torch.ones(1, 1, dtype=torch.long),
-                   completion_ids=torch.tensor([ids + [0]]), completion_mask=torch.tensor([[1] * t + [0]]),
-                   old_logprobs=torch.zeros(1, t + 1), ref_logprobs=None, group_ids=torch.zeros(1, dtype=torch.long),
-                   prompts=("p",), completions=(tok.decode(ids),))
+    ro = LMRollout(
+        prompt_ids=torch.zeros(1, 1, dtype=torch.long),
+        prompt_mask=torch.ones(1, 1, dtype=torch.long),
+        completion_ids=torch.tensor([ids + [0]]),
+        completion_mask=torch.tensor([[1] * t + [0]]),
+        old_logprobs=torch.zeros(1, t + 1),
+        ref_logprobs=None,
+        group_ids=torch.zeros(1, dtype=torch.long),
+        prompts=("p",),
+        completions=(tok.decode(ids),),
+    )
     task = RecTask([], cat, RankRewardConfig(k=5), tok)
     seg = task.segment_map(ro)[0].tolist()
     assert seg[-1] == -1 and seg[0] == 0 and sorted(set(seg[:-1])) == [0, 1, 2]
@@ -78,8 +93,14 @@ def test_segment_map_matches_lines_of_a_real_tokenizer(tmp_path, tiny_lm_path):
         assert labels[r] in piece
 
 
-@pytest.mark.parametrize("bad,field", [("reward.relevance=cubic", "relevance"), ("grpo.advantage=nope", "advantage"),
-                                       ("reward.k=0", "k")])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ("reward.relevance=cubic", "relevance"),
+        ("grpo.advantage=nope", "advantage"),
+        ("reward.k=0", "k"),
+    ],
+)
 def test_recommender_config_errors(bad, field):
     r = CliRunner().invoke(app, ["config", "recommender", "-s", bad])
     assert r.exit_code == 2 and field in r.output
@@ -92,15 +113,21 @@ def test_train_cli_validates_per_checkpoint_and_resumes(tmp_path):
     result = json.loads(r.output.strip().splitlines()[-1])
     assert result["steps"] == 2 and 0 <= result["sensitivity_ratio@5"] <= 1
     last = json.loads((tmp_path / "grpo/val_metrics.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == 2 and {k: result[k] for k in last if k != "step"} == {k: v for k, v in last.items()
-                                                                                  if k != "step"}
+    assert last["step"] == 2 and {k: result[k] for k in last if k != "step"} == {
+        k: v for k, v in last.items() if k != "step"
+    }
     r = CliRunner().invoke(app, [*args, "-s", "grpo.steps=3", "--resume"])
     assert r.exit_code == 0, r.output
     val = [json.loads(x) for x in (tmp_path / "grpo/val_metrics.jsonl").read_text().splitlines()]
     assert [v["step"] for v in val] == [1, 2, 3]
-    assert [json.loads(x)["step"] for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert [
+        json.loads(x)["step"] for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()
+    ] == [0, 1, 2]
     bad = tmp_path / "users.jsonl"
     bad.write_text('{"id": "u1", "history": []}\n')
     r = CliRunner().invoke(app, [*args, "-s", f"data.users={bad}"])
-    assert r.exit_code == 2 and "need id, history, relevant and split (missing 'relevant')" in " ".join(
-        r.output.replace("│", " ").split())
+    assert (
+        r.exit_code == 2
+        and "need id, history, relevant and split (missing 'relevant')"
+        in " ".join(r.output.replace("│", " ").split())
+    )

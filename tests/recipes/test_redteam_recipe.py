@@ -8,18 +8,31 @@ from typer.testing import CliRunner
 
 from safegrpo.cli import app
 from safegrpo.core.config import load_config
-from safegrpo.recipes.redteam.pipeline import (
-    RedTeamRecipeConfig,
-    export_adversarial,
-    repetition_stop,
-    truncate_samples,
-)
+from safegrpo.recipes.redteam.hooks import export_adversarial, repetition_stop, truncate_samples
+from safegrpo.recipes.redteam.pipeline import RedTeamRecipeConfig
 
-TINY = ["model.tiny.vocab_size=300", "model.tiny.hidden=32", "model.tiny.layers=1", "model.tiny.heads=2",
-        "data.sft_examples=24", "data.sft.epochs=1", "sampling.max_new_tokens=8", "target.max_new_tokens=8"]
-SMOKE = [*TINY, "training.steps=2", "training.prompts_per_step=2", "training.group_size=2",
-         "training.save_every=1", "training.reward_kl_coef=0.05", "training.reward_clip=1.0",
-         "reward.judge.name=profanity", "reward.judge.invert=false", "logging.early_stop_repetition=null"]
+TINY = [
+    "model.tiny.vocab_size=300",
+    "model.tiny.hidden=32",
+    "model.tiny.layers=1",
+    "model.tiny.heads=2",
+    "data.sft_examples=24",
+    "data.sft.epochs=1",
+    "sampling.max_new_tokens=8",
+    "target.max_new_tokens=8",
+]
+SMOKE = [
+    *TINY,
+    "training.steps=2",
+    "training.prompts_per_step=2",
+    "training.group_size=2",
+    "training.save_every=1",
+    "training.reward_kl_coef=0.05",
+    "training.reward_clip=1.0",
+    "reward.judge.name=profanity",
+    "reward.judge.invert=false",
+    "logging.early_stop_repetition=null",
+]
 
 
 def test_two_step_redteam_demo_smoke_and_resume(tmp_path):
@@ -31,24 +44,53 @@ def test_two_step_redteam_demo_smoke_and_resume(tmp_path):
     assert summary["grpo_steps_run"] == 2
     assert [r["policy"] for r in summary["table"]] == ["sft_attacker", "grpo_attacker"]
     hist = [json.loads(x) for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()]
-    assert {"reward/toxicity", "reward/repetition", "reward/kl_penalty", "reward/judge/repetition_ratio"} <= set(hist[0])
+    assert {
+        "reward/toxicity",
+        "reward/repetition",
+        "reward/kl_penalty",
+        "reward/judge/repetition_ratio",
+    } <= set(hist[0])
     samples = (tmp_path / "grpo/attacks.jsonl").read_text().splitlines()
-    assert len(samples) == 2 * 2 * 2 and {"attack", "response", "toxicity", "reward", "step"} <= set(json.loads(samples[0]))
+    assert len(samples) == 2 * 2 * 2 and {
+        "attack",
+        "response",
+        "toxicity",
+        "reward",
+        "step",
+    } <= set(json.loads(samples[0]))
     top = [json.loads(x) for x in (tmp_path / "grpo/adversarial.jsonl").read_text().splitlines()]
     assert top == sorted(top, key=lambda r: (r["toxicity"], r["reward"]), reverse=True)
     # resume: nothing left, samples of finished steps kept, history restored
     attacker, target = prepare_models(cfg)
-    _, tr, _ = run_attack(cfg, attacker, build_target(cfg, target), build_scorer(cfg.reward), resume=True)
+    _, tr, _ = run_attack(
+        cfg, attacker, build_target(cfg, target), build_scorer(cfg.reward), resume=True
+    )
     assert tr.start_step == 2 and len(tr.history) == 2
     assert len((tmp_path / "grpo/attacks.jsonl").read_text().splitlines()) == 8
     # a longer run resumes from step 2 and continues to 3
-    cfg3 = load_config(RedTeamRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}", "training.steps=3"])
-    _, tr3, _ = run_attack(cfg3, attacker, build_target(cfg3, target), build_scorer(cfg3.reward), resume=True)
+    cfg3 = load_config(
+        RedTeamRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}", "training.steps=3"]
+    )
+    _, tr3, _ = run_attack(
+        cfg3, attacker, build_target(cfg3, target), build_scorer(cfg3.reward), resume=True
+    )
     assert tr3.start_step == 2 and [h["step"] for h in tr3.history] == [0, 1, 2]
     # infer from the last checkpoint (LoRA adapter merged into its base)
     ckpt = sorted((tmp_path / "grpo/checkpoints").glob("step_*"))[-1]
-    r = CliRunner().invoke(app, ["infer", "--checkpoint", str(ckpt), "--prompt", "Topic: hate\nImage prompt:",
-                                 "--samples", "2", "--max-new-tokens", "6"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "infer",
+            "--checkpoint",
+            str(ckpt),
+            "--prompt",
+            "Topic: hate\nImage prompt:",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "6",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert len(json.loads(r.output.strip().splitlines()[-1])["completions"]) == 2
 
@@ -61,7 +103,8 @@ def test_export_dedupes_and_ranks(tmp_path):
     p = tmp_path / "attacks.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     top = export_adversarial(p, tmp_path / "adv.jsonl", top_k=5)
-    assert [(t["attack"], t["toxicity"]) for t in top] == [("a  B", 0.9), ("c", 0.5)]  # empty attack dropped
+    # empty attack dropped
+    assert [(t["attack"], t["toxicity"]) for t in top] == [("a  B", 0.9), ("c", 0.5)]
     truncate_samples(p, 2)
     assert [json.loads(x)["step"] for x in p.read_text().splitlines()] == [0, 1, 1]
 
@@ -88,8 +131,18 @@ def test_early_stop_on_repetition_in_a_run(tmp_path):
 def test_redteam_config_errors_name_the_field(tmp_path):
     r = CliRunner().invoke(app, ["config", "redteam", "-s", "target.kind=robot"])
     assert r.exit_code == 2 and "target.kind" in r.output
-    r = CliRunner().invoke(app, ["train", "redteam", "-s", "reward.judge=remote", "-s", f"out_dir={tmp_path}",
-                                 *[f"-s{x}" for x in TINY]])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "redteam",
+            "-s",
+            "reward.judge=remote",
+            "-s",
+            f"out_dir={tmp_path}",
+            *[f"-s{x}" for x in TINY],
+        ],
+    )
     assert r.exit_code == 2 and "reward.judge: judge 'remote': url is required" in " ".join(
         r.output.replace("│", " ").split())
     r = CliRunner().invoke(app, ["infer", "--checkpoint", str(tmp_path), "--prompt", "x"])
@@ -102,13 +155,27 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
 
     real = rec.build_reward
     monkeypatch.setattr(rec, "build_reward", lambda cfg, embedder=None: real(cfg, embedder=minilm))
-    sets = [f"out_dir={tmp_path}", "moderation.tiny.vocab_size=400", "moderation.tiny.hidden=32",
-            "moderation.tiny.layers=1", "moderation.tiny.heads=2", "moderation.sft.epochs=1",
-            "moderation.sft_data.examples=16", "moderation.eval.max_per_tier=2", "moderation.arena.fit_per_tier=5",
-            "moderation.policy.max_new_tokens=12", "moderation.grpo.prompts_per_step=2",
-            "moderation.grpo.group_size=2", *[f"attacker.{x}" for x in TINY],
-            "attacker.training.prompts_per_step=2", "attacker.training.group_size=2", "selfplay.rounds=2",
-            "selfplay.attacker_steps=1", "selfplay.defender_steps=1", "selfplay.eval_attacks=4"]
+    sets = [
+        f"out_dir={tmp_path}",
+        "moderation.tiny.vocab_size=400",
+        "moderation.tiny.hidden=32",
+        "moderation.tiny.layers=1",
+        "moderation.tiny.heads=2",
+        "moderation.sft.epochs=1",
+        "moderation.sft_data.examples=16",
+        "moderation.eval.max_per_tier=2",
+        "moderation.arena.fit_per_tier=5",
+        "moderation.policy.max_new_tokens=12",
+        "moderation.grpo.prompts_per_step=2",
+        "moderation.grpo.group_size=2",
+        *[f"attacker.{x}" for x in TINY],
+        "attacker.training.prompts_per_step=2",
+        "attacker.training.group_size=2",
+        "selfplay.rounds=2",
+        "selfplay.attacker_steps=1",
+        "selfplay.defender_steps=1",
+        "selfplay.eval_attacks=4",
+    ]
     cfg = load_config(SelfPlayRecipeConfig, None, sets)
     summary = run_demo(cfg, log=lambda *a: None)
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
@@ -116,7 +183,9 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
         assert 0 <= r["attack_success_before_defender_update"] <= 1
     methods = {row["method"] for row in summary["table"]}
     assert methods == {"before_selfplay", "after_selfplay"}
-    assert (tmp_path / "round_1/defender/metrics.jsonl").exists() and (tmp_path / "round_1/attacker/metrics.jsonl").exists()
+    assert (tmp_path / "round_1/defender/metrics.jsonl").exists() and (
+        tmp_path / "round_1/attacker/metrics.jsonl"
+    ).exists()
 
 
 @pytest.mark.parametrize("bad", ["selfplay.rounds=0", "selfplay.attack_share=2"])

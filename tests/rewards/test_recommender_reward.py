@@ -141,7 +141,7 @@ def test_parser_fuzzy_titles_and_year_tolerance():
 
 
 def test_segment_map_assigns_tokens_to_ranks():
-    from safegrpo.recipes.recommender.pipeline import line_ranks
+    from safegrpo.recipes.recommender.task import line_ranks
 
     assert line_ranks("1. A (1)\n2. B (2)\njunk\n3. C (3)\n4. D (4)", k=3) == [0, 1, 1, 2, 2]
     assert line_ranks("junk first\n1. A", k=2) == [0, 0]

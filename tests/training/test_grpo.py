@@ -10,8 +10,19 @@ from tests.training.fake_task import VowelTask
 
 def make(tiny_lm_path, out, lora_r=4, **kw):
     pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=lora_r), max_new_tokens=8))
-    cfg = GRPOConfig(**{"steps": 2, "prompts_per_step": 2, "group_size": 4, "minibatch_size": 4,
-                        "lr": 1e-2, "out_dir": str(out), "save_every": 1, "report_to": "none", **kw})
+    cfg = GRPOConfig(
+        **{
+            "steps": 2,
+            "prompts_per_step": 2,
+            "group_size": 4,
+            "minibatch_size": 4,
+            "lr": 1e-2,
+            "out_dir": str(out),
+            "save_every": 1,
+            "report_to": "none",
+            **kw,
+        }
+    )
     return pol, GRPOTrainer(pol, VowelTask(), cfg)
 
 
@@ -44,7 +55,9 @@ def test_resume_continues_exactly(tiny_lm_path, tmp_path):
     a, c = trainable(pol_a), trainable(pol_c)
     for k in a:
         torch.testing.assert_close(a[k], c[k], atol=1e-6, rtol=1e-6)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [0, 1, 2, 3]
     ra = [h["reward/total"] for h in tr_a.history]
     rc = [h["reward/total"] for h in tr_c.history]
@@ -66,9 +79,15 @@ def test_gdpo_advantage_path(tiny_lm_path, tmp_path):
     assert len(tr.train()) == 1
 
 
-@pytest.mark.parametrize("bad,match", [({"group_size": 1}, "group_size"), ({"loss_agg": "mean"}, "valid: bnpo"),
-                                       ({"advantage": "ppo"}, "valid: gdpo"),
-                                       ({"ratio_level": "item"}, "needs a per-segment advantage")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"group_size": 1}, "group_size"),
+        ({"loss_agg": "mean"}, "valid: bnpo"),
+        ({"advantage": "ppo"}, "valid: gdpo"),
+        ({"ratio_level": "item"}, "needs a per-segment advantage"),
+    ],
+)
 def test_config_validation(bad, match):
     with pytest.raises((ValueError, KeyError), match=match):
         GRPOConfig(**bad)
@@ -76,8 +95,12 @@ def test_config_validation(bad, match):
 
 @pytest.mark.parametrize("agg", ["dapo", "grpo"])
 def test_grad_accumulation_equals_one_big_minibatch(tiny_lm_path, tmp_path, agg):
-    pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=1, minibatch_size=8, grad_accum=1, loss_agg=agg)
-    pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", steps=1, minibatch_size=4, grad_accum=2, loss_agg=agg)
+    pol_a, tr_a = make(
+        tiny_lm_path, tmp_path / "a", steps=1, minibatch_size=8, grad_accum=1, loss_agg=agg
+    )
+    pol_b, tr_b = make(
+        tiny_lm_path, tmp_path / "b", steps=1, minibatch_size=4, grad_accum=2, loss_agg=agg
+    )
     tr_a.train()
     tr_b.train()
     a, b = trainable(pol_a), trainable(pol_b)

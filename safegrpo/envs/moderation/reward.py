@@ -102,11 +102,14 @@ class ModerationReward:
                  concepts: dict[str, Tensor], lexicon: dict[str, Sequence[str]], visual_judge=None,
                  image_generator=None):
         self.cfg, self.text_judge, self.embedder = cfg, text_judge, embedder
-        self.concepts, self.visual_judge, self.image_generator = concepts, visual_judge, image_generator
+        self.concepts, self.visual_judge = concepts, visual_judge
+        self.image_generator = image_generator
         self.lexicon = lexicon
         self.all_keywords = sorted({k for v in lexicon.values() for k in v})
 
-    def transform_quality(self, infos: Sequence[PromptInfo], rewrites: list[str]) -> dict[str, Tensor]:
+    def transform_quality(
+        self, infos: Sequence[PromptInfo], rewrites: list[str]
+    ) -> dict[str, Tensor]:
         """S_safe, I_intent, V_visual [n] for (unsafe prompt, rewrite) pairs."""
         s = self.text_judge.score(rewrites)
         e_rw = self.embedder.embed(rewrites)
@@ -135,7 +138,9 @@ class ModerationReward:
             if a is not None:
                 row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
                 comp["decision"][i] = row[DECISIONS.index(a.decision)]
-        rewrites = [canonical_text(a.rewrite) if a is not None and a.rewrite else None for a in parsed]
+        rewrites = [
+            canonical_text(a.rewrite) if a is not None and a.rewrite else None for a in parsed
+        ]
         tq_idx = [i for i in range(b) if rewrites[i] and infos[i].label == "unsafe"]
         extra = {k: torch.full((b,), float("nan")) for k in ("s_safe", "intent", "visual")}
         if tq_idx:
@@ -147,22 +152,35 @@ class ModerationReward:
                           and parsed[i].decision != "allow"]
         if benign_refused:
             p_safe = self.text_judge.score([infos[i].prompt for i in benign_refused])
-            weight = torch.tensor([1.0 if parsed[i].decision == "reject" else 0.5 for i in benign_refused])
+            weight = torch.tensor(
+                [1.0 if parsed[i].decision == "reject" else 0.5 for i in benign_refused]
+            )
             comp["overrefusal"][benign_refused] = -cfg.overrefusal * p_safe * weight
         origs = [i.prompt for i in infos]
         # keyword preservation only matters where there is something harmful to preserve
-        unsafe_rw = [rw if inf.label == "unsafe" else None for rw, inf in zip(rewrites, infos, strict=True)]
+        unsafe_rw = [
+            rw if inf.label == "unsafe" else None for rw, inf in zip(rewrites, infos, strict=True)
+        ]
         comp["keyword"] = -cfg.keyword_coef * hacking.keyword_preservation(
             origs, unsafe_rw, self.all_keywords, copy_threshold=cfg.copy_threshold)
-        comp["repetition"] = -cfg.repetition_coef * hacking.ngram_repetition(rewrites, cfg.repetition_n)
+        comp["repetition"] = -cfg.repetition_coef * hacking.ngram_repetition(
+            rewrites, cfg.repetition_n
+        )
         comp["length"] = -cfg.length_coef * hacking.length_violation(
             origs, rewrites, min_words=cfg.min_words, max_ratio=cfg.max_len_ratio)
         if group_ids is not None:
             comp["diversity"] = -cfg.diversity_coef * hacking.group_diversity(
                 rewrites, group_ids, threshold=cfg.diversity_threshold)
         total = sum(comp.values())
-        info_rows = tuple({"decision": a.decision if a else "invalid", "tier": inf.tier,
-                           "label": inf.label, "category": inf.category} for a, inf in zip(parsed, infos, strict=True))
+        info_rows = tuple(
+            {
+                "decision": a.decision if a else "invalid",
+                "tier": inf.tier,
+                "label": inf.label,
+                "category": inf.category,
+            }
+            for a, inf in zip(parsed, infos, strict=True)
+        )
         comp.update({f"judge/{k}": v for k, v in extra.items()})
         return ScoredBatch(total=total, components=comp, info=info_rows)
 

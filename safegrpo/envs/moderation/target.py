@@ -24,8 +24,11 @@ class DefenderTarget:
         return cls(policy, None if recorded else fallback_template)
 
     def decide(self, prompts: list[str]) -> tuple[list[str], list[str]]:
-        """-> (decision per prompt: allow|transform|reject|invalid, text passed to the generator)."""
-        outs = self.defender.complete([self.template.format(prompt=p) for p in prompts], greedy=True)
+        """-> (decision per prompt: allow|transform|reject|invalid,
+        text passed to the generator)."""
+        outs = self.defender.complete(
+            [self.template.format(prompt=p) for p in prompts], greedy=True
+        )
         decisions, passed = [], []
         for p, o in zip(prompts, outs, strict=True):
             action = parse_action(o)[0]

@@ -51,7 +51,9 @@ def message_text(message: dict) -> str:
         parts = [p if isinstance(p, str) else p.get("text", "") for p in content
                  if isinstance(p, str) or (isinstance(p, dict) and p.get("type", "text") == "text")]
         return "\n".join(str(p) for p in parts)
-    raise TypeError(f"message content must be a string or a list of parts, got {type(content).__name__}")
+    raise TypeError(
+        f"message content must be a string or a list of parts, got {type(content).__name__}"
+    )
 
 
 def _messages(x: Any) -> list[dict]:
@@ -59,7 +61,9 @@ def _messages(x: Any) -> list[dict]:
         x = [x]
     if isinstance(x, list) and all(isinstance(m, dict) for m in x):
         return x
-    raise TypeError(f"cannot read text from {type(x).__name__}; expected str or a list of chat messages")
+    raise TypeError(
+        f"cannot read text from {type(x).__name__}; expected str or a list of chat messages"
+    )
 
 
 def as_text(x: Any) -> str:
@@ -85,7 +89,9 @@ def _to_list(out: ScoredBatch | torch.Tensor | Sequence[float]) -> list[float | 
     return [None if v is None or math.isnan(float(v)) else float(v) for v in vals]
 
 
-def as_trl_reward(fn: Callable[[list[str], list[str], dict[str, Any]], Any], name: str) -> TRLReward:
+def as_trl_reward(
+    fn: Callable[[list[str], list[str], dict[str, Any]], Any], name: str
+) -> TRLReward:
     """Wrap ``fn(prompts, completions, columns) -> ScoredBatch | Tensor[B] | list`` for TRL."""
 
     def reward(prompts: list, completions: list, completion_ids: list | None = None, **kwargs: Any):
@@ -109,8 +115,14 @@ def judge_reward(judge: Any, name: str, *, negate: bool = False) -> TRLReward:
     return as_trl_reward(lambda p, c, kw: -judge.score(c) if negate else judge.score(c), name)
 
 
-def moderation_trl_reward(reward: Any, *, prompt_key: str = "arena_prompt", label_key: str = "label",
-                          category_key: str = "category", tier_key: str = "tier") -> TRLReward:
+def moderation_trl_reward(
+    reward: Any,
+    *,
+    prompt_key: str = "arena_prompt",
+    label_key: str = "label",
+    category_key: str = "category",
+    tier_key: str = "tier",
+) -> TRLReward:
     """The arena reward for TRL. Dataset columns give the hidden ground truth per row; the user
     prompt comes from ``prompt_key`` (else the TRL prompt's text). Rows with the same prompt form
     a group (TRL keeps a prompt's G generations together) for the diversity penalty."""

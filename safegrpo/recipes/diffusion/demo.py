@@ -33,7 +33,9 @@ def render_summary(summary: dict[str, Any]):
     """Before/after table as rich Markdown."""
     from rich.markdown import Markdown
 
-    return Markdown("**Held-out evaluation, same prompts and seeds**\n\n" + format_rows(summary["table"]))
+    return Markdown(
+        "**Held-out evaluation, same prompts and seeds**\n\n" + format_rows(summary["table"])
+    )
 
 
 def _judges(cfg: DiffusionRecipeConfig, embedder, log) -> tuple[Any, Any]:
@@ -42,7 +44,11 @@ def _judges(cfg: DiffusionRecipeConfig, embedder, log) -> tuple[Any, Any]:
     if cfg.policy.model:
         q16 = Q16Judge(embedder)
     else:  # shapes world: the concept is the category, the safe colours are "appropriate"
-        q16 = Q16Judge(embedder, {"red": cfg.reward.unsafe_descriptors}, appropriate=cfg.reward.safe_descriptors)
+        q16 = Q16Judge(
+            embedder,
+            {"red": cfg.reward.unsafe_descriptors},
+            appropriate=cfg.reward.safe_descriptors,
+        )
     nude = None
     if cfg.eval.nudenet:
         try:
@@ -63,35 +69,55 @@ def evaluate_images(cfg: DiffusionRecipeConfig, name: str, prompts: list[T2IProm
     rows_u = [k for k, p in enumerate(flat) if p.unsafe]
     rows_b = [k for k, p in enumerate(flat) if not p.unsafe]
     img_u, img_b = images[rows_u], images[rows_b]
-    row: dict[str, Any] = {"policy": name, "n_unsafe_images": len(rows_u), "n_benign_images": len(rows_b)}
+    row: dict[str, Any] = {
+        "policy": name,
+        "n_unsafe_images": len(rows_u),
+        "n_benign_images": len(rows_b),
+    }
     row["steering_reward"] = float(reward(texts, images).total.mean())
-    row["benign_alignment"] = ev.alignment(reward.embedder, [texts[k] for k in rows_b], img_b)["mean"]
+    benign_texts = [texts[k] for k in rows_b]
+    row["benign_alignment"] = ev.alignment(reward.embedder, benign_texts, img_b)["mean"]
     q_u = ev.inappropriate_rates(q16, img_u, cfg.eval.q16_threshold)
     row["q16_unsafe_prompts"] = q_u["rates"] | {"any": q_u["any"]}
     row["q16_benign_any"] = ev.inappropriate_rates(q16, img_b, cfg.eval.q16_threshold)["any"]
     if not cfg.policy.model:
         from safegrpo.worlds.shapes import allowed_colors, dominant_color, red_fraction
 
-        row["concept_rate_unsafe"] = ev.concept_rate(img_u, red_fraction, cfg.eval.concept_threshold)["rate"]
-        row["concept_rate_benign"] = ev.concept_rate(img_b, red_fraction, cfg.eval.concept_threshold)["rate"]
+        thr = cfg.eval.concept_threshold
+        row["concept_rate_unsafe"] = ev.concept_rate(img_u, red_fraction, thr)["rate"]
+        row["concept_rate_benign"] = ev.concept_rate(img_b, red_fraction, thr)["rate"]
         want = [allowed_colors(texts[k].split()[1]) for k in rows_b]
         got = dominant_color(img_b)
-        row["benign_color_fidelity"] = sum(a in b for a, b in zip(got, want, strict=True)) / len(want)
+        hits = sum(a in b for a, b in zip(got, want, strict=True))
+        row["benign_color_fidelity"] = hits / len(want)
     if nude is not None:
         row["nudenet_unsafe_prompts"] = ev.nudity_counts(nude, img_u)
     return row
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    keys = [k for k in ("concept_rate_unsafe", "concept_rate_benign", "benign_color_fidelity", "benign_alignment",
-                        "steering_reward") if k in rows[0]]
+    keys = [
+        k
+        for k in (
+            "concept_rate_unsafe",
+            "concept_rate_benign",
+            "benign_color_fidelity",
+            "benign_alignment",
+            "steering_reward",
+        )
+        if k in rows[0]
+    ]
     head = ["policy", *keys, "q16_any_unsafe", "q16_any_benign"]
     if "nudenet_unsafe_prompts" in rows[0]:
         head.append("nudenet_flagged")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        vals = [r["policy"], *(f"{r[k]:.3f}" for k in keys), f"{r['q16_unsafe_prompts']['any']:.3f}",
-                f"{r['q16_benign_any']:.3f}"]
+        vals = [
+            r["policy"],
+            *(f"{r[k]:.3f}" for k in keys),
+            f"{r['q16_unsafe_prompts']['any']:.3f}",
+            f"{r['q16_benign_any']:.3f}",
+        ]
         if "nudenet_unsafe_prompts" in r:
             vals.append(str(r["nudenet_unsafe_prompts"]["images_flagged"]))
         lines.append("| " + " | ".join(vals) + " |")
@@ -100,7 +126,9 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 def grid_columns(hold: list[T2IPrompt], per_prompt: int, cols: int) -> tuple[list[int], list[str]]:
     """Image indices for the grid: unsafe prompts first, then benign (one image per prompt)."""
-    order = [i for i, p in enumerate(hold) if p.unsafe] + [i for i, p in enumerate(hold) if not p.unsafe]
+    order = [i for i, p in enumerate(hold) if p.unsafe] + [
+        i for i, p in enumerate(hold) if not p.unsafe
+    ]
     half = cols // 2
     u = [i for i in order if hold[i].unsafe][:half]
     b = [i for i in order if not hold[i].unsafe][:cols - len(u)]

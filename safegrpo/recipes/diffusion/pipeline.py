@@ -52,13 +52,15 @@ class SteeringConfig:
     mode: Literal["conditional", "unconditional"] = "conditional"
     """conditional: steer only prompts on the unsafe side; unconditional: every prompt."""
     threshold: Literal["sign", "midpoint"] = "midpoint"
-    """Unsafe-side test of conditional steering: cos(z, d) < 0 (sign) or below the descriptor midpoint."""
+    """Unsafe-side test of conditional steering: cos(z, d) < 0 (sign) or below the
+    descriptor midpoint."""
 
 
 @dataclass(frozen=True)
 class PromptSetConfig:
     file: str = ""
-    """JSONL of {prompt, unsafe: bool, category?}; empty = the shapes world's prompts ('warm' = unsafe)."""
+    """JSONL of {prompt, unsafe: bool, category?}; empty = the shapes world's prompts
+    ('warm' = unsafe)."""
     unsafe_share: float = 0.5
     """Share of unsafe prompts in each training batch."""
     holdout_every: int = 4
@@ -66,7 +68,9 @@ class PromptSetConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.unsafe_share <= 1 or self.holdout_every < 2:
-            raise ValueError("prompts.unsafe_share must be in [0, 1] and prompts.holdout_every >= 2")
+            raise ValueError(
+                "prompts.unsafe_share must be in [0, 1] and prompts.holdout_every >= 2"
+            )
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ class DiffusionRecipeConfig:
     """Master seed."""
     world: ShapesWorldConfig = field(default_factory=ShapesWorldConfig)
     """Embedded shapes world (used when policy.model is empty)."""
-    policy: DiffusionPolicyConfig = field(default_factory=lambda: DiffusionPolicyConfig(lora=LoRAConfig(r=0)))
+    policy: DiffusionPolicyConfig = field(
+        default_factory=lambda: DiffusionPolicyConfig(lora=LoRAConfig(r=0))
+    )
     """Pipeline, sampler and LoRA (policy.model empty = build the shapes world; policy.seed unset =
     seed)."""
     reward: SteeringConfig = field(default_factory=SteeringConfig)
@@ -120,7 +126,11 @@ def load_prompts(cfg: PromptSetConfig) -> list[T2IPrompt]:
         from safegrpo.worlds.shapes import UNSAFE_COLOR, all_prompts, allowed_colors
 
         # explicit red prompts are left out: the concept is the point of them (see synthetic_shapes)
-        unsafe = [(p, UNSAFE_COLOR in allowed_colors(c)) for p, c, _, _ in all_prompts() if c != UNSAFE_COLOR]
+        unsafe = [
+            (p, UNSAFE_COLOR in allowed_colors(c))
+            for p, c, _, _ in all_prompts()
+            if c != UNSAFE_COLOR
+        ]
         return [T2IPrompt(p, u, "red" if u else "") for p, u in unsafe]
     out = []
     for i, line in enumerate(Path(cfg.file).read_text().splitlines()):
@@ -130,7 +140,9 @@ def load_prompts(cfg: PromptSetConfig) -> list[T2IPrompt]:
             d = json.loads(line)
             out.append(T2IPrompt(str(d["prompt"]), bool(d["unsafe"]), str(d.get("category", ""))))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"prompts.file line {i + 1}: need a JSON object with 'prompt' and 'unsafe' ({e})") from None
+            raise ValueError(
+                f"prompts.file line {i + 1}: need a JSON object with 'prompt' and 'unsafe' ({e})"
+            ) from None
     return out
 
 
@@ -156,17 +168,22 @@ class SteeringTask:
     def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[str]:
         rng = random.Random(self.seed * 1_000_003 + step * 101 + rank)
         k = round(n * self.unsafe_share)
-        return [rng.choice(self.unsafe) for _ in range(k)] + [rng.choice(self.benign) for _ in range(n - k)]
+        return [rng.choice(self.unsafe) for _ in range(k)] + [
+            rng.choice(self.benign) for _ in range(n - k)
+        ]
 
     def score(self, prompts: list[str], images: Tensor, group_ids: Tensor) -> ScoredBatch:
         return self.reward(prompts, images, group_ids)
 
 
 def prepare_world(cfg: DiffusionRecipeConfig, log=print) -> tuple[str, str]:
-    """-> (pipeline path, CLIP path). Builds and trains the shapes world once (reused afterwards)."""
+    """-> (pipeline path, CLIP path). Builds and trains the shapes world once
+    (reused afterwards)."""
     if cfg.policy.model:
         if not cfg.reward.embedder:
-            raise ValueError("reward.embedder (a CLIP id or path) is required when policy.model is set")
+            raise ValueError(
+                "reward.embedder (a CLIP id or path) is required when policy.model is set"
+            )
         return cfg.policy.model, cfg.reward.embedder
     from transformers import AutoTokenizer
 
@@ -180,11 +197,24 @@ def prepare_world(cfg: DiffusionRecipeConfig, log=print) -> tuple[str, str]:
         shapes.train_tiny_clip(clip, steps=cfg.world.clip_steps, seed=cfg.seed, log=log)
         (clip / "done").write_text("ok")
     if not (pipe / "done").exists():
-        log(f"      training the tiny UNet ({cfg.world.unet_steps} steps x {cfg.world.unet_batch} images)")
-        build_tiny_pipeline(pipe, [], text_encoder=shapes.clip_text_encoder(clip), channels=cfg.world.channels,
-                            tokenizer=AutoTokenizer.from_pretrained(clip), seed=cfg.seed)
-        shapes.train_tiny_unet(pipe, steps=cfg.world.unet_steps, batch=cfg.world.unet_batch, lr=cfg.world.unet_lr,
-                               seed=cfg.seed, log=log)
+        w = cfg.world
+        log(f"      training the tiny UNet ({w.unet_steps} steps x {w.unet_batch} images)")
+        build_tiny_pipeline(
+            pipe,
+            [],
+            text_encoder=shapes.clip_text_encoder(clip),
+            channels=cfg.world.channels,
+            tokenizer=AutoTokenizer.from_pretrained(clip),
+            seed=cfg.seed,
+        )
+        shapes.train_tiny_unet(
+            pipe,
+            steps=cfg.world.unet_steps,
+            batch=cfg.world.unet_batch,
+            lr=cfg.world.unet_lr,
+            seed=cfg.seed,
+            log=log,
+        )
         (pipe / "done").write_text("ok")
     return str(pipe), cfg.reward.embedder or str(clip)
 
@@ -192,8 +222,14 @@ def prepare_world(cfg: DiffusionRecipeConfig, log=print) -> tuple[str, str]:
 def build_steering_reward(cfg: SteeringConfig, embedder):
     from safegrpo.rewards.diffusion import SteeringReward
 
-    return SteeringReward(embedder, cfg.safe_descriptors, cfg.unsafe_descriptors, strength=cfg.strength,
-                          mode=cfg.mode, threshold=0.0 if cfg.threshold == "sign" else "midpoint")
+    return SteeringReward(
+        embedder,
+        cfg.safe_descriptors,
+        cfg.unsafe_descriptors,
+        strength=cfg.strength,
+        mode=cfg.mode,
+        threshold=0.0 if cfg.threshold == "sign" else "midpoint",
+    )
 
 
 def grpo_config(cfg: DiffusionRecipeConfig) -> DiffusionGRPOConfig:

@@ -150,7 +150,11 @@ def lexicon_words() -> list[str]:
 
 
 def evaluate_all(name: str, defender, splits: dict[str, list], reward) -> list[dict[str, Any]]:
-    return [row for split, recs in splits.items() for row in evaluate(name, defender, recs, reward, split)]
+    return [
+        row
+        for split, recs in splits.items()
+        for row in evaluate(name, defender, recs, reward, split)
+    ]
 
 
 def _setup(ctx: RunContext) -> None:

@@ -97,8 +97,10 @@ class ModerationRecipeConfig:
 
     def __post_init__(self) -> None:
         if self.policy.model or self.policy.init_adapter:
-            raise ValueError("policy.model / policy.init_adapter are set by the recipe (base_model, "
-                             "then the SFT result); set base_model instead")
+            raise ValueError(
+                "policy.model / policy.init_adapter are set by the recipe (base_model, "
+                "then the SFT result); set base_model instead"
+            )
         if self.policy.seed not in (0, self.seed):
             raise ValueError(f"policy.seed={self.policy.seed} conflicts with seed={self.seed}: the "
                              "recipe seeds the adapters from seed; set seed instead")
@@ -123,8 +125,13 @@ def sft_pairs(cfg: ModerationRecipeConfig) -> list[tuple[str, str]]:
         rng.shuffle(chosen)
     else:
         chosen = rng.sample(pool, min(d.examples, len(pool)))
-    return [(cfg.arena.prompt_template.format(prompt=r.prompt), target_json(r, rng, cfg.sft_data.transform_frac))
-            for r in chosen]
+    return [
+        (
+            cfg.arena.prompt_template.format(prompt=r.prompt),
+            target_json(r, rng, cfg.sft_data.transform_frac),
+        )
+        for r in chosen
+    ]
 
 
 def build_reward(cfg: ModerationRecipeConfig, embedder=None) -> ModerationReward:
@@ -186,7 +193,9 @@ def run_sft(cfg: ModerationRecipeConfig, policy: LMPolicy, resume: bool = False)
     n = cfg.eval.sft_parse_prompts
     eval_prompts = [cfg.arena.prompt_template.format(prompt=r.prompt)
                     for r in random.Random(cfg.seed + 1).sample(train_split(), n)]
-    hist = sft_train(policy, sft_pairs(cfg), sft_cfg, eval_fn=parse_rate(eval_prompts) if n else None)
+    hist = sft_train(
+        policy, sft_pairs(cfg), sft_cfg, eval_fn=parse_rate(eval_prompts) if n else None
+    )
     if policy.uses_lora:
         policy.merge_lora(saved_at=out)
     else:

@@ -33,24 +33,39 @@ def arms(cfg: RecommenderRecipeConfig) -> dict[str, RecommenderRecipeConfig]:
     """Arm name -> its config; each arm trains in <grpo.out_dir or out_dir>/<arm>."""
     root = Path(cfg.grpo.out_dir or cfg.out_dir)
     safe = replace(cfg, grpo=replace(cfg.grpo, out_dir=str(root / "grpo_safe_gdpo")))
-    no_safety = replace(cfg, reward=replace(cfg.reward, safety_coef=0.0, count_coef=0.0, repeat_coef=0.0),
-                        grpo=replace(cfg.grpo, advantage="segment", adv_weights=(),
-                                     out_dir=str(root / "grpo_no_safety")))
+    no_safety = replace(
+        cfg,
+        reward=replace(cfg.reward, safety_coef=0.0, count_coef=0.0, repeat_coef=0.0),
+        grpo=replace(
+            cfg.grpo, advantage="segment", adv_weights=(), out_dir=str(root / "grpo_no_safety")
+        ),
+    )
     return {"grpo_no_safety": no_safety, "grpo_safe_gdpo": safe}
 
 
 def format_rows(rows: list[dict[str, Any]], k: int) -> str:
-    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched", "repeats"]
+    keys = [
+        f"recall@{k}",
+        f"ndcg@{k}",
+        f"sensitivity_ratio@{k}",
+        "count_exact",
+        "unmatched",
+        "repeats",
+    ]
     lines = ["| policy | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-    lines += ["| " + r["policy"] + " | " + " | ".join(f"{r[x]:.3f}" for x in keys) + " |" for r in rows]
+    lines += [
+        "| " + r["policy"] + " | " + " | ".join(f"{r[x]:.3f}" for x in keys) + " |" for r in rows
+    ]
     return "\n".join(lines)
 
 
 def render_summary(summary: dict[str, Any]):
     from rich.markdown import Markdown
 
-    return Markdown(f"**Validation ({summary['n_val_users']} users)**\n\n" + format_rows(summary["table"],
-                                                                                      summary["k"]))
+    return Markdown(
+        f"**Validation ({summary['n_val_users']} users)**\n\n"
+        + format_rows(summary["table"], summary["k"])
+    )
 
 
 def _setup(ctx: RunContext) -> None:

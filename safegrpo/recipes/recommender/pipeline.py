@@ -16,13 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
-from safegrpo.core.types import LMRollout, ScoredBatch
 from safegrpo.envs.recommender.catalog import (
-    _LINE,
     PROMPT_TEMPLATE,
     Catalog,
     User,
@@ -34,7 +29,8 @@ from safegrpo.envs.recommender.catalog import (
 from safegrpo.eval.recommender import summarize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.policies.tiny_config import TinyModelConfig
-from safegrpo.rewards.recommender import COMPONENTS, RankRewardConfig, per_rank_rewards
+from safegrpo.recipes.recommender.task import RecTask
+from safegrpo.rewards.recommender import RankRewardConfig
 from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.hooks import TrainerHooks
@@ -65,10 +61,17 @@ class RecommenderRecipeConfig:
     """Master seed."""
     base_model: str = ""
     """Base causal LM (hub id or path); empty = build a tiny one locally."""
-    tiny: TinyModelConfig = field(default_factory=lambda: TinyModelConfig(vocab_size=800, hidden=192, layers=3))
+    tiny: TinyModelConfig = field(
+        default_factory=lambda: TinyModelConfig(vocab_size=800, hidden=192, layers=3)
+    )
     """Shape of the locally built model."""
-    policy: LMPolicyConfig = field(default_factory=lambda: LMPolicyConfig(
-        max_prompt_tokens=96, max_new_tokens=64, lora=LoRAConfig(r=16, alpha=32, target_modules=("all-linear",))))
+    policy: LMPolicyConfig = field(
+        default_factory=lambda: LMPolicyConfig(
+            max_prompt_tokens=96,
+            max_new_tokens=64,
+            lora=LoRAConfig(r=16, alpha=32, target_modules=("all-linear",)),
+        )
+    )
     """Sampling and the GRPO adapter (policy.model, policy.init_adapter and policy.seed come from
     the recipe: base_model, the Safe-SFT model and seed)."""
     sft_lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(r=0))
@@ -95,7 +98,9 @@ class RecommenderRecipeConfig:
 
 
 def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
-    catalog = Catalog.load(cfg.catalog or None, min_ratio=cfg.min_ratio, year_tolerance=cfg.year_tolerance)
+    catalog = Catalog.load(
+        cfg.catalog or None, min_ratio=cfg.min_ratio, year_tolerance=cfg.year_tolerance
+    )
     users = load_users(cfg.users or None)
     missing = {i for u in users for i in (*u.history, *u.relevant) if i not in catalog.movies}
     if missing:
@@ -108,7 +113,8 @@ def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
 
 
 def safe_targets(user: User, catalog: Catalog, oracle, k: int, rng: random.Random) -> list[str]:
-    """K ids: relevant items that satisfy the constraint, topped up with safe items of other genres."""
+    """K ids: relevant items that satisfy the constraint, topped up with safe items of other
+    genres."""
     ok = [i for i in user.relevant if not (user.avoid and oracle.violates(i, user.avoid))]
     picks = rng.sample(ok, min(k, len(ok)))
     if len(picks) < k:
@@ -118,58 +124,22 @@ def safe_targets(user: User, catalog: Catalog, oracle, k: int, rng: random.Rando
     return picks
 
 
-def sft_pairs(cfg: RecommenderRecipeConfig, catalog: Catalog, train: list[User]) -> list[tuple[str, str]]:
-    rng, oracle, k = random.Random(cfg.seed), catalog.oracle(cfg.reward.oracle_threshold), cfg.reward.k
-    return [(render_prompt(u, catalog, k), format_list(safe_targets(u, catalog, oracle, k, rng), catalog))
-            for u in train for _ in range(cfg.data.sft_samples_per_user)]
-
-
-def line_ranks(text: str, k: int) -> list[int]:
-    """Rank index per line of ``text``: item lines count 0, 1, ...; other lines join the previous
-    item (or rank 0); lines past the K-th item join rank K-1."""
-    ranks, r = [], -1
-    for line in text.split("\n"):
-        if _LINE.match(line):
-            r += 1
-        ranks.append(min(max(r, 0), k - 1))
-    return ranks
-
-
-class RecTask:
-    """LMTask with per-rank rewards (``ScoredBatch.segments``) and a token -> rank map."""
-
-    reward_shape = "segments"
-
-    def __init__(self, users: list[User], catalog: Catalog, reward: RankRewardConfig, tokenizer, seed: int = 0):
-        self.users, self.catalog, self.cfg, self.tok, self.seed = users, catalog, reward, tokenizer, seed
-        self.oracle = catalog.oracle(reward.oracle_threshold)
-
-    def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[User]:
-        rng = random.Random(self.seed * 1_000_003 + step * 101 + rank)
-        return rng.sample(self.users, n)
-
-    def render(self, user: User) -> str:
-        return render_prompt(user, self.catalog, self.cfg.k)
-
-    def score(self, users: list[User], completions: list[str], group_ids: Tensor) -> ScoredBatch:
-        lists = [parse_list(c, self.catalog) for c in completions]
-        seg = per_rank_rewards(lists, [set(u.relevant) for u in users], [u.avoid for u in users], self.oracle, self.cfg)
-        comps = {name: torch.nansum(seg[..., j], dim=1) for j, name in enumerate(COMPONENTS)}
-        info = tuple({"n_items": len(x)} for x in lists)
-        return ScoredBatch(total=sum(comps.values()), components=comps, info=info, segments=seg,
-                           segment_names=COMPONENTS)
-
-    def segment_map(self, ro: LMRollout) -> Tensor:
-        """[B, T]: rank of each completion token (-1 on padding), from newline positions."""
-        out = torch.full(ro.completion_ids.shape, -1, dtype=torch.long)
-        for b in range(ro.completion_ids.shape[0]):
-            ids = ro.completion_ids[b][ro.completion_mask[b].bool()].tolist()
-            ranks = line_ranks(ro.completions[b], self.cfg.k)
-            n_present = max(1, min(len(parse_list(ro.completions[b], self.catalog)), self.cfg.k))
-            for t in range(len(ids)):
-                line = self.tok.decode(ids[:t], skip_special_tokens=True).count("\n")
-                out[b, t] = min(ranks[min(line, len(ranks) - 1)], n_present - 1)
-        return out
+def sft_pairs(
+    cfg: RecommenderRecipeConfig, catalog: Catalog, train: list[User]
+) -> list[tuple[str, str]]:
+    rng, oracle, k = (
+        random.Random(cfg.seed),
+        catalog.oracle(cfg.reward.oracle_threshold),
+        cfg.reward.k,
+    )
+    return [
+        (
+            render_prompt(u, catalog, k),
+            format_list(safe_targets(u, catalog, oracle, k, rng), catalog),
+        )
+        for u in train
+        for _ in range(cfg.data.sft_samples_per_user)
+    ]
 
 
 def prepare_base(cfg: RecommenderRecipeConfig, catalog: Catalog) -> str:
@@ -180,10 +150,20 @@ def prepare_base(cfg: RecommenderRecipeConfig, catalog: Catalog) -> str:
     path = Path(cfg.out_dir) / "base"
     if not (path / "config.json").exists():
         corpus = [m.label for m in catalog.movies.values()] * 3 + [PROMPT_TEMPLATE]
-        corpus += [f"please avoid movies with {t}" for t in ("gore", "violence", "sexual content", "drugs", "profanity")]
+        corpus += [
+            f"please avoid movies with {t}"
+            for t in ("gore", "violence", "sexual content", "drugs", "profanity")
+        ]
         t = cfg.tiny
-        build_tiny_lm(path, corpus, vocab_size=t.vocab_size, hidden=t.hidden, layers=t.layers, heads=t.heads,
-                      seed=cfg.seed)
+        build_tiny_lm(
+            path,
+            corpus,
+            vocab_size=t.vocab_size,
+            hidden=t.hidden,
+            layers=t.layers,
+            heads=t.heads,
+            seed=cfg.seed,
+        )
     return str(path)
 
 
@@ -199,14 +179,25 @@ def run_sft(cfg: RecommenderRecipeConfig, base: str, catalog: Catalog, train: li
     return (base, str(out)) if cfg.sft_lora.r > 0 else (str(out), None)
 
 
-def recommend(policy: LMPolicy, users: list[User], catalog: Catalog, k: int) -> list[list[str | None]]:
+def recommend(
+    policy: LMPolicy, users: list[User], catalog: Catalog, k: int
+) -> list[list[str | None]]:
     outs = policy.complete([render_prompt(u, catalog, k) for u in users], greedy=True)
     return [parse_list(o, catalog) for o in outs]
 
 
-def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str | None, catalog: Catalog,
-             train: list[User], on_checkpoint=None, resume: bool = False) -> tuple[LMPolicy, GRPOTrainer]:
-    """One GRPO arm from the Safe-SFT weights; ``on_checkpoint(step, policy)`` runs every save_every."""
+def run_grpo(
+    cfg: RecommenderRecipeConfig,
+    name: str,
+    model: str,
+    adapter: str | None,
+    catalog: Catalog,
+    train: list[User],
+    on_checkpoint=None,
+    resume: bool = False,
+) -> tuple[LMPolicy, GRPOTrainer]:
+    """One GRPO arm from the Safe-SFT weights; ``on_checkpoint(step, policy)`` runs every
+    save_every."""
     policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter, seed=cfg.seed))
     task = RecTask(train, catalog, cfg.reward, policy.tokenizer, seed=cfg.seed)
     gcfg = fill_unset(cfg.grpo, seed=cfg.seed, out_dir=str(Path(cfg.out_dir) / name))
@@ -225,14 +216,26 @@ def run_grpo(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str |
     return policy, trainer
 
 
-def validate(policy: LMPolicy, users: list[User], catalog: Catalog, cfg: RankRewardConfig) -> dict[str, float]:
-    """Greedy lists for ``users`` -> Recall / NDCG / Sensitivity-Ratio @K, count_exact, unmatched, repeats."""
-    return summarize(recommend(policy, users, catalog, cfg.k), users, catalog.oracle(cfg.oracle_threshold), cfg.k)
+def validate(
+    policy: LMPolicy, users: list[User], catalog: Catalog, cfg: RankRewardConfig
+) -> dict[str, float]:
+    """Greedy lists for ``users`` -> Recall / NDCG / Sensitivity-Ratio @K, count_exact,
+    unmatched, repeats."""
+    return summarize(
+        recommend(policy, users, catalog, cfg.k), users, catalog.oracle(cfg.oracle_threshold), cfg.k
+    )
 
 
-def run_grpo_validated(cfg: RecommenderRecipeConfig, name: str, model: str, adapter: str | None, catalog: Catalog,
-                       train: list[User], val: list[User],
-                       resume: bool = False) -> tuple[LMPolicy, GRPOTrainer, dict[str, float]]:
+def run_grpo_validated(
+    cfg: RecommenderRecipeConfig,
+    name: str,
+    model: str,
+    adapter: str | None,
+    catalog: Catalog,
+    train: list[User],
+    val: list[User],
+    resume: bool = False,
+) -> tuple[LMPolicy, GRPOTrainer, dict[str, float]]:
     """``run_grpo`` that appends validation metrics to ``<out>/<name>/val_metrics.jsonl`` at every
     checkpoint (a resumed run replaces the rows of the steps it redoes) -> (policy, trainer,
     metrics of the final policy)."""
@@ -242,14 +245,26 @@ def run_grpo_validated(cfg: RecommenderRecipeConfig, name: str, model: str, adap
         path.write_text("")
 
     def rows() -> list[dict[str, Any]]:
-        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+        return (
+            [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            if path.exists()
+            else []
+        )
 
     def at_checkpoint(step: int, policy: LMPolicy) -> None:
-        kept = [r for r in rows() if r["step"] < step] + [{"step": step, **validate(policy, val, catalog, cfg.reward)}]
+        kept = [r for r in rows() if r["step"] < step] + [
+            {"step": step, **validate(policy, val, catalog, cfg.reward)}
+        ]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    policy, trainer = run_grpo(cfg, name, model, adapter, catalog, train, on_checkpoint=at_checkpoint, resume=resume)
-    last = rows()[-1:]  # the final step always validates; recompute only if this run never got there
-    final = ({k: v for k, v in last[0].items() if k != "step"} if last and last[0]["step"] == len(trainer.history)
-             else validate(policy, val, catalog, cfg.reward))
+    policy, trainer = run_grpo(
+        cfg, name, model, adapter, catalog, train, on_checkpoint=at_checkpoint, resume=resume
+    )
+    # the final step always validates; recompute only if this run never got there
+    last = rows()[-1:]
+    final = (
+        {k: v for k, v in last[0].items() if k != "step"}
+        if last and last[0]["step"] == len(trainer.history)
+        else validate(policy, val, catalog, cfg.reward)
+    )
     return policy, trainer, final

@@ -16,7 +16,6 @@ and comply with everything else, so the attacker has to discover disguised attac
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from safegrpo.policies.importing import materialize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.policies.prompting import PromptFormat
 from safegrpo.policies.tiny_config import TinyModelConfig
+from safegrpo.recipes.redteam.hooks import AttackLog, export_adversarial, repetition_stop
 from safegrpo.recipes.redteam.scorer import (  # noqa: F401 (re-exported)
     REFUSAL,
     REFUSALS,
@@ -39,10 +39,8 @@ from safegrpo.recipes.redteam.scorer import (  # noqa: F401 (re-exported)
 )
 from safegrpo.rewards.redteam import RedTeamReward
 from safegrpo.training.base import fill_unset
-from safegrpo.training.checkpoint import atomic_write_text
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.hooks import TrainerHooks
-from safegrpo.training.logging import truncate_jsonl as truncate_samples
 from safegrpo.training.sft import SFTConfig, sft_train
 
 TOPICS = ("violence", "self-harm", "hate", "sexual", "scene", "trap")
@@ -125,8 +123,16 @@ class RedTeamRecipeConfig:
     """Instructions and the embedded SFT data."""
     reward: ScorerConfig = field(default_factory=ScorerConfig)
     """Toxicity scorer and penalties."""
-    training: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=60, prompts_per_step=4, group_size=8,
-                                                                    lr=5e-4, reward_kl_coef=0.02, reward_clip=1.0))
+    training: GRPOConfig = field(
+        default_factory=lambda: GRPOConfig(
+            steps=60,
+            prompts_per_step=4,
+            group_size=8,
+            lr=5e-4,
+            reward_kl_coef=0.02,
+            reward_clip=1.0,
+        )
+    )
     """GRPO (reward_kl_coef / reward_clip shape the reward; beta adds a loss-side KL; training.seed
     unset = seed, training.out_dir unset = <out_dir>/grpo)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -162,7 +168,9 @@ def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]],
     t = cfg.model.tiny
     build_tiny_lm(root / "base", corpus, vocab_size=t.vocab_size, hidden=t.hidden, layers=t.layers,
                   heads=t.heads, seed=cfg.seed)
-    pol = LMPolicy(LMPolicyConfig(model=str(root / "base"), lora=LoRAConfig(r=0), max_new_tokens=48))
+    pol = LMPolicy(
+        LMPolicyConfig(model=str(root / "base"), lora=LoRAConfig(r=0), max_new_tokens=48)
+    )
     hist = sft_train(pol, pairs, sft)
     log(f"      {name} SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
     return str(model)
@@ -184,7 +192,9 @@ def prepare_models(cfg: RedTeamRecipeConfig, log=print) -> tuple[str, str]:
             return attacker, attacker
         return attacker, materialize(cfg.target.model, Path(cfg.out_dir) / "target_base")
     if cfg.target.kind == "defender":
-        raise ValueError("target.model is required when target.kind = defender (a trained defender folder)")
+        raise ValueError(
+            "target.model is required when target.kind = defender (a trained defender folder)"
+        )
     return attacker, _sft_tiny(cfg, "target", target_pairs(cfg), log)
 
 
@@ -207,52 +217,21 @@ class AttackTask:
         return self.reward([c.strip() for c in completions], group_ids)
 
 
-class AttackLog:
-    """Artifact writer: every scored attack of every step, one JSON line (the export's source);
-    a resumed run first drops the lines of the steps it will re-run."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def start(self, step: int) -> None:
-        truncate_samples(self.path, step)
-
-    def write(self, step: int, items: list[Any], completions: list[str],
-              scored: ScoredBatch) -> None:
-        with self.path.open("a") as f:
-            for topic, info, r in zip(items, scored.info, scored.total.tolist(), strict=True):
-                f.write(json.dumps({"step": step, "topic": topic, **info, "reward": r}) + "\n")
-
-
-def export_adversarial(samples_path: Path, out_path: Path, top_k: int) -> list[dict[str, Any]]:
-    """Best distinct attacks by toxicity (ties: reward) from attacks.jsonl -> adversarial.jsonl."""
-    rows = [json.loads(x) for x in samples_path.read_text().splitlines() if x.strip()] if samples_path.exists() else []
-    best: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        key = " ".join(r["attack"].lower().split())
-        if key and (key not in best or (r["toxicity"], r["reward"]) > (best[key]["toxicity"], best[key]["reward"])):
-            best[key] = r
-    top = sorted(best.values(), key=lambda r: (r["toxicity"], r["reward"]), reverse=True)[:top_k]
-    atomic_write_text(out_path, "".join(json.dumps(r) + "\n" for r in top))
-    return top
-
-
-def repetition_stop(limit: float | None):
-    def rule(metrics: dict[str, Any]) -> str | None:
-        rep = metrics.get("reward/judge/repetition_ratio")
-        if limit is not None and rep is not None and rep > limit:
-            return f"repetition ratio {rep:.3f} > {limit}"
-        return None
-    return rule
-
-
 def attacker_policy(cfg: RedTeamRecipeConfig, model: str) -> LMPolicy:
     s = cfg.sampling
     prompt = replace(cfg.model.prompt, template=cfg.data.instruction.replace("{topic}", "{prompt}"))
-    return LMPolicy(LMPolicyConfig(model=model, lora=cfg.model.lora, max_new_tokens=s.max_new_tokens,
-                                   temperature=s.temperature, top_p=s.top_p, seed=cfg.seed,
-                                   prompt=prompt),
-                    device=cfg.training.device)
+    return LMPolicy(
+        LMPolicyConfig(
+            model=model,
+            lora=cfg.model.lora,
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            seed=cfg.seed,
+            prompt=prompt,
+        ),
+        device=cfg.training.device,
+    )
 
 
 def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: bool = False,

@@ -62,11 +62,17 @@ def render_summary(summary: dict[str, Any]):
 
 
 def _rounds_md(rounds: list[dict[str, Any]]) -> str:
-    lines = ["| round | attack success (before defender update) | after | unsafe allowed before | after |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['round']} | {r['attack_success_before_defender_update']:.3f} | "
-              f"{r['attack_success_after_defender_update']:.3f} | {r['unsafe_allowed_before']:.3f} | "
-              f"{r['unsafe_allowed_after']:.3f} |" for r in rounds]
+    lines = [
+        "| round | attack success (before defender update) | after "
+        "| unsafe allowed before | after |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['round']} | {r['attack_success_before_defender_update']:.3f} | "
+        f"{r['attack_success_after_defender_update']:.3f} | {r['unsafe_allowed_before']:.3f} | "
+        f"{r['unsafe_allowed_after']:.3f} |"
+        for r in rounds
+    ]
     return "\n".join(lines)
 
 

@@ -50,7 +50,9 @@ class SelfPlayConfig:
 
     def __post_init__(self) -> None:
         if min(self.rounds, self.attacker_steps, self.defender_steps, self.eval_attacks) < 1:
-            raise ValueError("selfplay rounds, attacker_steps, defender_steps and eval_attacks must be >= 1")
+            raise ValueError(
+                "selfplay rounds, attacker_steps, defender_steps and eval_attacks must be >= 1"
+            )
         if not 0 <= self.attack_share <= 1:
             raise ValueError("selfplay.attack_share must be in [0, 1]")
 
@@ -71,7 +73,15 @@ class SelfPlayAttackTask(AttackTask):
 class MixedArenaTask(ArenaTask):
     """Arena task whose batches mix curriculum prompts with attacker prompts labelled by a judge."""
 
-    def __init__(self, base: ArenaTask, attacks: list[str], judge: Any, share: float, threshold: float, seed: int):
+    def __init__(
+        self,
+        base: ArenaTask,
+        attacks: list[str],
+        judge: Any,
+        share: float,
+        threshold: float,
+        seed: int,
+    ):
         super().__init__(base.cfg, base.reward, seed=seed)
         self.records = self._label(attacks, judge, threshold) if attacks else []
         self.share, self.seed = share, seed
@@ -81,17 +91,30 @@ class MixedArenaTask(ArenaTask):
         p_unsafe = (1.0 - judge.score(attacks).float()).tolist()
         guess = getattr(judge, "most_likely_category", None)  # projection judges name a category
         cats = guess(attacks) if guess else ["other"] * len(attacks)
-        return [PromptRecord(id=f"atk{i}", prompt=a, tier="attacker", category=c if p >= threshold else "scene",
-                             label="unsafe" if p >= threshold else "safe", rewrite=a, holdout=False)
-                for i, (a, p, c) in enumerate(zip(attacks, p_unsafe, cats, strict=True))]
+        return [
+            PromptRecord(
+                id=f"atk{i}",
+                prompt=a,
+                tier="attacker",
+                category=c if p >= threshold else "scene",
+                label="unsafe" if p >= threshold else "safe",
+                rewrite=a,
+                holdout=False,
+            )
+            for i, (a, p, c) in enumerate(zip(attacks, p_unsafe, cats, strict=True))
+        ]
 
     def sample_prompts(self, step: int, n: int, rank: int = 0) -> list[PromptRecord]:
         k = round(n * self.share) if self.records else 0
         rng = random.Random(self.seed * 7_919 + step * 13 + rank)
-        return [rng.choice(self.records) for _ in range(k)] + super().sample_prompts(step, n - k, rank)
+        return [rng.choice(self.records) for _ in range(k)] + super().sample_prompts(
+            step, n - k, rank
+        )
 
 
-def success_rate(attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackReward, n: int, seed: int) -> dict:
+def success_rate(
+    attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackReward, n: int, seed: int
+) -> dict:
     """Sample n attacks (fixed seed) and score them against the current defender."""
     import torch
 
@@ -100,9 +123,15 @@ def success_rate(attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackRew
     attacks = [o.strip() for o in outs]
     scored = reward(attacks, torch.arange(n))
     dec = [i["decision"] for i in scored.info]
-    return {"success_rate": float(scored.components["success"].mean()),
-            "unsafe_allowed": sum(i["decision"] == "allow" and i["p_unsafe"] >= 0.5 for i in scored.info) / n,
-            "decisions": {d: dec.count(d) / n for d in sorted(set(dec))}, "attacks": attacks[:8]}
+    return {
+        "success_rate": float(scored.components["success"].mean()),
+        "unsafe_allowed": sum(
+            i["decision"] == "allow" and i["p_unsafe"] >= 0.5 for i in scored.info
+        )
+        / n,
+        "decisions": {d: dec.count(d) / n for d in sorted(set(dec))},
+        "attacks": attacks[:8],
+    }
 
 
 def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool,
