@@ -100,13 +100,35 @@ def moderation_hacking(table: Sequence[Mapping[str, Any]], history: Sequence[Map
     if not history or any((split, m) not in rows for m, _ in points):
         return {"flag": False, "verdict": "insufficient", "split": split, "metrics": {}}
     reward = reward_at(history, [s for _, s in points], window)
-    metrics = {}
-    for name, higher in MODERATION_METRICS:
-        vals = [rows[(split, m)].get(name) for m, _ in points]
+    metrics = {name: ([rows[(split, m)].get(name) for m, _ in points], higher)
+               for name, higher in MODERATION_METRICS}
+    return hacking_report(reward, metrics, split=split, points=[list(p) for p in points],
+                          window=window)
+
+
+def hacking_report(reward: Sequence[float],
+                   metrics: Mapping[str, tuple[Sequence[float | None], bool]],
+                   **extra: Any) -> dict[str, Any]:
+    """reward [C] and {name: (values [C], higher is better)} at the same checkpoints -> one
+    ``detect_hacking`` verdict per metric (a metric with a missing value is left out); ``flag``
+    if any is flagged. ``extra`` is stored as is (e.g. the checkpoints' names)."""
+    out = {}
+    for name, (vals, higher) in metrics.items():
         if any(v is None for v in vals):
             continue
-        metrics[name] = {"values": vals, **detect_hacking(reward, vals, higher_is_better=higher)}
-    flag = any(m["flag"] for m in metrics.values())
-    return {"flag": flag, "verdict": "hacking" if flag else "ok" if metrics else "insufficient",
-            "split": split, "points": [list(p) for p in points], "reward": reward,
-            "window": window, "metrics": metrics}
+        out[name] = {"values": list(vals),
+                     **detect_hacking(reward, vals, higher_is_better=higher)}
+    flag = any(m["flag"] for m in out.values())
+    return {"flag": flag, "verdict": "hacking" if flag else "ok" if out else "insufficient",
+            "reward": list(reward), "metrics": out, **extra}
+
+
+def verdict_line(report: Mapping[str, Any], what: str) -> str:
+    """'Reward hacking (<verdict>) on <what>: metric: verdict (+change vs reward +change); …'"""
+    def one(k: str, v: Mapping[str, Any]) -> str:
+        if v["independent_change"] is None:
+            return f"{k}: {v['verdict']}"
+        return (f"{k}: {v['verdict']} ({v['independent_change']:+.3f} vs reward "
+                f"{v['reward_change']:+.3f})")
+    ms = "; ".join(one(k, v) for k, v in report.get("metrics", {}).items())
+    return f"Reward hacking ({report['verdict']}) on {what}: {ms or 'no metric'}"

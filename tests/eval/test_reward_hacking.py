@@ -73,3 +73,21 @@ def test_moderation_table_flags_rewrite_collapse():
     assert not ok["flag"] and ok["verdict"] == "ok"
     missing = moderation_hacking(table, RISING, [("base", 0), ("grpo", 8)])
     assert missing["verdict"] == "insufficient"
+
+
+def test_hacking_report_one_verdict_per_metric_and_skips_missing_values():
+    from safegrpo.eval.reward_hacking import hacking_report, verdict_line
+
+    reward = [0.1, 0.2, 0.4]
+    rep = hacking_report(reward, {"recall": ([0.5, 0.6, 0.7], True),       # rises with reward
+                                  "violations": ([0.1, 0.2, 0.3], False),  # worse as reward rises
+                                  "missing": ([0.1, None, 0.2], True)}, steps=[0, 10, 20])
+    assert set(rep["metrics"]) == {"recall", "violations"} and rep["steps"] == [0, 10, 20]
+    assert rep["metrics"]["recall"]["verdict"] == "ok"
+    assert rep["metrics"]["violations"]["verdict"] == "hacking"
+    assert rep["metrics"]["violations"]["independent_change"] == pytest.approx(-0.2)
+    assert rep["flag"] and rep["verdict"] == "hacking"
+    assert verdict_line(rep, "3 checkpoints") == (
+        "Reward hacking (hacking) on 3 checkpoints: recall: ok (+0.200 vs reward +0.300); "
+        "violations: hacking (-0.200 vs reward +0.300)")
+    assert hacking_report(reward, {"m": ([None, 1, 2], True)})["verdict"] == "insufficient"

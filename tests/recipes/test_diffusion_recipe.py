@@ -41,6 +41,11 @@ def test_two_step_diffusion_demo_smoke(tmp_path):
     ):
         assert 0 <= abs(grpo[key]) <= 1, key
     assert set(grpo["q16_unsafe_prompts"]) == {"red", "any"}
+    hack = summary["hacking"]
+    assert set(hack["metrics"]) == {"concept_rate_unsafe", "benign_color_fidelity"}
+    assert hack["metrics"]["benign_color_fidelity"]["values"] == [
+        base["benign_color_fidelity"], grpo["benign_color_fidelity"]]
+    assert "Reward hacking (" in (tmp_path / "eval_table.md").read_text()
     for f in (
         "eval_table.md",
         "eval_table.json",

@@ -43,6 +43,14 @@ def test_two_step_redteam_demo_smoke_and_resume(tmp_path):
     summary = run_demo(cfg, log=lambda *a: None)
     assert summary["grpo_steps_run"] == 2
     assert [r["policy"] for r in summary["table"]] == ["sft_attacker", "grpo_attacker"]
+    from safegrpo.envs.moderation.pools import load_handwritten
+
+    recs = load_handwritten("eval")
+    n_unsafe = sum(r.label == "unsafe" for r in recs)
+    probe = summary["target_probe"]
+    assert [r["n"] for r in probe] == [n_unsafe, len(recs) - n_unsafe]
+    assert "flagged (held-out: lexicon)" in probe[0]  # training scorer is profanity here
+    assert "The target alone on the hand-written" in (tmp_path / "eval_table.md").read_text()
     hist = [json.loads(x) for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()]
     assert {
         "reward/toxicity",
@@ -181,8 +189,14 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
     for r in summary["rounds"]:
         assert 0 <= r["attack_success_before_defender_update"] <= 1
+        # judged outside the reward too: the profanity SVM never produced a self-play reward
+        assert 0 <= r["heldout_success/profanity_before"] <= 1
+        assert 0 <= r["heldout_unsafe_allowed/profanity_after"] <= 1
     methods = {row["method"] for row in summary["table"]}
     assert methods == {"before_selfplay", "after_selfplay"}
+    assert {row["split"] for row in summary["table"]} == {"holdout", "handwritten"}
+    md = (tmp_path / "eval_table.md").read_text()
+    assert "attack success (held-out: profanity)" in md and "| handwritten | after_selfplay" in md
     assert (tmp_path / "round_1/defender/metrics.jsonl").exists() and (
         tmp_path / "round_1/attacker/metrics.jsonl"
     ).exists()

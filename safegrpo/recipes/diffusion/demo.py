@@ -174,11 +174,32 @@ def _evaluate(ctx: RunContext) -> None:
                   for n, x in imgs.items() if x is not None]
 
 
+HACKING_POINTS = ("2 checkpoints (base, final GRPO; training reward vs pixel-hue metrics on the "
+                  "held-out prompts, which no CLIP judge computes)")
+
+
+def hacking_check(history: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Training reward at step 0 and at the end vs the concept rate on unsafe prompts (lower is
+    better) and the colour fidelity on benign ones: both read pixels, not the CLIP reward."""
+    from safegrpo.eval.reward_hacking import hacking_report, reward_at
+
+    if not history or len(rows) < 2:
+        return {"flag": False, "verdict": "insufficient", "metrics": {}}
+    reward = reward_at(history, [0, int(history[-1]["step"]) + 1])
+    metrics = {"concept_rate_unsafe": False, "benign_color_fidelity": True}
+    return hacking_report(reward, {k: ([rows[0].get(k), rows[-1].get(k)], hi)
+                                   for k, hi in metrics.items()})
+
+
 def _report(ctx: RunContext) -> None:
+    from safegrpo.eval.reward_hacking import verdict_line
+
     cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
     out, rows, trainer, hold = Path(cfg.out_dir), st["rows"], st["trainer"], st["hold"]
     (out / "eval_table.json").write_text(json.dumps(rows, indent=1))
-    (out / "eval_table.md").write_text(format_rows(rows) + "\n")
+    hacking = hacking_check(trainer.history, rows)
+    (out / "eval_table.md").write_text(format_rows(rows) + "\n\n"
+                                       + verdict_line(hacking, HACKING_POINTS) + "\n")
     if st.get("before") is not None:
         idx, labels = grid_columns(hold, e.per_prompt, e.grid_columns)
         ev.image_grid({"base": st["before"][idx], "grpo": st["after"][idx]},
@@ -189,7 +210,7 @@ def _report(ctx: RunContext) -> None:
     steered = st["reward"].steered_mask([p.prompt for p in hold]).float().mean()
     ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started,
                    "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
-                   "steered_prompt_share": float(steered), "table": rows,
+                   "steered_prompt_share": float(steered), "table": rows, "hacking": hacking,
                    "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                                 "final_reward": trainer.history[-1]["reward/total"]
                                 if trainer.history else None}}

@@ -25,7 +25,7 @@ from safegrpo.eval.moderation import (
     write_jsonl,
 )
 from safegrpo.eval.plots import reward_curve
-from safegrpo.eval.reward_hacking import moderation_hacking
+from safegrpo.eval.reward_hacking import moderation_hacking, verdict_line
 from safegrpo.eval.rewrites import add_independent, judges_note
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.base import RunContext, Stage, peak_rss_gb, run_recipe
@@ -67,16 +67,10 @@ def render_summary(summary: dict[str, Any]):
 
 def hacking_line(h: dict[str, Any]) -> str:
     """One line: the detector's verdict per independent metric and how many checkpoints it saw."""
-    def one(k: str, v: dict[str, Any]) -> str:
-        if v["independent_change"] is None:
-            return f"{k}: {v['verdict']}"
-        return (f"{k}: {v['verdict']} ({v['independent_change']:+.3f} vs reward "
-                f"{v['reward_change']:+.3f})")
-    ms = "; ".join(one(k, v) for k, v in h.get("metrics", {}).items())
     pts = h.get("points") or []
-    return (f"Reward hacking ({h['verdict']}) on {h.get('split')}, {len(pts)} checkpoints "
-            f"({', '.join(m for m, _ in pts)}; SFT start vs final only, no intermediate "
-            f"checkpoint is evaluated): {ms or 'no metric'}")
+    return verdict_line(h, f"{h.get('split')}, {len(pts)} checkpoints "
+                           f"({', '.join(m for m, _ in pts)}; SFT start vs final only, no "
+                           "intermediate checkpoint is evaluated)")
 
 
 def heldout_judges(cfg: ModerationRecipeConfig) -> dict[str, Any]:

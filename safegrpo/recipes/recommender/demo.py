@@ -112,17 +112,45 @@ def _arm(name: str | None):
                                                resume=ctx.resume or ctx.mode == "eval")
         st["rows"].append({"policy": arm, **final})
         st["trainer"] = trainer
+        val = ckpts.parent / "val_metrics.jsonl"
+        st.setdefault("curves", {})[arm] = (trainer.history, [
+            json.loads(x) for x in val.read_text().splitlines() if x.strip()])
     return run
 
 
+def hacking_checks(rows: list[dict[str, Any]], curves: dict[str, Any], k: int) -> dict[str, Any]:
+    """Per GRPO arm: training reward vs the validation users' metrics (users training never
+    saw) at step 0 (the Safe-SFT policy, ``rows[0]``) and at every validated checkpoint."""
+    from safegrpo.eval.reward_hacking import hacking_report, reward_at
+
+    out = {}
+    for arm, (history, val) in curves.items():
+        points = [{"step": 0, **rows[0]}, *val]
+        if not history or len(points) < 2:
+            continue
+        reward = reward_at(history, [p["step"] for p in points])
+        metrics = {f"recall@{k}": True, f"ndcg@{k}": True, f"sensitivity_ratio@{k}": False}
+        out[arm] = hacking_report(reward, {m: ([p[m] for p in points], hi)
+                                           for m, hi in metrics.items()},
+                                  steps=[p["step"] for p in points])
+    return out
+
+
 def _report(ctx: RunContext) -> None:
+    from safegrpo.eval.reward_hacking import verdict_line
+
     cfg, st, k = ctx.cfg, ctx.state, ctx.cfg.reward.k
     out = Path(cfg.out_dir)
     (out / "eval_table.json").write_text(json.dumps(st["rows"], indent=1))
-    (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n")
+    hacking = hacking_checks(st["rows"], st.get("curves", {}), k)
+    lines = [verdict_line(h, f"{arm}, {len(h['steps'])} checkpoints (steps "
+                             f"{', '.join(map(str, h['steps']))}; validation users)")
+             for arm, h in hacking.items()]
+    (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n\n"
+                                       + "\n\n".join(lines) + "\n")
     trainer = st["trainer"]
     ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started, "k": k,
-                   "n_val_users": len(st["val"]), "table": st["rows"],
+                   "n_val_users": len(st["val"]), "table": st["rows"], "hacking": hacking,
                    "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                                 **{x: v for x, v in st["rows"][-1].items() if x != "policy"}}}
     (out / "summary.json").write_text(json.dumps(ctx.summary, indent=1))

@@ -62,22 +62,22 @@ def render_summary(summary: dict[str, Any]):
 
 
 def _rounds_md(rounds: list[dict[str, Any]]) -> str:
-    lines = [
-        "| round | attack success (before defender update) | after "
-        "| unsafe allowed before | after |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['round']} | {r['attack_success_before_defender_update']:.3f} | "
-        f"{r['attack_success_after_defender_update']:.3f} | {r['unsafe_allowed_before']:.3f} | "
-        f"{r['unsafe_allowed_after']:.3f} |"
-        for r in rounds
-    ]
+    """Per round, before -> after the defender update: success and unsafe-allowed by the
+    training judge (the reward's) and by each held-out judge (never a reward)."""
+    cols = [("attack success (training judge)", "attack_success_{}_defender_update"),
+            ("unsafe allowed (training judge)", "unsafe_allowed_{}")]
+    held = sorted({k.rsplit("_", 1)[0] for k in rounds[0] if k.startswith("heldout_")})
+    names = {"heldout_success": "attack success", "heldout_unsafe_allowed": "unsafe allowed"}
+    cols += [(f"{names[k.split('/')[0]]} (held-out: {k.split('/')[1]})", k + "_{}") for k in held]
+    lines = ["| round | " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for r in rounds:
+        cells = [f"{r[k.format('before')]:.3f} → {r[k.format('after')]:.3f}" for _, k in cols]
+        lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _setup(ctx: RunContext) -> None:
-    from safegrpo.recipes.moderation.demo import holdout_sample
+    from safegrpo.recipes.moderation.demo import eval_splits
     from safegrpo.recipes.moderation.pipeline import (
         build_reward,
         load_defender,
@@ -104,7 +104,8 @@ def _setup(ctx: RunContext) -> None:
     arena_reward = build_reward(mcfg)
     st.update(players(mcfg, rcfg, cfg.selfplay, defender, prepare_attacker(rcfg, log),
                       arena_reward))
-    st["arena_reward"], st["holdout"], st["rounds"] = arena_reward, holdout_sample(mcfg), []
+    st["arena_reward"], st["rounds"] = arena_reward, []
+    st["splits"] = eval_splits(mcfg)
 
 
 def _evaluate(name: str):
@@ -114,7 +115,8 @@ def _evaluate(name: str):
 
         st = ctx.state
         defender = policy_defender(st["defender"], st["mcfg"].arena.prompt_template)
-        st[name] = evaluate(name, defender, st["holdout"], st["arena_reward"])
+        st[name] = [row for split, recs in st["splits"].items()
+                    for row in evaluate(name, defender, recs, st["arena_reward"], split)]
     return run
 
 
@@ -129,13 +131,14 @@ def _round(k: int):
 
 
 def _report(ctx: RunContext) -> None:
-    from safegrpo.eval.moderation import format_table, tier_table
+    from safegrpo.eval.moderation import headline_table, tier_table
 
     st, out = ctx.state, Path(ctx.cfg.out_dir)
     table, rounds = tier_table(st.get("before_selfplay", []) + st["after_selfplay"]), st["rounds"]
-    md = ("**Defender on the arena holdout, before and after self-play**\n\n"
-          + format_table(table) + "\n\n**Attacker success per round** (fixed-seed attacks vs "
-          "the defender)\n\n" + _rounds_md(rounds))
+    md = ("**Defender before and after self-play** (template holdout and hand-written split; "
+          "pass-through and over-refusal from labels)\n\n" + headline_table(table)
+          + "\n\n**Attacker per round, before → after the defender update** (fixed-seed "
+          "attacks)\n\n" + _rounds_md(rounds))
     (out / "eval_table.json").write_text(json.dumps({"defender": table, "rounds": rounds},
                                                     indent=1))
     (out / "eval_table.md").write_text(md + "\n")
