@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"<!-- table: (?P<cmd>.+?) -> (?P<path>\S+) -->\n(?P<body>.*?)<!-- end table -->",
-                   re.S)
+BLOCK = re.compile(
+    r"<!-- table: (?P<cmd>.+?) -> (?P<path>\S+) -->\n(?P<body>.*?)<!-- end table -->", re.S)
 
 
 @dataclass(frozen=True)
