@@ -1,5 +1,5 @@
 """Style limits the project holds itself to: modules <= 300 lines, functions <= 60 lines.
-(Lines <= 100 characters is ruff's E501, checked by the lint step.)"""
+(Lines <= 100 characters is ruff's E501: tests/architecture/test_lint.py.)"""
 
 from __future__ import annotations
 
