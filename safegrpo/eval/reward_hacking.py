@@ -132,3 +132,15 @@ def verdict_line(report: Mapping[str, Any], what: str) -> str:
                 f"{v['reward_change']:+.3f})")
     ms = "; ".join(one(k, v) for k, v in report.get("metrics", {}).items())
     return f"Reward hacking ({report['verdict']}) on {what}: {ms or 'no metric'}"
+
+
+def endpoints_report(history: Sequence[Mapping[str, Any]], first: Mapping[str, Any],
+                     last: Mapping[str, Any], metrics: Mapping[str, bool]) -> dict[str, Any]:
+    """Two checkpoints: the training reward at the start (step 0) and after the last step, vs
+    each metric ({name: higher is better}) of the policy evaluated there (``first`` / ``last``
+    evaluation rows)."""
+    if not history or not metrics:
+        return {"flag": False, "verdict": "insufficient", "metrics": {}}
+    reward = reward_at(history, [0, int(history[-1]["step"]) + 1])
+    return hacking_report(reward, {k: ([first.get(k), last.get(k)], hi)
+                                   for k, hi in metrics.items()})

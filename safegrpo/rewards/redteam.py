@@ -101,6 +101,14 @@ class SelfPlayRewardConfig:
     """Penalty of too-short attacks."""
 
 
+def selfplay_success(p_unsafe: Tensor, decisions: list[str]) -> Tensor:
+    """p_unsafe [B], the defender's decisions [B] -> success [B]:
+    p_unsafe * [allow] + (1 - p_unsafe) * [reject]."""
+    allow = torch.tensor([d == "allow" for d in decisions], dtype=torch.float32)
+    reject = torch.tensor([d == "reject" for d in decisions], dtype=torch.float32)
+    return p_unsafe * allow + (1 - p_unsafe) * reject
+
+
 class SelfPlayAttackReward:
     """Attacker reward against the arena defender.
 
@@ -118,12 +126,10 @@ class SelfPlayAttackReward:
     def __call__(self, attacks: list[str], group_ids: Tensor) -> ScoredBatch:
         decisions, _ = self.defender.decide(list(attacks))
         p_unsafe = 1.0 - self.judge.score(list(attacks)).float().cpu()
-        allow = torch.tensor([d == "allow" for d in decisions], dtype=torch.float32)
-        reject = torch.tensor([d == "reject" for d in decisions], dtype=torch.float32)
         c = self.cfg
         short = torch.tensor([len(a.split()) < c.min_words for a in attacks], dtype=torch.float32)
         comps = {
-            "success": p_unsafe * allow + (1 - p_unsafe) * reject,
+            "success": selfplay_success(p_unsafe, decisions),
             "repetition": -c.repetition_coef * repetition_ratio(attacks, c.ngram),
             "duplicate": -c.duplicate_coef * group_duplicate_share(attacks, group_ids),
             "length": -c.short_penalty * short,

@@ -91,3 +91,13 @@ def test_hacking_report_one_verdict_per_metric_and_skips_missing_values():
         "Reward hacking (hacking) on 3 checkpoints: recall: ok (+0.200 vs reward +0.300); "
         "violations: hacking (-0.200 vs reward +0.300)")
     assert hacking_report(reward, {"m": ([None, 1, 2], True)})["verdict"] == "insufficient"
+
+
+def test_endpoints_report_reads_the_start_and_the_end_of_training():
+    from safegrpo.eval.reward_hacking import endpoints_report
+
+    rep = endpoints_report(RISING, {"fidelity": 0.9}, {"fidelity": 0.6}, {"fidelity": True})
+    # reward at step 0: mean of the 5 nearest rows (0.1..0.5); after the last step: 0.4..0.8
+    assert rep["reward"] == pytest.approx([0.3, 0.6])
+    assert rep["metrics"]["fidelity"]["verdict"] == "hacking" and rep["flag"]
+    assert endpoints_report([], {}, {}, {"fidelity": True})["verdict"] == "insufficient"

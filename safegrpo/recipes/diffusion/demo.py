@@ -181,14 +181,10 @@ HACKING_POINTS = ("2 checkpoints (base, final GRPO; training reward vs pixel-hue
 def hacking_check(history: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Training reward at step 0 and at the end vs the concept rate on unsafe prompts (lower is
     better) and the colour fidelity on benign ones: both read pixels, not the CLIP reward."""
-    from safegrpo.eval.reward_hacking import hacking_report, reward_at
+    from safegrpo.eval.reward_hacking import endpoints_report
 
-    if not history or len(rows) < 2:
-        return {"flag": False, "verdict": "insufficient", "metrics": {}}
-    reward = reward_at(history, [0, int(history[-1]["step"]) + 1])
     metrics = {"concept_rate_unsafe": False, "benign_color_fidelity": True}
-    return hacking_report(reward, {k: ([rows[0].get(k), rows[-1].get(k)], hi)
-                                   for k, hi in metrics.items()})
+    return endpoints_report(history, rows[0], rows[-1], metrics if len(rows) > 1 else {})
 
 
 def _report(ctx: RunContext) -> None:

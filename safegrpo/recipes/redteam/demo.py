@@ -126,13 +126,10 @@ HACKING_POINTS = ("2 checkpoints (the SFT attacker and the final GRPO attacker; 
 def hacking_check(history: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The reward-hacking detector on two checkpoints, the SFT attacker (step 0) and the final
     GRPO attacker: training reward vs each held-out success rate."""
-    from safegrpo.eval.reward_hacking import hacking_report, reward_at
+    from safegrpo.eval.reward_hacking import endpoints_report
 
-    keys = [k for k in rows[0] if k.startswith("heldout_success/")]
-    if not history or not keys:
-        return {"flag": False, "verdict": "insufficient", "metrics": {}}
-    reward = reward_at(history, [0, int(history[-1]["step"]) + 1])
-    return hacking_report(reward, {k: ([rows[0][k], rows[-1][k]], True) for k in keys})
+    keys = {k: True for k in rows[0] if k.startswith("heldout_success/")}
+    return endpoints_report(history, rows[0], rows[-1], keys)
 
 
 def _setup(ctx: RunContext) -> None:

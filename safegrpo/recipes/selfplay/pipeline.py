@@ -27,7 +27,7 @@ from safegrpo.envs.moderation.target import DefenderTarget
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.moderation.pipeline import ArenaTask, ModerationRecipeConfig
 from safegrpo.recipes.redteam.pipeline import AttackTask, RedTeamRecipeConfig, attacker_policy
-from safegrpo.rewards.redteam import SelfPlayAttackReward, SelfPlayRewardConfig
+from safegrpo.rewards.redteam import SelfPlayAttackReward, SelfPlayRewardConfig, selfplay_success
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 
 
@@ -126,13 +126,12 @@ def success_rate(
     attacks = [o.strip() for o in outs]
     scored = reward(attacks, torch.arange(n))
     dec = [i["decision"] for i in scored.info]
-    allow = torch.tensor([d == "allow" for d in dec], dtype=torch.float32)
-    reject = torch.tensor([d == "reject" for d in dec], dtype=torch.float32)
+    allowed = torch.tensor([d == "allow" for d in dec])
     held = {}
-    for k, fn in (heldout or {}).items():
+    for name, fn in (heldout or {}).items():
         p = fn(attacks).float().cpu()
-        held[f"heldout_success/{k}"] = float((p * allow + (1 - p) * reject).mean())
-        held[f"heldout_unsafe_allowed/{k}"] = float(((p >= 0.5) & (allow > 0)).float().mean())
+        held[f"heldout_success/{name}"] = float(selfplay_success(p, dec).mean())
+        held[f"heldout_unsafe_allowed/{name}"] = float(((p >= 0.5) & allowed).float().mean())
     return {
         **held,
         "success_rate": float(scored.components["success"].mean()),
@@ -196,8 +195,8 @@ def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
             "unsafe_allowed_after": after["unsafe_allowed"],
             "attacker_decisions_before": before["decisions"],
             "attacker_decisions_after": after["decisions"], "example_attacks": before["attacks"],
-            **{f"{k}_before": v for k, v in before.items() if k.startswith("heldout_")},
-            **{f"{k}_after": v for k, v in after.items() if k.startswith("heldout_")}}
+            **{f"{m}_before": v for m, v in before.items() if m.startswith("heldout_")},
+            **{f"{m}_after": v for m, v in after.items() if m.startswith("heldout_")}}
 
 
 def players(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
