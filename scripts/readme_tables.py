@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(
-    r"<!-- table: (?P<cmd>.+?) -> (?P<path>\S+) -->\n(?P<body>.*?)<!-- end table -->", re.S)
+# a marker starts its own line; the command and path stay on it (a marker quoted in prose is not
+# one)
+BLOCK = re.compile(r"^<!-- table: (?P<cmd>[^\n]+?) -> (?P<path>\S+) -->\n(?P<body>.*?)"
+                   r"^<!-- end table -->", re.S | re.M)
 
 
 @dataclass(frozen=True)

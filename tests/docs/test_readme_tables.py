@@ -49,6 +49,13 @@ def test_the_checker_reports_a_stale_table_and_write_mends_it(tmp_path):
     assert mended.startswith("intro\n") and mended.endswith("<!-- end table -->\nend\n")
 
 
+def test_a_marker_quoted_in_prose_is_not_a_block():
+    readme = ("Tables sit between `<!-- table: COMMAND -> FILE -->` markers.\n\n"
+              "<!-- table: safegrpo demo t -> runs/t.md -->\n| a |\n<!-- end table -->\n")
+    assert [(b.command, b.path, b.body) for b in tables.blocks(readme)] == [
+        ("safegrpo demo t", "runs/t.md", "| a |\n")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", tables.blocks(README), ids=lambda b: b.command)
 def test_the_demo_regenerates_the_readme_table(block, tmp_path):
