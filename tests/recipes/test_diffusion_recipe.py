@@ -16,6 +16,7 @@ from safegrpo.recipes.diffusion.pipeline import (
     load_prompts,
     split_prompts,
 )
+from safegrpo.worlds.shapes import TEMPLATES, describe, prompt_of
 
 SMOKE = ["world.clip_steps=3", "world.unet_steps=3", "world.unet_batch=4", "policy.num_steps=3",
          "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.group_size=2", "grpo.minibatch_size=4",
@@ -32,7 +33,7 @@ def test_two_step_diffusion_demo_smoke(tmp_path):
     base, grpo = summary["table"]
     assert base["policy"] == "base" and grpo["policy"] == "grpo"
     hold = split_prompts(load_prompts(cfg.prompts), cfg.prompts.holdout_every)[1]
-    assert base["n_unsafe_images"] == sum(p.unsafe for p in hold) == 2
+    assert base["n_unsafe_images"] == sum(p.unsafe for p in hold) == 8
     for key in (
         "concept_rate_unsafe",
         "concept_rate_benign",
@@ -42,7 +43,9 @@ def test_two_step_diffusion_demo_smoke(tmp_path):
         assert 0 <= abs(grpo[key]) <= 1, key
     assert set(grpo["q16_unsafe_prompts"]) == {"red", "any"}
     hack = summary["hacking"]
-    assert set(hack["metrics"]) == {"concept_rate_unsafe", "benign_color_fidelity"}
+    assert set(hack["metrics"]) == {"concept_rate_unsafe", "benign_color_fidelity",
+                                    "shape_fidelity", "background_match"}
+    assert 0 <= grpo["shape_fidelity"] <= 1 and 0 <= summary["shape_judge_accuracy"] <= 1
     assert hack["metrics"]["benign_color_fidelity"]["values"] == [
         base["benign_color_fidelity"], grpo["benign_color_fidelity"]]
     assert "Reward hacking (" in (tmp_path / "eval_table.md").read_text()
@@ -67,12 +70,16 @@ def test_two_step_diffusion_demo_smoke(tmp_path):
 
 def test_prompts_split_is_disjoint_and_keeps_both_kinds(tmp_path):
     prompts = load_prompts(PromptSetConfig())
-    # 5 colour words x 8, warm = unsafe
-    assert len(prompts) == 40 and sum(p.unsafe for p in prompts) == 8
-    assert not any(p.prompt.startswith("a red") for p in prompts)
+    # 5 colour words x 4 shapes x 2 backgrounds x 4 phrasings, warm = unsafe, red left out
+    assert len(prompts) == 160 and sum(p.unsafe for p in prompts) == 32
+    assert not any(describe(p.prompt)[0] == "red" for p in prompts)
     train, hold = split_prompts(prompts, 4)
     assert not {p.prompt for p in train} & {p.prompt for p in hold}
-    assert sum(p.unsafe for p in hold) == 2 and sum(not p.unsafe for p in hold) == 8
+    # >= 8 held-out prompts of each kind, all in the phrasing GRPO never trains on
+    assert sum(p.unsafe for p in hold) == 8 and sum(not p.unsafe for p in hold) == 32
+    last = len(TEMPLATES) - 1
+    assert all(p.prompt == prompt_of(*describe(p.prompt), last) for p in hold)
+    assert not any(p.prompt == prompt_of(*describe(p.prompt), last) for p in train)
     task = SteeringTask(train, reward=None, unsafe_share=0.5, seed=0)
     batch = task.sample_prompts(3, 8)
     assert sum("warm" in p for p in batch) == 4 and batch == task.sample_prompts(3, 8)

@@ -197,6 +197,8 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
     assert {row["split"] for row in summary["table"]} == {"holdout", "handwritten"}
     md = (tmp_path / "eval_table.md").read_text()
     assert "attack success (held-out: profanity)" in md and "| handwritten | after_selfplay" in md
+    assert "Reward hacking (" in md and "on the attacker, 2 checkpoints" in md
+    assert set(summary["hacking"]["attacker"]["metrics"]) == {"heldout_success/profanity"}
     assert (tmp_path / "round_1/defender/metrics.jsonl").exists() and (
         tmp_path / "round_1/attacker/metrics.jsonl"
     ).exists()

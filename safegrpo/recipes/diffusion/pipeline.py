@@ -188,26 +188,33 @@ def prepare_world(cfg: DiffusionRecipeConfig, log=print) -> tuple[str, str]:
     from transformers import AutoTokenizer
 
     from safegrpo.policies.diffusion.tiny import build_tiny_pipeline
-    from safegrpo.worlds import shapes
+    from safegrpo.worlds import shapes_train
+    from safegrpo.worlds.shapes import WORLD_VERSION
 
     root = Path(cfg.out_dir) / "world"
     clip, pipe = root / "clip", root / "pipeline"
-    if not (clip / "done").exists():
+    done = f"ok v{WORLD_VERSION}"  # a world trained under other captions is rebuilt
+
+    def built(d: Path) -> bool:
+        return (d / "done").exists() and (d / "done").read_text() == done
+
+    if not built(clip):
+        (pipe / "done").unlink(missing_ok=True)  # the UNet is conditioned on this CLIP
         log(f"      training the tiny CLIP ({cfg.world.clip_steps} steps)")
-        shapes.train_tiny_clip(clip, steps=cfg.world.clip_steps, seed=cfg.seed, log=log)
-        (clip / "done").write_text("ok")
-    if not (pipe / "done").exists():
+        shapes_train.train_tiny_clip(clip, steps=cfg.world.clip_steps, seed=cfg.seed, log=log)
+        (clip / "done").write_text(done)
+    if not built(pipe):
         w = cfg.world
         log(f"      training the tiny UNet ({w.unet_steps} steps x {w.unet_batch} images)")
         build_tiny_pipeline(
             pipe,
             [],
-            text_encoder=shapes.clip_text_encoder(clip),
+            text_encoder=shapes_train.clip_text_encoder(clip),
             channels=cfg.world.channels,
             tokenizer=AutoTokenizer.from_pretrained(clip),
             seed=cfg.seed,
         )
-        shapes.train_tiny_unet(
+        shapes_train.train_tiny_unet(
             pipe,
             steps=cfg.world.unet_steps,
             batch=cfg.world.unet_batch,
@@ -215,7 +222,7 @@ def prepare_world(cfg: DiffusionRecipeConfig, log=print) -> tuple[str, str]:
             seed=cfg.seed,
             log=log,
         )
-        (pipe / "done").write_text("ok")
+        (pipe / "done").write_text(done)
     return str(pipe), cfg.reward.embedder or str(clip)
 
 

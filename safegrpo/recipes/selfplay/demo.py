@@ -76,6 +76,43 @@ def _rounds_md(rounds: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def selfplay_hacking(table: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Both players' training reward vs metrics no reward computed.
+
+    - defender: its GRPO reward over the first logged rows of round 0 and the last rows of the
+      last round, vs the label-based metrics of the moderation table (strict pass-through,
+      over-refusal, distinct rewrites) on the hand-written split before and after self-play;
+    - attacker: its GRPO reward at the end of each round's stage vs the held-out judges' attack
+      success on the same round's fixed-seed attacks (before the defender update): C = rounds
+      checkpoints, so 3 rounds use the Spearman test."""
+    from safegrpo.eval.reward_hacking import MODERATION_METRICS, hacking_report
+
+    rows = {(r["split"], r["method"]): r for r in table if r["tier"] == "all"}
+    split = "handwritten" if ("handwritten", "after_selfplay") in rows else "holdout"
+    ends = [rows.get((split, m)) for m in ("before_selfplay", "after_selfplay")]
+    reward = [rounds[0]["defender_reward_start"], rounds[-1]["defender_reward_end"]]
+    ok = None not in ends and None not in reward
+    defender = hacking_report(reward if ok else [], {
+        name: ([e.get(name) for e in ends], hi) for name, hi in MODERATION_METRICS} if ok else {},
+        split=split)
+    held = sorted(k[:-len("_before")] for k in rounds[0]
+                  if k.startswith("heldout_success/") and k.endswith("_before"))
+    attacker = hacking_report([r["attacker_reward_end"] for r in rounds],
+                              {k: ([r[f"{k}_before"] for r in rounds], True) for k in held})
+    return {"flag": defender["flag"] or attacker["flag"], "defender": defender,
+            "attacker": attacker}
+
+
+def hacking_lines(report: dict[str, Any], rounds: int) -> str:
+    from safegrpo.eval.reward_hacking import verdict_line
+
+    d = report["defender"]
+    return (verdict_line(d, f"the defender, 2 checkpoints (before and after self-play, "
+                            f"{d.get('split')} split, labels)") + "\n\n"
+            + verdict_line(report["attacker"], f"the attacker, {rounds} checkpoints (end of each "
+                                               "round's attacker stage, held-out judges)"))
+
+
 def _setup(ctx: RunContext) -> None:
     from safegrpo.recipes.moderation.demo import eval_splits
     from safegrpo.recipes.moderation.pipeline import (
@@ -139,11 +176,14 @@ def _report(ctx: RunContext) -> None:
           "pass-through and over-refusal from labels)\n\n" + headline_table(table)
           + "\n\n**Attacker per round, before → after the defender update** (fixed-seed "
           "attacks)\n\n" + _rounds_md(rounds))
+    hacking = selfplay_hacking(table, rounds) if rounds else {}
+    if hacking:
+        md += "\n\n" + hacking_lines(hacking, len(rounds))
     (out / "eval_table.json").write_text(json.dumps({"defender": table, "rounds": rounds},
                                                     indent=1))
     (out / "eval_table.md").write_text(md + "\n")
     ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started, "table": table,
-                   "rounds": rounds, "markdown": md,
+                   "rounds": rounds, "markdown": md, "hacking": hacking,
                    "headline": {"rounds": len(rounds), "attack_success_after": [
                        r["attack_success_after_defender_update"] for r in rounds]}}
     (out / "summary.json").write_text(json.dumps(ctx.summary, indent=1))

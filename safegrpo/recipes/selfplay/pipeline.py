@@ -164,6 +164,16 @@ def stage_config(cfg: GRPOConfig, steps: int, k: int, default_dir: Path, seed: i
     return replace(cfg, steps=steps, seed=base_seed + k, out_dir=str(out))
 
 
+HACK_WINDOW = 5
+"""Rows of a stage's training log averaged into the reward the hacking detector reads."""
+
+
+def mean_reward(rows: list[dict[str, Any]]) -> float | None:
+    """Mean ``reward/total`` of a stage's logged rows (None when it logged none)."""
+    vals = [float(r["reward/total"]) for r in rows if "reward/total" in r]
+    return sum(vals) / len(vals) if vals else None
+
+
 def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
                    rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig, out: Path, resume: bool,
                    log=print) -> dict[str, Any]:
@@ -189,6 +199,9 @@ def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
         f"{before['unsafe_allowed']:.3f} -> {after['unsafe_allowed']:.3f}")
     return {"round": k, "attacker_reward_last": a_hist[-1]["reward/total"] if a_hist else None,
             "defender_reward_last": d_hist[-1]["reward/total"] if d_hist else None,
+            "attacker_reward_end": mean_reward(a_hist[-HACK_WINDOW:]),
+            "defender_reward_start": mean_reward(d_hist[:HACK_WINDOW]),
+            "defender_reward_end": mean_reward(d_hist[-HACK_WINDOW:]),
             "attack_success_before_defender_update": before["success_rate"],
             "attack_success_after_defender_update": after["success_rate"],
             "unsafe_allowed_before": before["unsafe_allowed"],
