@@ -66,6 +66,10 @@ def moderation_seed_rows(records_by_seed: Sequence[Sequence[Mapping[str, Any]]],
     return rows
 
 
+COUNT_FIELDS = ("n", "n_unsafe_images", "n_benign_images")
+"""Numeric fields that count what was evaluated: summed over seeds, not intervalled."""
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
@@ -83,6 +87,9 @@ def generic_seed_rows(tables: Sequence[Sequence[Mapping[str, Any]]], n_boot: int
         nums = list(dict.fromkeys(k for r in rs for k, v in r.items() if _is_number(v)))
         row: dict[str, Any] = {**dict(key), "seeds": len(rs)}
         for k in nums:
+            if k in COUNT_FIELDS:
+                row[k] = sum(int(r[k]) for r in rs if _is_number(r.get(k)))
+                continue
             row[k] = bootstrap_interval([[r[k]] for r in rs if _is_number(r.get(k))],
                                         n_boot=n_boot, seed=seed)
         rows.append(row)
@@ -90,9 +97,10 @@ def generic_seed_rows(tables: Sequence[Sequence[Mapping[str, Any]]], n_boot: int
 
 
 def render_seed_table(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int],
-                      n_boot: int = N_BOOT) -> str:
+                      n_boot: int = N_BOOT, per_prompt: bool = True) -> str:
     """Markdown: text fields as they are, Intervals as '0.123 ± 0.045'; a footnote states the
-    seeds, n and how the interval was made."""
+    seeds, n and how the interval was made (``per_prompt``: the rows hold per-prompt values, so
+    prompts are resampled within each seed; else one value per seed)."""
     cols = list(dict.fromkeys(k for r in rows for k in r if k != "judges"))
 
     def cell(v: Any) -> str:
@@ -101,11 +109,31 @@ def render_seed_table(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int],
         return str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    how = ("resampling seeds and the prompts within each seed; n = evaluated prompts summed "
+           "over seeds; whole-set statistics (distinct rewrites) resample seeds only"
+           if per_prompt else
+           "resampling the seeds' values, one per seed, so with 3 seeds the interval is a rough "
+           "spread, not a precise bound; counts such as n are summed over seeds")
     note = (f"\n\nmean ± half-width of the 95 % percentile bootstrap interval ({n_boot} "
-            f"replicates, resampling seeds and the prompts within each seed); seeds "
-            f"{', '.join(map(str, seeds))}; n = evaluated prompts summed over seeds; whole-set "
-            "statistics (distinct rewrites) and non-moderation tables resample seeds only.")
+            f"replicates, {how}); seeds {', '.join(map(str, seeds))}.")
     return "\n".join(lines) + note + judges_note(rows)
+
+
+def hacking_verdicts(seeds: Sequence[int], summaries: Sequence[Mapping[str, Any]]) -> str:
+    """'Reward-hacking detector: seed 0: ok, seed 1: hacking.' from each summary's ``hacking``
+    report (a report of several players, e.g. self-play's, as 'defender ok / attacker hacking');
+    '' when no summary has one."""
+    def one(h: Mapping[str, Any]) -> str:
+        if "verdict" in h:
+            return str(h["verdict"])
+        parts = [f"{k} {v['verdict']}" for k, v in h.items()
+                 if isinstance(v, Mapping) and "verdict" in v]
+        return " / ".join(parts) or "-"
+    if not any(s.get("hacking") for s in summaries):
+        return ""
+    cells = ", ".join(f"seed {k}: {one(s.get('hacking') or {})}"
+                      for k, s in zip(seeds, summaries, strict=True))
+    return f"Reward-hacking detector: {cells}."
 
 
 def rows_as_json(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,12 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from safegrpo.eval.seeds import generic_seed_rows, moderation_seed_rows, render_seed_table
+from safegrpo.eval.seeds import (
+    generic_seed_rows,
+    hacking_verdicts,
+    moderation_seed_rows,
+    render_seed_table,
+)
 
 
 def rec(tier, label, decision, seed_reward, split="handwritten", method="m"):
@@ -40,6 +45,22 @@ def test_generic_rows_bootstrap_over_seeds():
     (row,) = generic_seed_rows(tables, n_boot=500)
     assert row["policy"] == "grpo" and row["seeds"] == 3 and "examples" not in row
     assert row["success_rate"].mean == pytest.approx(0.4) and row["success_rate"].n == 3
+    # counts are summed, not intervalled (a "64.000 ± 0.000" n told nothing)
+    tables = [[{"policy": "grpo", "n": 64, "rate": v}] for v in (0.2, 0.4)]
+    (row,) = generic_seed_rows(tables, n_boot=100)
+    assert row["n"] == 128 and isinstance(row["n"], int)
+    md = render_seed_table([row], [0, 1], per_prompt=False)
+    assert "| grpo | 2 | 128 |" in md and "one per seed" in md and "within each seed" not in md
+
+
+def test_hacking_verdicts_per_seed_and_per_player():
+    assert hacking_verdicts([0, 1], [{}, {"table": []}]) == ""
+    line = hacking_verdicts([0, 1], [{"hacking": {"verdict": "ok", "flag": False}},
+                                     {"hacking": {"flag": True,
+                                                  "defender": {"verdict": "hacking"},
+                                                  "attacker": {"verdict": "ok"}}}])
+    assert line == ("Reward-hacking detector: seed 0: ok, seed 1: defender hacking / "
+                    "attacker ok.")
 
 
 def fake_recipe(calls):
