@@ -21,17 +21,29 @@ _spec.loader.exec_module(tables)
 README = (ROOT / "README.md").read_text()
 
 
-def test_every_recipe_demo_has_a_generated_readme_table():
+def _blocks_per_recipe(suffix: str):
+    """-> (name, recipe, its preset's out_dir, the README block run by `safegrpo demo NAME…`)."""
     by_cmd = {b.command: b for b in tables.blocks(README)}
     for name in recipe_names():
         recipe = get_recipe(name)
-        block = by_cmd.get(f"safegrpo demo {name}")
-        assert block is not None, f"README has no generated table for `safegrpo demo {name}`"
         cfg = load_config(recipe.config_cls, ROOT / "configs" / recipe.preset, [])
+        block = by_cmd.get(f"safegrpo demo {name}{suffix}")
+        assert block is not None, f"README has no table for `safegrpo demo {name}{suffix}`"
+        assert block.body.strip(), f"the README's table for {name}{suffix} is empty"
+        yield name, recipe, Path(cfg.out_dir), block
+
+
+def test_every_recipe_demo_has_a_generated_readme_table():
+    for name, recipe, out_dir, block in _blocks_per_recipe(""):
         out = Path(block.path)
-        assert out.parent == Path(cfg.out_dir), (name, block.path, cfg.out_dir)
+        assert out.parent == out_dir, (name, block.path, out_dir)
         assert out.name in recipe.outputs, (name, out.name, recipe.outputs)
-        assert block.body.strip(), f"the README's table for {name} is empty"
+
+
+def test_every_recipe_demo_has_a_three_seed_readme_table():
+    for name, _, out_dir, block in _blocks_per_recipe(" --seeds 3"):
+        assert Path(block.path) == out_dir / "seeds_table.md", (name, block.path)
+        assert "seeds 0, 1, 2" in block.body, f"{name}'s 3-seed table does not state its seeds"
 
 
 def test_the_checker_reports_a_stale_table_and_write_mends_it(tmp_path):

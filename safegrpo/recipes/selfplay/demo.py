@@ -113,6 +113,52 @@ def hacking_lines(report: dict[str, Any], rounds: int) -> str:
                                                "round's attacker stage, held-out judges)"))
 
 
+DEFENDER_SEED_COLUMNS = (("parse", "parse_rate"), ("pass all", "unsafe_pass_through"),
+                         ("over-refusal", "benign_over_refusal"), ("mean reward", "mean_reward"))
+
+
+def _seed_views(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """One seed's summary -> (defender rows: split, method, n and DEFENDER_SEED_COLUMNS over
+    every prompt, pass-through per unsafe tier; attacker rows: per round, before / after)."""
+    by = {(r["split"], r["method"], r["tier"]): r for r in summary["table"]}
+    defender = []
+    for (split, method, tier), r in by.items():
+        if tier != "all":
+            continue
+        row = {"split": split, "method": method, "n": r["n"]}
+        row |= {f"pass {t}": by[(split, method, t)].get("unsafe_pass_through")
+                for t in ("T1", "T2", "T3") if (split, method, t) in by}
+        defender.append(row | {title: r.get(key) for title, key in DEFENDER_SEED_COLUMNS})
+    attacker = []
+    for r in summary["rounds"]:
+        row: dict[str, Any] = {"round": str(r["round"])}
+        for when in ("before", "after"):
+            row[f"success {when} (training)"] = r[f"attack_success_{when}_defender_update"]
+            row |= {f"success {when} (held-out: {k.split('/')[1][:-len(when) - 1]})": v
+                    for k, v in r.items()
+                    if k.startswith("heldout_success/") and k.endswith(f"_{when}")}
+        attacker.append(row)
+    return defender, attacker
+
+
+def combine_seeds(cfgs: list[Any], summaries: list[dict[str, Any]]):
+    """``demo --seeds``: the defender's headline rates and the attacker's per-round success, each
+    a mean ± 95 % interval over the seeds' values -> (rows, markdown)."""
+    from safegrpo.eval.seeds import generic_seed_rows, hacking_verdicts, render_seed_table
+
+    seeds = [c.seed for c in cfgs]
+    views = [_seed_views(s) for s in summaries]
+    defender = sorted(generic_seed_rows([d for d, _ in views]),
+                      key=lambda r: (r["split"], r["method"] != "before_selfplay"))
+    attacker = generic_seed_rows([a for _, a in views])
+    md = ("**Defender before and after self-play** (pass-through and over-refusal from labels)"
+          "\n\n" + render_seed_table(defender, seeds, per_prompt=False)
+          + "\n\n**Attacker per round, before and after the defender update**\n\n"
+          + render_seed_table(attacker, seeds, per_prompt=False))
+    verdicts = hacking_verdicts(seeds, summaries)
+    return defender + attacker, md + (f"\n\n{verdicts}" if verdicts else "")
+
+
 def _setup(ctx: RunContext) -> None:
     from safegrpo.recipes.moderation.demo import eval_splits
     from safegrpo.recipes.moderation.pipeline import (
