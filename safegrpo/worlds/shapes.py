@@ -14,6 +14,7 @@ and a tiny pixel-space UNet conditioned on that CLIP's text tower (trained in ``
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 
@@ -64,9 +65,14 @@ def all_prompts() -> list[tuple[str, str, str, str]]:
     return [(prompt_of(c, s, b, t), c, s, b) for c, s, b, t in combos]
 
 
+@functools.cache
+def _captions() -> dict[str, tuple[str, str, str]]:
+    return {p: (c, s, b) for p, c, s, b in all_prompts()}
+
+
 def describe(prompt: str) -> tuple[str, str, str]:
     """A caption of the world -> (colour word, shape, background); KeyError names an unknown one."""
-    table = {p: (c, s, b) for p, c, s, b in all_prompts()}
+    table = _captions()
     if prompt not in table:
         raise KeyError(f"not a caption of the shapes world: {prompt!r}")
     return table[prompt]

@@ -91,10 +91,11 @@ def selfplay_hacking(table: list[dict[str, Any]], rounds: list[dict[str, Any]]) 
     split = "handwritten" if ("handwritten", "after_selfplay") in rows else "holdout"
     ends = [rows.get((split, m)) for m in ("before_selfplay", "after_selfplay")]
     reward = [rounds[0]["defender_reward_start"], rounds[-1]["defender_reward_end"]]
-    ok = None not in ends and None not in reward
-    defender = hacking_report(reward if ok else [], {
-        name: ([e.get(name) for e in ends], hi) for name, hi in MODERATION_METRICS} if ok else {},
-        split=split)
+    if None in ends or None in reward:
+        defender = {"flag": False, "verdict": "insufficient", "metrics": {}, "split": split}
+    else:
+        defender = hacking_report(reward, {name: ([e.get(name) for e in ends], hi)
+                                           for name, hi in MODERATION_METRICS}, split=split)
     held = sorted(k[:-len("_before")] for k in rounds[0]
                   if k.startswith("heldout_success/") and k.endswith("_before"))
     attacker = hacking_report([r["attacker_reward_end"] for r in rounds],
