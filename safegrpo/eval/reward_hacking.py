@@ -91,19 +91,31 @@ def moderation_hacking(table: Sequence[Mapping[str, Any]], history: Sequence[Map
                        points: Sequence[tuple[str, int]], split: str | None = None,
                        window: int = 5) -> dict[str, Any]:
     """Detector on the moderation eval table: ``points`` = [(method, step)] in training order
-    (e.g. [("sft_only", 0), ("grpo", last_step)]); ``split`` defaults to the hand-written split
-    when evaluated, else the first. One verdict per independent metric of MODERATION_METRICS
-    (over every prompt of the split); ``flag`` if any of them is flagged."""
+    (e.g. [("sft_only", 0), ("grpo", last_step)]); the training reward at each step is read from
+    ``history`` (``reward_at``), then ``table_hacking``."""
+    if not history:
+        return table_hacking(table, [], [m for m, _ in points], split)
+    reward = reward_at(history, [s for _, s in points], window)
+    return table_hacking(table, reward, [m for m, _ in points], split,
+                         points=[list(p) for p in points], window=window)
+
+
+def table_hacking(table: Sequence[Mapping[str, Any]], reward: Sequence[float | None],
+                  methods: Sequence[str], split: str | None = None,
+                  **extra: Any) -> dict[str, Any]:
+    """The training reward [C] at C checkpoints vs MODERATION_METRICS of the ``methods`` [C]
+    evaluated there (rows of a moderation eval table, over every prompt of ``split``; default
+    the hand-written split when evaluated, else the first). ``flag`` if any metric is flagged;
+    verdict ``insufficient`` when a reward or a method's row is missing."""
     rows = {(r["split"], r["method"]): r for r in table if r["tier"] == "all"}
     splits = list(dict.fromkeys(s for s, _ in rows))
     split = split or ("handwritten" if "handwritten" in splits else splits[0] if splits else None)
-    if not history or any((split, m) not in rows for m, _ in points):
+    if (len(reward) != len(methods) or None in reward
+            or any((split, m) not in rows for m in methods)):
         return {"flag": False, "verdict": "insufficient", "split": split, "metrics": {}}
-    reward = reward_at(history, [s for _, s in points], window)
-    metrics = {name: ([rows[(split, m)].get(name) for m, _ in points], higher)
+    metrics = {name: ([rows[(split, m)].get(name) for m in methods], higher)
                for name, higher in MODERATION_METRICS}
-    return hacking_report(reward, metrics, split=split, points=[list(p) for p in points],
-                          window=window)
+    return hacking_report(reward, metrics, split=split, **extra)
 
 
 def hacking_report(reward: Sequence[float],

@@ -85,17 +85,11 @@ def selfplay_hacking(table: list[dict[str, Any]], rounds: list[dict[str, Any]]) 
     - attacker: its GRPO reward at the end of each round's stage vs the held-out judges' attack
       success on the same round's fixed-seed attacks (before the defender update): C = rounds
       checkpoints, so 3 rounds use the Spearman test."""
-    from safegrpo.eval.reward_hacking import MODERATION_METRICS, hacking_report
+    from safegrpo.eval.reward_hacking import hacking_report, table_hacking
 
-    rows = {(r["split"], r["method"]): r for r in table if r["tier"] == "all"}
-    split = "handwritten" if ("handwritten", "after_selfplay") in rows else "holdout"
-    ends = [rows.get((split, m)) for m in ("before_selfplay", "after_selfplay")]
-    reward = [rounds[0]["defender_reward_start"], rounds[-1]["defender_reward_end"]]
-    if None in ends or None in reward:
-        defender = {"flag": False, "verdict": "insufficient", "metrics": {}, "split": split}
-    else:
-        defender = hacking_report(reward, {name: ([e.get(name) for e in ends], hi)
-                                           for name, hi in MODERATION_METRICS}, split=split)
+    defender = table_hacking(table, [rounds[0]["defender_reward_start"],
+                                     rounds[-1]["defender_reward_end"]],
+                             ["before_selfplay", "after_selfplay"])
     held = sorted(k[:-len("_before")] for k in rounds[0]
                   if k.startswith("heldout_success/") and k.endswith("_before"))
     attacker = hacking_report([r["attacker_reward_end"] for r in rounds],
