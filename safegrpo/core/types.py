@@ -35,6 +35,8 @@ class LMRollout:
     group_ids: Tensor  # [B] long: rows sharing a prompt share an id
     prompts: tuple[str, ...]  # B prompt strings
     completions: tuple[str, ...]  # B decoded completions
+    engine_logprobs: Tensor | None = None  # [B, T] the rollout engine's log-probs of the sampled
+    # tokens (None: not requested); used only for the mismatch metric and IS correction
 
     def __post_init__(self) -> None:
         b, t = self.completion_ids.shape
@@ -63,6 +65,7 @@ class LMRollout:
             group_ids=self.group_ids[idx],
             prompts=tuple(self.prompts[i] for i in il),
             completions=tuple(self.completions[i] for i in il),
+            engine_logprobs=None if self.engine_logprobs is None else self.engine_logprobs[idx],
         )
 
 

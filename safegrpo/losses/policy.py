@@ -162,17 +162,21 @@ def grpo_loss(
     num_tokens: float | None = None,
     max_len: int | None = None,
     kl_term: Tensor | None = None,
+    token_weights: Tensor | None = None,
 ) -> LossOutput:
     """Full GRPO objective. Tensors [B, T] (advantages [B] or [B, T]); returns scalar + metrics.
 
     The KL penalty is ``kl_estimator`` of (logp, ref_logp), or ``kl_term`` [B, T] when the
-    caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions)."""
+    caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions).
+    ``token_weights`` [B, T] (detached) scale each token's policy-gradient term before the KL is
+    added: truncated importance sampling for a rollout engine whose sampling distribution
+    differs from the trainer's (as TRL's ``vllm_importance_sampling_correction``)."""
     mask_f = mask.to(logp.dtype)
     pg, ratio, active = clipped_surrogate(
         logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high,
         ratio_level=ratio_level, segment_map=segment_map,
     )
-    per_token = pg
+    per_token = pg if token_weights is None else pg * token_weights.detach()
     metrics: dict[str, float] = {}
     if beta > 0.0:
         if ref_logp is None and kl_term is None:

@@ -10,66 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from safegrpo.core.types import LMRollout
+from safegrpo.policies.engines import ENGINES
+from safegrpo.policies.engines.base import pad_right
 from safegrpo.policies.lineage import write_lineage
+from safegrpo.policies.lm_config import LMPolicyConfig, LoRAConfig
 from safegrpo.policies.lm_ops import load_base, token_logprobs, wrap_lora
 from safegrpo.policies.lm_ops import merge_adapter as merge_adapter  # recipes import it from here
-from safegrpo.policies.prompting import PromptFormat
-
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    r: int = 16
-    """LoRA rank; 0 trains every weight (reference = a frozen copy)."""
-    alpha: int = 32
-    """LoRA scaling numerator (scale = alpha / r)."""
-    dropout: float = 0.0
-    """LoRA dropout (keep 0 for exact log-prob replay in GRPO)."""
-    target_modules: tuple[str, ...] = ("all-linear",)
-    """Module names to adapt, or ('all-linear',)."""
-    layers: tuple[int, ...] = ()
-    """Only adapt these decoder layers (empty = all; negative counts from the top). Adapting only
-    the top layers stops backpropagation there: the cheap way to fine-tune on a CPU."""
-
-    def __post_init__(self) -> None:
-        if self.r < 0 or not 0 <= self.dropout < 1:
-            raise ValueError("lora.r must be >= 0 and lora.dropout in [0, 1)")
-
-
-@dataclass(frozen=True)
-class LMPolicyConfig:
-    model: str = ""
-    """HF hub id or local path of the base causal LM (loaded with from_pretrained)."""
-    init_adapter: str | None = None
-    """Optional peft adapter dir (e.g. from SFT) merged into the base before training."""
-    lora: LoRAConfig = field(default_factory=LoRAConfig)
-    """LoRA settings of the trainable adapter."""
-    dtype: str = "float32"
-    """Weights dtype: float32 | bfloat16 | float16."""
-    max_prompt_tokens: int = 128
-    """Prompts are left-truncated to this many tokens."""
-    max_new_tokens: int = 48
-    """Completion budget."""
-    temperature: float = 1.0
-    """Sampling temperature (log-probs use the same temperature)."""
-    top_p: float = 1.0
-    """Nucleus sampling (1.0 = off; < 1 makes sampling and log-probs differ, see docs)."""
-    seed: int = 0
-    """Seed of the adapter initialisation (runs and resumes start from identical weights)."""
-    prompt: PromptFormat = field(default_factory=PromptFormat)
-    """Chat template use and system message (recorded with every saved policy)."""
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"policy.dtype must be float32|bfloat16|float16, got {self.dtype!r}")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ValueError("policy.temperature must be > 0 and policy.top_p in (0, 1]")
 
 
 class LMPolicy:
@@ -87,12 +40,45 @@ class LMPolicy:
             self.tokenizer, base = loaded
         self.chat = cfg.prompt.uses_chat(self.tokenizer)
         self.merged: list[str] = [cfg.init_adapter] if cfg.init_adapter else []
+        self.version = 0  # counts weight changes; engines resync when it moves
+        self.base_version = 0  # counts changes of the weights under the adapter
+        self._engine = None
         self.model = base.to(torch.device(device))
         if cfg.lora.r > 0:
             self.attach_lora(cfg.lora)
         # full fine-tuning: frozen copy made lazily, only when a KL term asks for it
         self._ref = None
         self.generated_tokens = 0  # completion tokens sampled so far (throughput reports)
+
+    @property
+    def model(self):
+        return self._model
+
+    @model.setter
+    def model(self, module) -> None:
+        self._model = module
+        self.weights_changed(base=True)
+
+    def weights_changed(self, base: bool = False) -> None:
+        """Call after changing weights in place (an optimizer step, a state-dict load): rollout
+        engines sample from the new weights from the next call on. ``base``: weights under the
+        adapter moved too (full fine-tuning, a merge)."""
+        self.version += 1
+        if base:
+            self.base_version += 1
+
+    @property
+    def engine(self):
+        """The rollout engine (built on first use from ``cfg.engine``)."""
+        if self._engine is None:
+            self._engine = ENGINES.get(self.cfg.engine.name)(self.cfg.engine, self.cfg)
+        return self._engine
+
+    def close(self) -> None:
+        """Stop the rollout engine (vLLM workers, temporary files); safe to call twice."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def attach_lora(self, lora: LoRAConfig) -> None:
         """Wrap the current weights in a fresh LoRA adapter (seeded by ``cfg.seed``)."""
@@ -159,31 +145,25 @@ class LMPolicy:
 
     @torch.no_grad()
     def generate(self, prompts: list[str], num_samples: int, *, seed: int, greedy: bool = False,
-                 model=None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """-> prompt_ids [B, P], prompt_mask [B, P], completion_ids [B, T], completion_mask [B, T];
-        B = len(prompts) * num_samples, rows of one prompt adjacent."""
-        model = model or self.model
+                 model=None, logprobs: bool = False) -> tuple[Tensor, ...]:
+        """-> prompt_ids [B, P], prompt_mask [B, P], completion_ids [B, T], completion_mask [B, T]
+        (+ the engine's log-probs [B, T] with ``logprobs``); B = len(prompts) * num_samples,
+        rows of one prompt adjacent. The rollout engine samples; the mask covers the tokens up
+        to and including EOS or a stop string."""
         ids, mask = self.encode_prompts(prompts)
-        ids = ids.repeat_interleave(num_samples, 0)
-        mask = mask.repeat_interleave(num_samples, 0)
-        torch.manual_seed(seed)
-        was_training = model.training
-        model.eval()
-        gen_kw = dict(do_sample=not greedy, max_new_tokens=self.cfg.max_new_tokens,
-                      pad_token_id=self.tokenizer.pad_token_id,
-                      eos_token_id=self.tokenizer.eos_token_id)
-        if not greedy:
-            gen_kw.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=0)
-        out = model.generate(input_ids=ids, attention_mask=mask, **gen_kw)
-        model.train(was_training)
-        comp = out[:, ids.shape[1]:]
-        is_eos = comp == self.tokenizer.eos_token_id
-        # mask = tokens up to and including the first EOS
-        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
-        cmask = (~after_eos).long()
-        comp = torch.where(cmask.bool(), comp, torch.full_like(comp, self.tokenizer.pad_token_id))
+        rows = [r[m.bool()].tolist() for r, m in zip(ids.cpu(), mask.cpu(), strict=True)]
+        sampling = self.cfg.sampling(num_samples, seed=seed, greedy=greedy, logprobs=logprobs)
+        gen = self.engine.generate(self, rows, sampling, model=model)
+        comp, cmask = pad_right(gen.tokens, self.tokenizer.pad_token_id, self.device)
         self.generated_tokens += int(cmask.sum())
-        return ids, mask, comp, cmask
+        out = (ids.repeat_interleave(num_samples, 0), mask.repeat_interleave(num_samples, 0),
+               comp, cmask)
+        if logprobs:
+            lp = torch.zeros(cmask.shape, dtype=torch.float32)
+            for i, row in enumerate(gen.logprobs or []):
+                lp[i, :len(row)] = torch.tensor(row, dtype=torch.float32)
+            out += (lp.to(self.device),)
+        return out
 
     def logprobs(self, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor,
                  completion_mask: Tensor, *, model=None, with_entropy: bool = False):
@@ -195,11 +175,14 @@ class LMPolicy:
 
     @torch.no_grad()
     def rollout(self, prompts: list[str], group_size: int, *, seed: int, need_ref: bool,
-                group_offset: int = 0, model=None, need_old: bool = True) -> LMRollout:
+                group_offset: int = 0, model=None, need_old: bool = True,
+                engine_logprobs: bool = False) -> LMRollout:
         """Sample ``group_size`` completions per prompt and record behaviour/reference log-probs
-        (behaviour log-probs only with ``need_old``; an on-policy update does not read them)."""
+        (behaviour log-probs only with ``need_old``; an on-policy update does not read them;
+        the engine's own log-probs with ``engine_logprobs``)."""
         model = model or self.model
-        pids, pmask, cids, cmask = self.generate(prompts, group_size, seed=seed, model=model)
+        pids, pmask, cids, cmask, *elp = self.generate(prompts, group_size, seed=seed,
+                                                        model=model, logprobs=engine_logprobs)
         old = self.logprobs(pids, pmask, cids, cmask, model=model)[0] if need_old else None
         ref = None
         if need_ref:
@@ -211,7 +194,8 @@ class LMPolicy:
                 + group_offset)
         return LMRollout(pids, pmask, cids, cmask, None if old is None else old * cmask,
                          None if ref is None else ref * cmask,
-                         gids, tuple(p for p in prompts for _ in range(group_size)), tuple(texts))
+                         gids, tuple(p for p in prompts for _ in range(group_size)), tuple(texts),
+                         elp[0] * cmask if elp else None)
 
     @torch.no_grad()
     def complete(self, prompts: list[str], *, greedy: bool = True, seed: int = 0,
@@ -249,3 +233,5 @@ class LMPolicy:
             loaded = AutoModelForCausalLM.from_pretrained(path,
                                                           dtype=getattr(torch, self.cfg.dtype))
             self.model.load_state_dict(loaded.state_dict())
+        self.weights_changed(base=not self.uses_lora)
+

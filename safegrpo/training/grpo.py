@@ -54,6 +54,13 @@ class GRPOTrainer(RLTrainerBase):
         self.init_loop(cfg, hooks)
 
     @property
+    def engine_differs(self) -> bool:
+        """Whether the rollout engine samples from something other than the trainer's module
+        (then its log-probs are requested and the mismatch is logged)."""
+        eng = self.policy.cfg.engine
+        return eng.name != "hf" or eng.gen_dtype != "policy" or eng.merge_lora
+
+    @property
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
 
@@ -66,7 +73,8 @@ class GRPOTrainer(RLTrainerBase):
                                  seed=cfg.seed * 1_000_003 + step * 997 + rank,
                                  need_ref=cfg.beta > 0 or cfg.reward_kl_coef > 0,
                                  group_offset=rank * cfg.prompts_per_step, model=self.unwrapped,
-                                 need_old=not self.reuse_logprobs)
+                                 need_old=not self.reuse_logprobs,
+                                 engine_logprobs=self.engine_differs or cfg.engine_is_cap > 0)
         gen_time = time.perf_counter() - t0
         rep_items = [i for i in items for _ in range(cfg.group_size)]
         scored = self.task.score(rep_items, list(ro.completions), ro.group_ids.cpu())
@@ -166,6 +174,8 @@ class GRPOTrainer(RLTrainerBase):
                 with_entropy=with_entropy,
             )
             old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs
+            is_w, eng_metrics = engine_correction(old, mb.engine_logprobs, mb.completion_mask,
+                                                  cfg.engine_is_cap)
             out = grpo_loss(
                 logp,
                 old,
@@ -181,7 +191,9 @@ class GRPOTrainer(RLTrainerBase):
                 segment_map=self._segment_rows(idx),
                 num_tokens=max(win_tokens, 1.0),
                 max_len=self.policy.cfg.max_new_tokens,
+                token_weights=is_w,
             )
+            out.metrics.update(eng_metrics)
             n_tok = float(mb.completion_mask.sum())
             share = weight * minibatch_weight(cfg.loss_agg, idx.numel(), n_tok, win_rows,
                                               win_tokens)
@@ -201,6 +213,7 @@ class GRPOTrainer(RLTrainerBase):
                 sums["grad_norm"] = float(norm)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        self.policy.weights_changed(base=not self.policy.uses_lora)
         return sums
 
     def _segment_rows(self, idx: Tensor) -> Tensor | None:
@@ -250,3 +263,23 @@ def extra_info_metrics(scored: ScoredBatch) -> dict[str, float]:
     if not decisions:
         return {}
     return {f"decision/{d}": decisions.count(d) / len(decisions) for d in sorted(set(decisions))}
+
+
+def engine_correction(trainer_logp: Tensor, engine_logp: Tensor | None, mask: Tensor,
+                      cap: float) -> tuple[Tensor | None, dict[str, float]]:
+    """Truncated importance weights min(exp(trainer - engine), cap) [B, T] (None when ``cap`` is
+    0 or the engine reported no log-probs) and the mismatch metrics: mean |trainer - engine|
+    log-prob per token, and with a cap the mean weight and the share of tokens truncated."""
+    if engine_logp is None:
+        return None, {}
+    m = mask.float()
+    n = m.sum().clamp(min=1)
+    diff = (trainer_logp.detach() - engine_logp.to(trainer_logp.device)) * m
+    metrics = {"engine/logp_abs_diff": float(diff.abs().sum() / n)}
+    if cap <= 0:
+        return None, metrics
+    raw = torch.exp(diff)
+    w = raw.clamp(max=cap) * m
+    metrics.update({"engine/is_weight_mean": float(w.sum() / n),
+                    "engine/is_truncated_frac": float(((raw > cap).float() * m).sum() / n)})
+    return w, metrics

@@ -78,6 +78,13 @@ class GRPOConfig(LoopConfig):
     reward_clip: float = 0.0
     """Clip the reward (per segment with segment advantages) to [-c, c] after the KL term
     (0 = off)."""
+    engine_is_cap: float = 0.0
+    """Truncated importance sampling for the rollout engine (0 = off): each token's
+    policy-gradient term is weighted by min(p_trainer / p_engine, cap), correcting for an engine
+    that samples in another precision or implementation (TRL's
+    vllm_importance_sampling_correction / _cap). The engine-trainer mismatch (mean |d log p| per
+    token) is logged as engine/logp_abs_diff whenever the engine is not the trainer's module."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in (
@@ -108,5 +115,7 @@ class GRPOConfig(LoopConfig):
             raise ValueError(f"reward_kl_coef / reward_clip shape the summed reward, which "
                              f"advantage {self.advantage!r} does not use; use beta (KL in the "
                              "loss) instead")
+        if self.engine_is_cap < 0:
+            raise ValueError("engine_is_cap must be >= 0 (0 = no importance-sampling correction)")
         if self.beta < 0 or self.lr <= 0 or self.clip_eps_low <= 0 or self.clip_eps_high <= 0:
             raise ValueError("beta must be >= 0; lr and clip ranges must be > 0")

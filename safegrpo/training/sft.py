@@ -110,6 +110,7 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             opt.step()
+            policy.weights_changed(base=not policy.uses_lora)
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
             tokens += int(mask.sum())

@@ -213,6 +213,7 @@ def load_sft_result(policy: LMPolicy, out: Path) -> None:
 
         loaded = AutoModelForCausalLM.from_pretrained(out, dtype=policy.model.dtype)
         policy.model.load_state_dict(loaded.state_dict())
+        policy.weights_changed(base=True)
         policy.cfg = replace(policy.cfg, model=str(out))
 
 

@@ -1,0 +1,93 @@
+"""A plain (adapter-free) copy of the policy's weights for sampling, kept in sync by version.
+
+``merged_state(model)`` is the policy as one state dict in the base architecture's names: each
+LoRA-wrapped linear becomes ``W + delta`` (peft's ``get_delta_weight``), computed out of place so
+the trainer's base weights are never merged and unmerged (that round trip drifts in fp32). The
+copy is rebuilt in full when the base weights moved (``LMPolicy.base_version``: a merged SFT
+adapter, a full-weight update) and otherwise refreshes only the adapted linears.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+def _peft_parts(model):
+    """(plain module tree, LoRA layers by plain name) of a peft model; (model, {}) otherwise."""
+    try:
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return model, {}
+    if not isinstance(model, PeftModel):
+        return model, {}
+    inner = model.get_base_model()
+    layers = {name: mod for name, mod in inner.named_modules() if isinstance(mod, LoraLayer)}
+    return inner, layers
+
+
+def _merged_weight(layer) -> torch.Tensor:
+    w = layer.get_base_layer().weight.detach()
+    for name in layer.active_adapters:
+        if name in layer.lora_A:
+            w = w + layer.get_delta_weight(name).detach().to(w.dtype)
+    return w
+
+
+def merged_state(model) -> dict[str, torch.Tensor]:
+    """The model's effective weights [param name -> tensor] in the plain architecture's names."""
+    inner, layers = _peft_parts(model)
+    out: dict[str, torch.Tensor] = {}
+    for name, p in inner.state_dict().items():
+        if ".lora_" in name or "lora_magnitude" in name:
+            continue
+        out[name.replace(".base_layer.", ".")] = p.detach()
+    for name, layer in layers.items():
+        out[f"{name}.weight"] = _merged_weight(layer)
+    return out
+
+
+def plain_skeleton(model, dtype: torch.dtype):
+    """A plain module of the same architecture as ``model`` (adapter unwrapped), in ``dtype``."""
+    inner, layers = _peft_parts(model)
+    if not layers:
+        return copy.deepcopy(inner).to(dtype).eval().requires_grad_(False)
+    from transformers import AutoModelForCausalLM
+
+    with torch.device(next(inner.parameters()).device):
+        plain = AutoModelForCausalLM.from_config(inner.config, dtype=dtype)
+    plain.generation_config = copy.deepcopy(inner.generation_config)
+    return plain.eval().requires_grad_(False)
+
+
+class MergedCopy:
+    """Holds the sampling copy; ``sync(policy, model)`` returns it up to date with ``model``."""
+
+    def __init__(self, dtype: str):
+        self.dtype_name = dtype
+        self.module = None
+        self.seen: tuple[int, int] = (-1, -1)  # (base_version, version) last copied
+
+    def _dtype(self, model) -> torch.dtype:
+        if self.dtype_name == "policy":
+            return next(model.parameters()).dtype
+        return getattr(torch, self.dtype_name)
+
+    @torch.no_grad()
+    def sync(self, policy, model):
+        if self.seen == (policy.base_version, policy.version) and self.module is not None:
+            return self.module
+        if self.module is None or self.seen[0] != policy.base_version:
+            self.module = plain_skeleton(model, self._dtype(model))
+            self.module.load_state_dict(merged_state(model), strict=True)
+        else:  # only the adapter moved: refresh the adapted linears
+            inner, layers = _peft_parts(model)
+            params = dict(self.module.named_parameters())
+            for name, layer in layers.items():
+                params[f"{name}.weight"].copy_(_merged_weight(layer))
+            if not layers:
+                self.module.load_state_dict(merged_state(model), strict=True)
+        self.seen = (policy.base_version, policy.version)
+        return self.module

