@@ -113,3 +113,43 @@ def serve_scorer(
         raise typer.BadParameter(str(e)) from None
     j = served_judge(judge, model, label)
     uvicorn.run(create_scorer_app(j, judge, cfg), host=host, port=port)
+
+
+@serve_app.command("vllm")
+def serve_vllm(
+    model: Annotated[str, typer.Argument(help="HF model folder to serve (e.g. runs/x/base)")],
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8001,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    max_lora_rank: Annotated[int, typer.Option(min=1, help="largest adapter rank")] = 64,
+    max_model_len: Annotated[int, typer.Option(min=0, help="0: the model's own")] = 0,
+    python: Annotated[str, typer.Option(help="Python of a venv with vLLM (default: this one)")]
+    = "",
+) -> None:
+    """Serve MODEL with vLLM's OpenAI-compatible server, runtime LoRA loading on: what
+    policy.engine {name: vllm, mode: server, url: http://HOST:PORT} talks to."""
+    import sys
+    from pathlib import Path
+
+    from safegrpo.policies.engines.vllm import INSTALL_HINT
+    from safegrpo.policies.engines.vllm_server import server_argv, server_env
+
+    if not (Path(model) / "config.json").exists():
+        raise typer.BadParameter(f"{model!r} is not an HF model folder (no config.json); "
+                                 "`safegrpo models import SOURCE DIR` makes one",
+                                 param_hint="MODEL")
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise typer.BadParameter(f"{dtype!r} is not auto|float32|bfloat16|float16",
+                                 param_hint="--dtype")
+    exe = python or sys.executable
+    if python and not Path(python).exists():
+        raise typer.BadParameter(f"no interpreter at {python!r}", param_hint="--python")
+    import subprocess
+
+    if subprocess.run([exe, "-c", "import vllm"], capture_output=True).returncode != 0:
+        raise typer.BadParameter(f"vLLM is not importable by {exe}; {INSTALL_HINT}",
+                                 param_hint="--python")
+    _bind(host, port).close()  # fail now on a busy port, not after loading the model
+    argv = server_argv(model, port, host=host, dtype=dtype, max_lora_rank=max_lora_rank,
+                       max_model_len=max_model_len, python=exe)
+    os.execvpe(argv[0], argv, server_env(kv_cache_gib=1.0))

@@ -113,8 +113,8 @@ def test_unknown_engine_and_missing_vllm_fail_in_one_line(monkeypatch, peaked_lm
 
     with pytest.raises(KeyError, match="valid: hf, vllm"):
         LMPolicyConfig(model="x", engine=EngineConfig(name="sglang"))
-    with pytest.raises(ValueError, match="engine.url is required"):
-        EngineConfig(name="vllm", mode="server")
+    with pytest.raises(ValueError, match="engine.url must start with http"):
+        EngineConfig(name="vllm", mode="server", url="localhost:8000")
     import builtins
 
     real = builtins.__import__

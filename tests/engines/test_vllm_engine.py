@@ -29,7 +29,7 @@ def greedy(policy):
 
 def same_lora(dst, src) -> None:
     with torch.no_grad():
-        for (n, p), (_, q) in zip(dst.model.named_parameters(), src.model.named_parameters(),
+        for (_, p), (_, q) in zip(dst.model.named_parameters(), src.model.named_parameters(),
                                   strict=True):
             p.copy_(q)
     dst.weights_changed()

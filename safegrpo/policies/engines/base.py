@@ -39,7 +39,11 @@ class EngineConfig:
     mode: str = "colocate"
     """vllm: colocate (vllm.LLM in this process) | server (an OpenAI-compatible vLLM server)."""
     url: str = ""
-    """vllm server mode: base URL of the server, e.g. http://127.0.0.1:8000."""
+    """vllm server mode: base URL of a running server (`safegrpo serve vllm MODEL`), e.g.
+    http://127.0.0.1:8000; empty = start and manage one (restarted when the base changes)."""
+    python: str = ""
+    """vllm server mode, managed: the Python that runs the server, e.g. .venv-vllm/bin/python
+    (vLLM in its own venv; the trainer's env needs no vLLM); empty = this interpreter."""
     max_model_len: int = 0
     """vllm: context length to reserve (0 = max_prompt_tokens + max_new_tokens)."""
     kv_cache_gib: float = 1.0
@@ -57,9 +61,9 @@ class EngineConfig:
                              f"got {self.gen_dtype!r}")
         if self.mode not in ("colocate", "server"):
             raise ValueError(f"policy.engine.mode must be colocate|server, got {self.mode!r}")
-        if self.mode == "server" and self.name == "vllm" and not self.url:
-            raise ValueError("policy.engine.url is required with policy.engine.mode: server "
-                             "(start one with `safegrpo serve vllm MODEL`)")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"policy.engine.url must start with http:// or https://, "
+                             f"got {self.url!r}")
         if any(not s for s in self.stop):
             raise ValueError("policy.engine.stop strings must be non-empty")
         if self.kv_cache_gib <= 0 or not 0 < self.gpu_memory_utilization <= 1:
