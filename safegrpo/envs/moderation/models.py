@@ -59,11 +59,14 @@ class ArenaObservation(BaseModel):
 
 
 class ArenaState(BaseModel):
+    """An episode's state. Before its step nothing in it predicts the label: ``episode_id`` is
+    random (or the client's own label) and ``prompt_id`` stays None until the step is scored."""
+
     model_config = ConfigDict(extra="forbid")
 
     episode_id: str | None = None
     step_count: int = 0
-    prompt_id: str | None = None
+    prompt_id: str | None = Field(default=None, description="the pool prompt; set after the step")
     done: bool = False
 
 

@@ -43,7 +43,7 @@ from safegrpo.envs.moderation.server.environment import (
 )
 from safegrpo.envs.moderation.server.limits import BodyLimit
 from safegrpo.envs.moderation.server.mcp import handle_jsonrpc
-from safegrpo.envs.moderation.server.service import ArenaService
+from safegrpo.envs.moderation.server.service import ArenaService, client_of
 from safegrpo.envs.moderation.server.ws import serve_ws
 
 API_VERSION = "1.0.0"  # the OpenEnv runtime API this server implements (profile openenv-http/1.x)
@@ -177,10 +177,12 @@ def _episode_routes(app: FastAPI, arena: ArenaService) -> None:
             **_doc(400, 404, 413, 422, 429),
         },
     )
-    async def reset(req: ResetRequest = Body(default_factory=ResetRequest)) -> StepResponse:
+    async def reset(
+        request: Request, req: ResetRequest = Body(default_factory=ResetRequest)
+    ) -> StepResponse:
         env = arena.factory()
         obs = arena.reset(env, req)
-        obs.metadata["session_id"] = arena.registry.open(env, "http")
+        obs.metadata["session_id"] = arena.registry.open(env, "http", client_of(request))
         return StepResponse(observation=obs, reward=None, done=False)
 
     @app.post(

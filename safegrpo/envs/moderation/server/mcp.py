@@ -7,7 +7,6 @@ included, as the JSON-RPC spec and ``openenv validate`` expect.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from openenv.core.env_server.mcp_types import (
@@ -17,15 +16,17 @@ from openenv.core.env_server.mcp_types import (
     McpMethod,
 )
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 
 def handle_jsonrpc(body: bytes | str | Any, *, decoded: bool = False) -> dict[str, Any]:
     """Answer one JSON-RPC request (raw bytes/str, or an already decoded object)."""
-    try:
-        data = body if decoded else json.loads(body)
-    except (ValueError, RecursionError) as e:
+    try:  # pydantic's parser, as for HTTP bodies: a lone surrogate (e.g. as the id) cannot be
+        # echoed back as UTF-8, so it is a parse error here rather than a 500 on the reply
+        data = body if decoded else from_json(body)
+    except ValueError as e:
         return JsonRpcResponse.error_response(
-            JsonRpcErrorCode.PARSE_ERROR, f"Parse error: {type(e).__name__}"
+            JsonRpcErrorCode.PARSE_ERROR, f"Parse error: {e}"
         ).model_dump()
     try:
         req = JsonRpcRequest.model_validate(data)

@@ -22,7 +22,12 @@ RESET_FIELDS = ("seed", "episode_id", "prompt_id", "split")
 class ArenaService:
     def __init__(self, env_factory: Callable[[], ModerationEnvironment], cfg: ArenaServerConfig):
         self.factory, self.cfg = env_factory, cfg
-        self.registry = SessionRegistry(cfg.max_sessions, cfg.session_ttl_s)
+        self.registry = SessionRegistry(
+            cfg.max_sessions,
+            cfg.session_ttl_s,
+            reservation_ttl_s=cfg.reservation_ttl_s,
+            per_client=cfg.max_sessions_per_client,
+        )
         self.batcher = StepBatcher(cfg.max_batch, cfg.max_wait_ms)
 
     @staticmethod
@@ -55,15 +60,33 @@ class ArenaService:
         return {
             "sessions": {
                 "max_sessions": cfg.max_sessions,
+                "max_sessions_per_client": cfg.max_sessions_per_client,
                 "session_ttl_s": cfg.session_ttl_s,
+                "reservation_ttl_s": cfg.reservation_ttl_s,
+                "ws_idle_timeout_s": cfg.ws_idle_timeout_s,
                 "eviction": "at max_sessions a new session replaces an expired one, then a "
                 "finished HTTP episode (oldest first); if all are live it is refused with 429. "
-                "Gone ids answer 410, never-issued ids 404.",
+                "One client address holds at most max_sessions_per_client live sessions "
+                "(429 above). An HTTP episode expires when not stepped within "
+                "reservation_ttl_s of its reset, or idle for session_ttl_s; a WS connection "
+                "silent for ws_idle_timeout_s is closed. Gone ids answer 410, never-issued 404.",
                 "http": "POST /reset issues observation.metadata.session_id; /step and /state "
                 "require it (HTTP is stateless: no 'current' episode). WS /ws: one "
                 "session per connection.",
                 **self.registry.stats(),
             },
-            "limits": {"max_body_bytes": cfg.max_body_bytes, "max_batch": cfg.max_batch,
-                       "keep_alive_s": cfg.keep_alive_s},
+            "limits": {
+                "max_body_bytes": cfg.max_body_bytes,
+                "ws_max_frame_bytes": cfg.ws_frame_limit,
+                "ws_frames": "a message above max_body_bytes gets an error frame and the "
+                "session stays; above ws_max_frame_bytes the connection closes with 1009",
+                "request_timeout_s": cfg.request_timeout_s,
+                "max_batch": cfg.max_batch,
+                "keep_alive_s": cfg.keep_alive_s,
+            },
         }
+
+
+def client_of(conn: Any) -> str:
+    """The peer's address of a Request or WebSocket (the per-client cap counts by it)."""
+    return conn.client.host if conn.client else ""
