@@ -35,9 +35,9 @@ from safegrpo.envs.moderation.reward import ModerationReward, PromptInfo
 class EnvError(Exception):
     """A client error: ``status`` is the HTTP code the server answers with."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, loc: tuple[str, ...] = ("body",)):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.loc = status, message, loc
 
 
 class PromptIndex:

@@ -1,4 +1,4 @@
-"""What HTTP and WS share: the session registry, the batcher and the step path."""
+"""What HTTP, WS and MCP share: the session registry, the batcher and the reset/step paths."""
 
 from __future__ import annotations
 
@@ -10,13 +10,20 @@ from safegrpo.envs.moderation.models import (
     CompletionAction,
     DecisionAction,
     ResetRequest,
+    StepRequest,
+    StepResponse,
 )
 from safegrpo.envs.moderation.server.batcher import StepBatcher
 from safegrpo.envs.moderation.server.config import ArenaServerConfig
-from safegrpo.envs.moderation.server.environment import ModerationEnvironment
+from safegrpo.envs.moderation.server.environment import EnvError, ModerationEnvironment
 from safegrpo.envs.moderation.server.sessions import SessionRegistry
 
 RESET_FIELDS = ("seed", "episode_id", "prompt_id", "split")
+SESSION_COOKIE = "arena_session"
+NO_SESSION = (
+    "no episode: call POST /reset first, then send its session_id "
+    f"(observation.metadata.session_id) or the {SESSION_COOKIE} cookie it sets"
+)
 
 
 class ArenaService:
@@ -38,6 +45,25 @@ class ArenaService:
         if ignored:
             obs.metadata["ignored_fields"] = ignored
         return obs
+
+    def open_episode(self, req: ResetRequest, client: str) -> StepResponse:
+        """HTTP reset: a new session with a fresh episode (its id in observation.metadata)."""
+        env = self.factory()
+        obs = self.reset(env, req)
+        obs.metadata["session_id"] = self.registry.open(env, "http", client)
+        return StepResponse(observation=obs, reward=None, done=False)
+
+    async def step_session(self, req: StepRequest, sid: str | None) -> StepResponse:
+        """HTTP step of session ``sid`` (the body's ``session_id``, else the caller's cookie)."""
+        if sid is None:
+            raise EnvError(409, NO_SESSION)
+        obs = await self.step(self.registry.get(sid), req.action, req.timeout_s)
+        obs.metadata["session_id"] = sid
+        if req.request_id is not None:
+            obs.metadata["request_id"] = req.request_id
+        if req.model_extra:
+            obs.metadata["ignored_fields"] = sorted(req.model_extra)
+        return StepResponse(observation=obs, reward=obs.reward, done=obs.done)
 
     async def step(
         self,
@@ -70,9 +96,12 @@ class ArenaService:
                 "(429 above). An HTTP episode expires when not stepped within "
                 "reservation_ttl_s of its reset, or idle for session_ttl_s; a WS connection "
                 "silent for ws_idle_timeout_s is closed. Gone ids answer 410, never-issued 404.",
-                "http": "POST /reset issues observation.metadata.session_id; /step and /state "
-                "require it (HTTP is stateless: no 'current' episode). WS /ws: one "
-                "session per connection.",
+                "http": "POST /reset issues observation.metadata.session_id and sets the "
+                f"{SESSION_COOKIE} cookie to it; /step and /state take the session_id field "
+                "(or query parameter), else the cookie, so the plain OpenEnv body "
+                '{"action": ...} steps the episode this cookie jar reset last. Without either: '
+                "409 (no episode). WS /ws: one session per connection. MCP tools "
+                "reset/step/state take the bodies of POST /reset and /step.",
                 **self.registry.stats(),
             },
             "limits": {

@@ -2,7 +2,9 @@
 
 In: ``{"type": "reset", "data": {reset fields}}``, ``{"type": "step", "data": {action fields}}``
 (the action itself, as OpenEnv's ``EnvClient`` sends it), ``{"type": "state"}``,
-``{"type": "close"}``, ``{"type": "mcp", "data": {JSON-RPC}}``.
+``{"type": "close"}``, ``{"type": "mcp", "data": {JSON-RPC}}``; a step whose data is OpenEnv
+``MCPToolClient``'s ``{"type": "list_tools"}`` or ``{"type": "call_tool", ...}`` runs that MCP
+action (``mcp.py``).
 Out: ``{"type": "observation"|"state"|"mcp", "data": {...}}`` or
 ``{"type": "error", "data": {"message", "code" (OpenEnv WSErrorCode), "status" (HTTP-like)}}``.
 
@@ -28,12 +30,13 @@ from pydantic_core import from_json
 
 from safegrpo.envs.moderation.models import ArenaAction, ResetRequest, StepResponse
 from safegrpo.envs.moderation.server.environment import EnvError, ModerationEnvironment
-from safegrpo.envs.moderation.server.mcp import handle_jsonrpc
+from safegrpo.envs.moderation.server.mcp import handle_jsonrpc, mcp_client_step
 from safegrpo.envs.moderation.server.service import ArenaService, client_of
 
 ACTION = TypeAdapter(ArenaAction)
 log = logging.getLogger(__name__)
 TYPES = ("reset", "step", "state", "close", "mcp")
+NO_REPLY = ""  # an MCP notification gets no answer
 
 
 class _FrameError(Exception):
@@ -67,7 +70,8 @@ async def serve_ws(socket: WebSocket, arena: ArenaService) -> None:
                 reply = _error(e)
             if reply is None:  # close
                 break
-            await socket.send_text(reply)
+            if reply is not NO_REPLY:
+                await socket.send_text(reply)
         await socket.close()
     except (WebSocketDisconnect, OSError, RuntimeError):  # the client left mid-reply
         return
@@ -93,14 +97,19 @@ async def _handle(frame: dict, env: ModerationEnvironment, arena: ArenaService) 
             obs = arena.reset(env, ResetRequest.model_validate(_object(data, "reset")))
             return _reply("observation", StepResponse(observation=obs, reward=None, done=False))
         if kind == "step":
-            obs = await arena.step(env, ACTION.validate_python(_object(data, "step")))
+            data = _object(data, "step")
+            if data.get("type") in ("list_tools", "call_tool"):  # OpenEnv's MCPToolClient
+                return json.dumps({"type": "observation",
+                                   "data": await mcp_client_step(data, arena, env)})
+            obs = await arena.step(env, ACTION.validate_python(data))
             return _reply(
                 "observation", StepResponse(observation=obs, reward=obs.reward, done=True)
             )
         if kind == "state":
             return json.dumps({"type": "state", "data": env.state.model_dump()})
         if kind == "mcp":
-            return json.dumps({"type": "mcp", "data": handle_jsonrpc(data, decoded=True)})
+            answer = await handle_jsonrpc(data, arena, decoded=True, env=env)
+            return NO_REPLY if answer is None else json.dumps({"type": "mcp", "data": answer})
         return None  # close
     except ValidationError as e:
         errs = [{"loc": list(x["loc"]), "msg": x["msg"], "type": x["type"]} for x in e.errors()]
