@@ -179,7 +179,8 @@ def test_slow_connections_are_closed_and_others_are_served():
         for name, data in slow.items():
             socks[name] = socket.create_connection((host, int(port)))
             socks[name].sendall(data)
-        assert httpx.get(f"http://{hp}/health").status_code == 200
+        limits = httpx.get(f"http://{hp}/metadata").json()["limits"]
+        assert limits["request_timeout_s"] == 0.5
         for name, s in socks.items():
             with s:
                 closed, got = _closed_within(s, 5)
