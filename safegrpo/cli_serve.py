@@ -34,11 +34,10 @@ def serve_arena(
     import uvicorn
 
     from safegrpo.envs.moderation.server.app import build_default_app
+    from safegrpo.envs.moderation.server.transport import uvicorn_config
 
     app_ = build_default_app(config=cfg)
-    uvicorn.Server(uvicorn.Config(app_, host=host, port=port, ws="websockets-sansio",
-                                  ws_max_size=2 * cfg.max_body_bytes,
-                                  timeout_keep_alive=cfg.keep_alive_s)).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app_, host, port)).run(sockets=[sock])
 
 
 def _bind(host: str, port: int):

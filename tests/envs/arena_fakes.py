@@ -18,6 +18,7 @@ from safegrpo.envs.moderation.pools import load_pool
 from safegrpo.envs.moderation.server.app import create_app
 from safegrpo.envs.moderation.server.config import ArenaServerConfig
 from safegrpo.envs.moderation.server.environment import ModerationEnvironment, PromptIndex
+from safegrpo.envs.moderation.server.transport import uvicorn_config
 
 BONUS = {"allow": 0.0, "transform": 0.5, "reject": 0.25}
 
@@ -62,18 +63,9 @@ def fake_app(reward=None, **cfg):
 
 @contextlib.contextmanager
 def live_server(app) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (any free port) in a thread; yields ``host:port``."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            ws="websockets-sansio",
-            ws_max_size=1 << 20,
-            timeout_keep_alive=30,
-        )
-    )
+    """Serve ``app`` on 127.0.0.1 (any free port) in a thread, with the uvicorn settings of
+    ``safegrpo serve arena``; yields ``host:port``."""
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0, log_level="warning"))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     for _ in range(400):

@@ -102,18 +102,87 @@ def test_client_errors_are_4xx_with_message(client):
     assert tc.get("/state", params={"session_id": "missing"}).status_code == 404
 
 
+def _rpc(tc, method: str, rid=1, **params):
+    return tc.post("/mcp", json={"jsonrpc": "2.0", "method": method, "id": rid, "params": params})
+
+
 def test_mcp_answers_json_rpc(client):
     _, tc = client
-    listed = tc.post("/mcp", json={"jsonrpc": "2.0", "method": "tools/list", "id": 1}).json()
-    assert listed == {"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}
-    called = tc.post(
-        "/mcp", json={"jsonrpc": "2.0", "method": "tools/call", "id": 2, "params": {"name": "x"}}
-    ).json()
-    assert called["error"]["code"] == -32602 and "no MCP tools" in called["error"]["message"]
+    init = _rpc(tc, "initialize", protocolVersion="2025-06-18", capabilities={}).json()["result"]
+    assert init["protocolVersion"] == "2025-06-18" and "tools" in init["capabilities"]
+    note = tc.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert note.status_code == 202 and note.content == b""
+    listed = _rpc(tc, "tools/list").json()
+    assert [t["name"] for t in listed["result"]["tools"]] == ["reset", "step", "state"]
+    assert all(t["inputSchema"]["type"] == "object" for t in listed["result"]["tools"])
+    called = _rpc(tc, "tools/call", 2, name="x").json()
+    assert called["error"]["code"] == -32602 and "reset, step, state" in called["error"]["message"]
     assert tc.post("/mcp", content=b"{oops").json()["error"]["code"] == -32700
     with tc.websocket_connect("/ws") as ws:
         ws.send_json({"type": "mcp", "data": {"jsonrpc": "2.0", "method": "tools/list", "id": 3}})
         assert ws.receive_json() == {"type": "mcp", "data": listed | {"id": 3}}
+
+
+def test_mcp_tools_run_an_episode(client):
+    """The MCP tools are the episode: reset opens a session (HTTP), step scores it once, state
+    shows it; a refused tool call is a result with isError and the HTTP-like status."""
+    _, tc = client
+
+    def call(name, **args):
+        res = _rpc(tc, "tools/call", name=name, arguments=args).json()["result"]
+        assert res["content"][0]["type"] == "text"
+        return res["structuredContent"], res["isError"]
+
+    first, err = call("reset", prompt_id="p01320")
+    sid = first["observation"]["metadata"]["session_id"]
+    assert not err and first["observation"]["prompt"] and not first["done"]
+    assert call("state", session_id=sid)[0]["prompt_id"] is None
+    res, err = call("step", session_id=sid, action={"decision": "allow"})
+    assert not err and res["done"] and res["reward"] == pytest.approx(0.6)
+    again, err = call("step", session_id=sid, action={"decision": "allow"})
+    assert err and again["status"] == 409 and "one step per episode" in again["detail"]
+    assert call("state", session_id=sid)[0]["prompt_id"] == "p01320"
+    bad, err = call("step", session_id=sid, action={"decision": "maybe"})
+    assert err and bad["status"] == 422
+    with tc.websocket_connect("/ws") as ws:  # over WS the connection is the session
+        ws.send_json({"type": "mcp", "data": {"jsonrpc": "2.0", "method": "tools/call", "id": 1,
+                                              "params": {"name": "reset", "arguments": {}}}})
+        reset = ws.receive_json()["data"]["result"]["structuredContent"]
+        assert "session_id" not in reset["observation"]["metadata"]
+
+
+def test_openenv_mcp_tool_client_lists_and_calls_tools(live):
+    from openenv.core.mcp_client import MCPToolClient
+
+    async def run():
+        async with MCPToolClient(base_url=f"http://{live}") as env:
+            tools = await env.list_tools()
+            await env.call_tool("reset", prompt_id="p00000")
+            res = await env.call_tool("step", action={"decision": "reject", "reason": "v"})
+            return tools, res, await env.call_tool("state")
+
+    tools, res, state = asyncio.run(run())
+    assert [t.name for t in tools] == ["reset", "step", "state"]
+    assert res["done"] and res["reward"] == pytest.approx(0.4)
+    assert state["done"] and state["prompt_id"] == "p00000"
+
+
+def test_plain_openenv_step_body_uses_the_reset_cookie(live):
+    """`{"action": ...}` with no session_id steps the episode this cookie jar reset last; a
+    client with neither the id nor the cookie gets a 409 (no episode) naming both."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://{live}") as a, httpx.Client(base_url=f"http://{live}") as b:
+        a.post("/reset", json={"prompt_id": "p00000"})
+        b.post("/reset", json={"prompt_id": "p01320"})
+        rb = b.post("/step", json={"action": {"decision": "allow"}}).json()
+        ra = a.post("/step", json={"action": {"decision": "reject", "reason": "v"}}).json()
+        assert ra["observation"]["metadata"]["prompt_id"] == "p00000"
+        assert ra["reward"] == pytest.approx(0.4) and rb["reward"] == pytest.approx(0.6)
+        assert a.get("/state").json()["done"]
+    r = httpx.post(f"http://{live}/step", json={"action": {"decision": "allow"}})
+    assert r.status_code == 409 and "arena_session cookie" in r.json()["detail"]
+    assert httpx.get(f"http://{live}/state").status_code == 409
 
 
 def test_sessions_are_isolated(app):

@@ -47,5 +47,5 @@ def test_every_error_status_is_documented():
         "429",
         "500",
     }
-    assert documented["/state"]["get"] >= {"200", "404", "410", "422"}
+    assert documented["/state"]["get"] >= {"200", "404", "409", "410", "422"}
     assert documented["/mcp"]["post"] >= {"200", "413"}

@@ -178,29 +178,35 @@ def test_registry_policy_with_a_fake_clock():
     assert e.value.status == 404
 
 
-def test_http_step_without_session_id_is_refused_and_touches_no_episode():
-    """HTTP is stateless (OpenEnv): an episode-less step names the missing session_id instead
-    of stepping "the newest" episode (which made 99 of 100 concurrent clients fail with 409)."""
+def test_plain_step_bodies_of_100_concurrent_clients_step_their_own_episodes():
+    """The plain OpenEnv body {"action": ...} finds the session by the cookie /reset set, so 100
+    concurrent clients (one cookie jar each) each step their own episode; with neither a
+    session_id nor the cookie the step is a 409 (no episode) and touches no episode (stepping
+    "the newest" episode instead made 99 of 100 concurrent clients fail with 409)."""
     reward = FakeReward()
     with live_server(fake_app(reward)) as hp:
 
-        async def client(c: httpx.AsyncClient, i: int):
-            obs = await _reset(c)
-            bare = await c.post("/step", json={"action": _action(i)})
-            res = await c.post(
-                "/step", json={"action": _action(i), "session_id": obs["metadata"]["session_id"]}
-            )
-            return obs, bare, res
+        async def client(i: int):
+            async with httpx.AsyncClient(base_url=f"http://{hp}", timeout=60) as c:
+                obs = await _reset(c)
+                bare = await c.post("/step", json={"action": _action(i)})
+                again = await c.post(
+                    "/step",
+                    json={"action": _action(i), "session_id": obs["metadata"]["session_id"]},
+                )
+                return obs, bare, again
 
         async def run():
-            async with httpx.AsyncClient(base_url=f"http://{hp}", timeout=60) as c:
-                return await asyncio.gather(*[client(c, i) for i in range(100)])
+            async with httpx.AsyncClient(base_url=f"http://{hp}", timeout=60) as jarless:
+                nobody = await jarless.post("/step", json={"action": _action(0)})
+            return nobody, await asyncio.gather(*[client(i) for i in range(100)])
 
-        out = asyncio.run(run())
-    for i, (obs, bare, res) in enumerate(out):
-        assert bare.status_code == 422 and bare.json()["detail"][0]["loc"] == ["body", "session_id"]
-        assert res.status_code == 200
-        assert res.json()["reward"] == fake_total(obs["prompt"], _action(i)["decision"])
+        nobody, out = asyncio.run(run())
+    assert nobody.status_code == 409 and "session_id" in nobody.json()["detail"]
+    for i, (obs, bare, again) in enumerate(out):
+        assert bare.status_code == 200 and again.status_code == 409
+        assert bare.json()["reward"] == fake_total(obs["prompt"], _action(i)["decision"])
+        assert bare.json()["observation"]["metadata"]["episode_id"] == obs["metadata"]["episode_id"]
     assert reward.rows == 100
 
 

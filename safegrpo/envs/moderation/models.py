@@ -59,11 +59,14 @@ class ArenaObservation(BaseModel):
 
 
 class ArenaState(BaseModel):
+    """An episode's state. Before its step nothing in it predicts the label: ``episode_id`` is
+    random (or the client's own label) and ``prompt_id`` stays None until the step is scored."""
+
     model_config = ConfigDict(extra="forbid")
 
     episode_id: str | None = None
     step_count: int = 0
-    prompt_id: str | None = None
+    prompt_id: str | None = Field(default=None, description="the pool prompt; set after the step")
     done: bool = False
 
 
@@ -121,13 +124,16 @@ class ResetRequest(BaseModel):
 
 
 class StepRequest(BaseModel):
-    """OpenEnv's HTTP step request plus the ``session_id`` that HTTP /reset issued. Other fields are
-    accepted and ignored (listed in ``observation.metadata.ignored_fields``)."""
+    """OpenEnv's HTTP step request (``{"action": ...}``) plus the ``session_id`` that HTTP /reset
+    issued; without it the server reads the session from the ``arena_session`` cookie /reset set.
+    Other fields are accepted and ignored (listed in ``observation.metadata.ignored_fields``)."""
 
     model_config = ConfigDict(extra="allow")
 
     action: ArenaAction
-    session_id: str = Field(max_length=255, description="observation.metadata.session_id of /reset")
+    session_id: str | None = Field(default=None, max_length=255,
+                                   description="observation.metadata.session_id of /reset "
+                                               "(default: the arena_session cookie)")
     timeout_s: float | None = Field(default=None, gt=0,
                                     description="give up (429, episode untouched) if scoring has "
                                                 "not started within this many seconds")

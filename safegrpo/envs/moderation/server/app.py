@@ -2,11 +2,13 @@
 
 HTTP: GET /health /schema /metadata /state, POST /reset /step /mcp; WS /ws (see ``ws.py``).
 Request and reply bodies are OpenEnv's (``openenv.core.env_server.types``) with the arena's
-fields added. Unlike OpenEnv's stock server, HTTP episodes are stateful: POST /reset opens a
-session and returns its server-issued ``observation.metadata.session_id``; /step and /state
-require it (an episode-less HTTP step is a 422, never a step on someone else's episode). Session
-cap and TTL: ``sessions.py``. Steps are scored off the event loop: ``batcher.py``. Every status
-a route can return is in its OpenAPI ``responses``; errors are ``{"detail": ...}``.
+fields added. Unlike OpenEnv's stock server (which builds a fresh environment for every HTTP
+request), HTTP episodes are stateful: POST /reset opens a session, returns its server-issued
+``observation.metadata.session_id`` and sets it as the ``arena_session`` cookie; /step and /state
+take the id, else the cookie, so OpenEnv's plain ``{"action": ...}`` body works from a cookie jar
+(with neither: 409, no episode; never a step on someone else's episode). Session cap and TTLs:
+``sessions.py``. Steps are scored off the event loop: ``batcher.py``. MCP tools: ``mcp.py``. Every
+status a route can return is in its OpenAPI ``responses``; errors are ``{"detail": ...}``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Query, Request, WebSocket
+from fastapi import Body, Cookie, FastAPI, Query, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from openenv.core.env_server.types import (
@@ -43,9 +45,15 @@ from safegrpo.envs.moderation.server.environment import (
 )
 from safegrpo.envs.moderation.server.limits import BodyLimit
 from safegrpo.envs.moderation.server.mcp import handle_jsonrpc
-from safegrpo.envs.moderation.server.service import ArenaService
+from safegrpo.envs.moderation.server.service import (
+    NO_SESSION,
+    SESSION_COOKIE,
+    ArenaService,
+    client_of,
+)
 from safegrpo.envs.moderation.server.ws import serve_ws
 
+SessionCookie = Annotated[str | None, Cookie(alias=SESSION_COOKIE, max_length=255)]
 API_VERSION = "1.0.0"  # the OpenEnv runtime API this server implements (profile openenv-http/1.x)
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,8 @@ def _doc(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "unreadable body",
         404: "unknown session_id or prompt_id",
-        409: "no open episode (step before reset, or its one step already taken)",
+        409: "no open episode (no session_id or cookie, step before reset, or its one step "
+        "already taken)",
         410: "session expired or evicted",
         413: "body larger than max_body_bytes",
         422: "invalid request (or an unscorable action)",
@@ -108,7 +117,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EnvError)
     async def env_error(_: Request, e: EnvError) -> JSONResponse:
         if e.status == 422:
-            return _validation_error(["body"], e.message)
+            return _validation_error(list(e.loc), e.message)
         return JSONResponse({"detail": e.message}, e.status)
 
     @app.exception_handler(RequestValidationError)
@@ -177,11 +186,14 @@ def _episode_routes(app: FastAPI, arena: ArenaService) -> None:
             **_doc(400, 404, 413, 422, 429),
         },
     )
-    async def reset(req: ResetRequest = Body(default_factory=ResetRequest)) -> StepResponse:
-        env = arena.factory()
-        obs = arena.reset(env, req)
-        obs.metadata["session_id"] = arena.registry.open(env, "http")
-        return StepResponse(observation=obs, reward=None, done=False)
+    async def reset(
+        request: Request, response: Response, req: ResetRequest = Body(default_factory=ResetRequest)
+    ) -> StepResponse:
+        res = arena.open_episode(req, client_of(request))
+        response.set_cookie(
+            SESSION_COOKIE, res.observation.metadata["session_id"], httponly=True, samesite="strict"
+        )
+        return res
 
     @app.post(
         "/step",
@@ -189,23 +201,25 @@ def _episode_routes(app: FastAPI, arena: ArenaService) -> None:
         operation_id="step",
         responses=_doc(400, 404, 409, 410, 413, 422, 429, 500),
     )
-    async def step(req: StepRequest) -> StepResponse:
-        env = arena.registry.get(req.session_id)
-        obs = await arena.step(env, req.action, req.timeout_s)
-        obs.metadata["session_id"] = req.session_id
-        if req.request_id is not None:
-            obs.metadata["request_id"] = req.request_id
-        if req.model_extra:
-            obs.metadata["ignored_fields"] = sorted(req.model_extra)
-        return StepResponse(observation=obs, reward=obs.reward, done=obs.done)
+    async def step(req: StepRequest, cookie: SessionCookie = None) -> StepResponse:
+        return await arena.step_session(req, req.session_id or cookie)
 
     @app.get(
-        "/state", response_model=ArenaState, operation_id="state", responses=_doc(404, 410, 422)
+        "/state",
+        response_model=ArenaState,
+        operation_id="state",
+        responses=_doc(404, 409, 410, 422),
     )
     async def state(
-        session_id: str = Query(max_length=255, description="observation.metadata.session_id"),
+        session_id: str | None = Query(
+            None, max_length=255, description="observation.metadata.session_id (default: cookie)"
+        ),
+        cookie: SessionCookie = None,
     ) -> ArenaState:
-        return arena.registry.get(session_id).state
+        sid = session_id or cookie
+        if sid is None:
+            raise EnvError(409, NO_SESSION)
+        return arena.registry.get(sid).state
 
 
 def create_app(
@@ -234,7 +248,12 @@ def create_app(
 
     @app.post(
         "/mcp",
-        responses=_doc(413),
+        response_model=None,
+        responses={
+            200: {"description": "a JSON-RPC response"},
+            202: {"description": "a notification: no body"},
+            **_doc(413),
+        },
         openapi_extra={
             "requestBody": {
                 "content": {"application/json": {"schema": {}}},
@@ -242,9 +261,12 @@ def create_app(
             }
         },
     )
-    async def mcp(request: Request) -> dict[str, Any]:
-        """JSON-RPC 2.0 (OpenEnv MCP); errors are JSON-RPC error objects with HTTP 200."""
-        return handle_jsonrpc(await request.body())
+    async def mcp(request: Request) -> Response:
+        """JSON-RPC 2.0 (OpenEnv MCP: initialize, ping, tools/list, tools/call with the tools
+        reset, step, state); errors are JSON-RPC error objects with HTTP 200, a notification
+        gets 202 and no body."""
+        answer = await handle_jsonrpc(await request.body(), arena, client=client_of(request))
+        return Response(status_code=202) if answer is None else JSONResponse(answer)
 
     @app.websocket("/ws")
     async def ws(socket: WebSocket) -> None:

@@ -35,9 +35,9 @@ from safegrpo.envs.moderation.reward import ModerationReward, PromptInfo
 class EnvError(Exception):
     """A client error: ``status`` is the HTTP code the server answers with."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, loc: tuple[str, ...] = ("body",)):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.loc = status, message, loc
 
 
 class PromptIndex:
@@ -117,7 +117,9 @@ class ModerationEnvironment(Environment):
             if self.pending:
                 raise EnvError(409, "a step of this episode is being scored; reset after it")
             self.current = rec
-            self._state = ArenaState(episode_id=episode_id or uuid.uuid4().hex, prompt_id=rec.id)
+            # no prompt_id until the step: pool ids come in label/tier blocks, so it would tell
+            # the label; the episode id is a fresh random one (or the client's own label)
+            self._state = ArenaState(episode_id=episode_id or uuid.uuid4().hex)
         return ArenaObservation(prompt=rec.prompt, metadata={"episode_id": self._state.episode_id})
 
     def claim(self, action: DecisionAction | CompletionAction) -> StepJob:
@@ -145,7 +147,9 @@ class ModerationEnvironment(Environment):
     def complete(self, job: StepJob, row: ScoredRow) -> ArenaObservation:
         with self._lock:
             rec = self.current
-            self._state = self._state.model_copy(update={"step_count": 1, "done": True})
+            self._state = self._state.model_copy(
+                update={"step_count": 1, "done": True, "prompt_id": rec.id}
+            )
             self.pending = False
         parsed, err = _parse(job.text)
         return ArenaObservation(
