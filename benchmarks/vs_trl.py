@@ -141,9 +141,22 @@ def run_floor(path: Path, args) -> dict[str, Any]:
     return summarise(times, lengths, timers)
 
 
-def run_safegrpo(path: Path, args, tmp: Path) -> dict[str, Any]:
+ENGINE_SIDES = {  # side -> rollout engine options (policy.engine)
+    "safegrpo": {},
+    "safegrpo_bf16": {"gen_dtype": "bfloat16"},
+    "safegrpo_vllm": {"name": "vllm", "gen_dtype": "bfloat16"},
+}
+
+
+def run_safegrpo(path: Path, args, tmp: Path, engine: dict | None = None) -> dict[str, Any]:
+    from safegrpo.policies.engines import EngineConfig
+
+    engine = engine or {}
+    force = ({"min_tokens": args.max_new_tokens, "ignore_eos": True}
+             if engine.get("name") == "vllm" else {})  # hf reads min_new_tokens from the model
     pcfg = LMPolicyConfig(model=str(path), lora=LoRAConfig(r=args.lora_r),
-                          max_new_tokens=args.max_new_tokens)
+                          max_new_tokens=args.max_new_tokens, engine=EngineConfig(**engine),
+                          generation_kwargs=force)
     policy, task = LMPolicy(pcfg, loaded=load_base(str(path))), BenchTask()
     b = args.prompts * args.group_size
     trainer = GRPOTrainer(policy, task, GRPOConfig(
@@ -164,6 +177,7 @@ def run_safegrpo(path: Path, args, tmp: Path) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
         lengths += [round(m["policy/completion_len"])] * b
         rows.append(m["rows_trained"])
+    policy.close()
     return {**summarise(times, lengths, timers), "rows_trained_per_step": sum(rows) / len(rows)}
 
 
@@ -235,9 +249,10 @@ def report(res: dict[str, Any], args) -> dict[str, float]:
               f"{1 / r['steps_per_s']:7.3f} |               "
               + " ".join(f"{br[b]:13.3f}" for b in BUCKETS))
     ratios = {}
-    if "safegrpo" in res and "trl" in res:
-        ratios["safegrpo_over_trl_tokens_per_s"] = (res["safegrpo"]["tokens_per_s"]
-                                                    / res["trl"]["tokens_per_s"])
+    for side in ENGINE_SIDES:
+        if side in res and "trl" in res:
+            ratios[f"{side}_over_trl_tokens_per_s"] = (res[side]["tokens_per_s"]
+                                                       / res["trl"]["tokens_per_s"])
     if "safegrpo" in res and "floor" in res:
         ratios["safegrpo_over_floor_step_time"] = (res["floor"]["steps_per_s"]
                                                    / res["safegrpo"]["steps_per_s"])
@@ -261,13 +276,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--vocab", type=int, default=1000)
     ap.add_argument("--lora-r", type=int, default=16, help="LoRA rank on every side (0 = full)")
     ap.add_argument("--loss", default="grpo", choices=["grpo", "bnpo", "dapo", "dr_grpo"])
-    ap.add_argument("--sides", default="floor,safegrpo,trl", help="comma-separated subset")
+    ap.add_argument("--sides", default="floor,safegrpo,trl",
+                    help="comma-separated subset of floor, trl, safegrpo, safegrpo_bf16, "
+                    "safegrpo_vllm (the vLLM side runs where vLLM imports: .venv-vllm)")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.group_size < 2 or args.prompts < 1 or args.max_new_tokens < 1:
         ap.error("--steps, --prompts and --max-new-tokens must be >= 1 and --group-size >= 2")
-    bad = set(args.sides.split(",")) - {"floor", "safegrpo", "trl"}
+    valid = {"floor", "trl", *ENGINE_SIDES}
+    bad = set(args.sides.split(",")) - valid
     if bad:
-        ap.error(f"--sides: unknown {sorted(bad)}; valid: floor, safegrpo, trl")
+        ap.error(f"--sides: unknown {sorted(bad)}; valid: {', '.join(sorted(valid))}")
     return args
 
 
@@ -281,8 +299,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tmp = Path(d)
         path = build_model(tmp / "model", args)
         runners = {"floor": lambda: run_floor(path, args),
-                   "safegrpo": lambda: run_safegrpo(path, args, tmp),
-                   "trl": lambda: run_trl(path, args, tmp)}
+                   "trl": lambda: run_trl(path, args, tmp),
+                   **{side: (lambda e=eng: run_safegrpo(path, args, tmp, e))
+                      for side, eng in ENGINE_SIDES.items()}}
         res = {side: runners[side]() for side in args.sides.split(",")}
     out = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "sides": res, "ratios": report(res, args)}

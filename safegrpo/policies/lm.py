@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from safegrpo.core.types import LMRollout
 from safegrpo.policies.engines import ENGINES
-from safegrpo.policies.engines.base import pad_right
+from safegrpo.policies.engines.base import describe, pad_right, resolve
 from safegrpo.policies.lineage import write_lineage
 from safegrpo.policies.lm_config import LMPolicyConfig, LoRAConfig
 from safegrpo.policies.lm_ops import load_base, token_logprobs, wrap_lora
@@ -71,7 +72,11 @@ class LMPolicy:
     def engine(self):
         """The rollout engine (built on first use from ``cfg.engine``)."""
         if self._engine is None:
-            self._engine = ENGINES.get(self.cfg.engine.name)(self.cfg.engine, self.cfg)
+            eng = resolve(self.cfg.engine)
+            if eng != self.cfg.engine:  # an 'auto' was settled: say how
+                print(f"[safegrpo] {describe(eng)} (from auto)", file=sys.stderr)
+            self.cfg = replace(self.cfg, engine=eng)
+            self._engine = ENGINES.get(eng.name)(eng, self.cfg)
         return self._engine
 
     def close(self) -> None:

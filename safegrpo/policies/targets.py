@@ -9,13 +9,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from safegrpo.policies.engines import EngineConfig
 from safegrpo.policies.inference import load_for_inference, saved_format
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 
 
 class LMTarget:
     def __init__(self, model: str | LMPolicy, template: str = "User: {prompt}\nAssistant:",
-                 max_new_tokens: int = 32, device: str = "cpu", batch_size: int = 64):
+                 max_new_tokens: int = 32, device: str = "cpu", batch_size: int = 64,
+                 engine: EngineConfig | None = None):
         if "{prompt}" not in template:
             raise ValueError("target template must contain {prompt}")
         if isinstance(model, LMPolicy):
@@ -23,6 +27,8 @@ class LMTarget:
             self.policy.model.eval().requires_grad_(False)
         else:
             self.policy = frozen_policy(model, max_new_tokens, device)
+        if engine is not None:  # the engine is built on first use, so it can still be chosen
+            self.policy.cfg = replace(self.policy.cfg, engine=engine)
         self.template, self.batch_size = template, batch_size
 
     def respond(self, prompts: list[str]) -> list[str]:

@@ -111,7 +111,7 @@ def test_token_weights_scale_the_policy_gradient():
 def test_unknown_engine_and_missing_vllm_fail_in_one_line(monkeypatch, peaked_lm_path):
     from safegrpo.policies.lm import LMPolicyConfig
 
-    with pytest.raises(KeyError, match="valid: hf, vllm"):
+    with pytest.raises(KeyError, match="valid: auto, hf, vllm"):
         LMPolicyConfig(model="x", engine=EngineConfig(name="sglang"))
     with pytest.raises(ValueError, match="engine.url must start with http"):
         EngineConfig(name="vllm", mode="server", url="localhost:8000")
@@ -142,3 +142,15 @@ def test_grpo_logs_engine_mismatch_and_is_weights(peaked_lm_path, tmp_path):
     assert row["engine/logp_abs_diff"] > 0  # bf16 sampling vs fp32 trainer
     assert 0 < row["engine/is_weight_mean"] <= 2.0
     assert pol.engine.copy.seen == (pol.base_version, pol.version - 1)  # synced before step 1
+
+
+def test_auto_settles_engine_and_dtype(monkeypatch):
+    from safegrpo.policies.engines import base
+
+    monkeypatch.setattr(base, "fast_bf16", lambda: True)
+    got = base.resolve(EngineConfig(name="auto", gen_dtype="auto"), vllm_importable=False)
+    assert (got.name, got.gen_dtype) == ("hf", "bfloat16")
+    monkeypatch.setattr(base, "fast_bf16", lambda: False)
+    got = base.resolve(EngineConfig(name="auto", gen_dtype="auto"), vllm_importable=True)
+    assert (got.name, got.gen_dtype) == ("vllm", "policy")
+    assert "vllm, colocate" in base.describe(got)

@@ -10,4 +10,14 @@ from safegrpo.policies.engines.base import (
     Sampling,
 )
 
+
+@ENGINES.register("auto")
+def _auto(cfg: EngineConfig, policy_cfg=None):
+    """``auto`` settled (``resolve``) then built; ``LMPolicy`` resolves it first and prints it."""
+    from safegrpo.policies.engines.base import resolve
+
+    cfg = resolve(cfg)
+    return ENGINES.get(cfg.name)(cfg, policy_cfg)
+
+
 __all__ = ["ENGINES", "EngineConfig", "Generation", "RolloutEngine", "Sampling"]

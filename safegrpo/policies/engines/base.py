@@ -26,10 +26,13 @@ ENGINES: Registry[Any] = Registry("rollout engine")
 @dataclass(frozen=True)
 class EngineConfig:
     name: str = "hf"
-    """Rollout engine: hf (transformers generate, the reference path) | vllm."""
+    """Rollout engine: hf (transformers generate, the reference path) | vllm | auto (vllm when
+    it is importable, else hf; the choice is printed and recorded)."""
     gen_dtype: str = "policy"
     """Dtype the engine samples in: policy (the policy's own weights, no copy) | float32 |
-    bfloat16 | float16. A dtype other than the policy's keeps a merged copy for sampling."""
+    bfloat16 | float16 | auto (bfloat16 where the hardware has fast bf16 matmuls: CUDA, or a CPU
+    with AVX-512 BF16 / AMX; else policy). A dtype other than the policy's keeps a merged copy
+    for sampling."""
     merge_lora: bool = False
     """hf: sample from a plain copy with the LoRA adapter folded in (refreshed after each
     update), which skips the adapter's extra matmuls; implied by a gen_dtype other than policy."""
@@ -56,9 +59,9 @@ class EngineConfig:
     """vllm server mode: seconds to wait for a request or for the server to come up."""
 
     def __post_init__(self) -> None:
-        if self.gen_dtype not in ("policy", "float32", "bfloat16", "float16"):
-            raise ValueError("policy.engine.gen_dtype must be policy|float32|bfloat16|float16, "
-                             f"got {self.gen_dtype!r}")
+        if self.gen_dtype not in ("policy", "float32", "bfloat16", "float16", "auto"):
+            raise ValueError("policy.engine.gen_dtype must be policy|float32|bfloat16|float16|"
+                             f"auto, got {self.gen_dtype!r}")
         if self.mode not in ("colocate", "server"):
             raise ValueError(f"policy.engine.mode must be colocate|server, got {self.mode!r}")
         if self.url and not self.url.startswith(("http://", "https://")):
@@ -102,6 +105,40 @@ class Generation:
     """B lists of the engine's log-prob of each sampled token (None when not reported)."""
     version: int = -1
     """The policy version (``LMPolicy.version``) the engine sampled from."""
+
+
+def fast_bf16() -> bool:
+    """Whether bf16 matmuls are fast here: a CUDA device with bf16, or a CPU that reports
+    avx512_bf16 or amx_bf16 (elsewhere bf16 runs emulated, slower than fp32)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve(cfg: EngineConfig, vllm_importable: bool | None = None) -> EngineConfig:
+    """``cfg`` with ``auto`` settled: the engine by whether vLLM imports, the dtype by the
+    hardware (``fast_bf16``)."""
+    from dataclasses import replace
+
+    if cfg.name == "auto":
+        if vllm_importable is None:
+            import importlib.util
+
+            vllm_importable = importlib.util.find_spec("vllm") is not None
+        cfg = replace(cfg, name="vllm" if vllm_importable else "hf")
+    if cfg.gen_dtype == "auto":
+        cfg = replace(cfg, gen_dtype="bfloat16" if fast_bf16() else "policy")
+    return cfg
+
+
+def describe(cfg: EngineConfig) -> str:
+    """One line naming the engine a run samples with."""
+    where = f", {cfg.mode}" if cfg.name == "vllm" else ""
+    return f"rollout engine: {cfg.name}{where}, sampling dtype {cfg.gen_dtype}"
 
 
 class RolloutEngine(Protocol):

@@ -37,7 +37,7 @@ def left_pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, tor
 class HFEngine:
     def __init__(self, cfg: EngineConfig, policy_cfg=None):
         self.cfg = cfg
-        self.copy = MergedCopy(cfg.gen_dtype) if self.uses_copy else None
+        self.copy = MergedCopy(cfg.gen_dtype) if self.uses_copy else None  # needs a settled dtype
 
     @property
     def uses_copy(self) -> bool:

@@ -39,7 +39,8 @@ def build_target(cfg: RedTeamRecipeConfig, model: str):
             model, ArenaConfig().prompt_template, device=cfg.training.device
         )
     return LMTarget(
-        model, cfg.target.template, cfg.target.max_new_tokens, device=cfg.training.device
+        model, cfg.target.template, cfg.target.max_new_tokens, device=cfg.training.device,
+        engine=cfg.target.engine,
     )
 
 

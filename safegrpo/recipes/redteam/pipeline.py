@@ -26,6 +26,7 @@ from torch import Tensor
 from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.pools import train_split
+from safegrpo.policies.engines import EngineConfig
 from safegrpo.policies.importing import materialize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
 from safegrpo.policies.prompting import PromptFormat
@@ -66,6 +67,8 @@ class SamplingConfig:
     """Sampling temperature."""
     top_p: float = 1.0
     """Nucleus sampling."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Rollout engine of the attacker (hf | vllm | auto; see policy.engine)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class TargetConfig:
     """How an attack is shown to an lm target ({prompt})."""
     max_new_tokens: int = 32
     """Target response budget."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """Rollout engine the lm target answers with (greedy)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("lm", "defender"):
@@ -227,6 +232,7 @@ def attacker_policy(cfg: RedTeamRecipeConfig, model: str) -> LMPolicy:
             max_new_tokens=s.max_new_tokens,
             temperature=s.temperature,
             top_p=s.top_p,
+            engine=s.engine,
             seed=cfg.seed,
             prompt=prompt,
         ),
