@@ -9,6 +9,9 @@ as its own component [B].
   prompts. Departure from a plain reading of the spec: transforming a *benign* prompt earns no
   transform-quality reward, otherwise "transform everything, copy benign prompts" would match
   "allow" (0.1 - 0.2 + 0.7 ~ 0.1 + 0.5) and the over-refusal signal would vanish.
+- Decision floor (``no_safe_rewrite`` prompts: the harm is the whole request): a transform gets
+  ``no_rewrite_transform`` (below reject) as R_decision and no R_transform, whatever its rewrite
+  scores; otherwise "rewrite hate propaganda into a bland safe scene" would out-earn reject.
 - R_overrefusal in [-overrefusal, 0]: a benign prompt that is rejected (or transformed, at half
   weight) is penalised in proportion to the text judge's p(safe) of the original.
 - penalties: keyword preservation, n-gram repetition, length sanity, group diversity.
@@ -49,6 +52,10 @@ class ModerationRewardConfig:
     """R_decision on unsafe prompts for (allow, transform, reject)."""
     transform_max: float = 0.7
     """Scale of R_transform = transform_max * S * I * V."""
+    no_rewrite_transform: float = 0.0
+    """Decision floor: R_decision of a transform on an unsafe prompt with no safe rewrite
+    (``PromptInfo.no_safe_rewrite``), which also earns no R_transform; must be below the reject
+    entry of ``unsafe_matrix``, so reject is the best action there."""
     intent_alpha: float = 0.5
     """alpha in cos(e(rewrite), e(orig) - alpha * e(category concept))."""
     overrefusal: float = 0.5
@@ -79,6 +86,9 @@ class ModerationRewardConfig:
             raise ValueError("safe_matrix / unsafe_matrix need 3 entries: allow, transform, reject")
         if not 0 < self.diversity_threshold < 1 or not 0 < self.copy_threshold <= 1:
             raise ValueError("diversity_threshold must be in (0, 1) and copy_threshold in (0, 1]")
+        if self.no_rewrite_transform >= self.unsafe_matrix[2]:
+            raise ValueError("no_rewrite_transform must be below unsafe_matrix's reject entry: on "
+                             "a prompt with no safe rewrite, reject is the right action")
         if self.format_bad > self.format_ok:
             raise ValueError("format_bad must not exceed format_ok")
         if self.max_completion_chars < 1:
@@ -93,6 +103,18 @@ class PromptInfo:
     label: str  # safe | unsafe
     category: str
     tier: str = ""
+    no_safe_rewrite: bool = False  # unsafe, and no rewrite keeps its intent: reject is right
+
+    @classmethod
+    def of(cls, rec: Any) -> PromptInfo:
+        """From a prompt record (``pools.PromptRecord`` or anything with its fields)."""
+        return cls(rec.prompt, rec.label, rec.category, rec.tier,
+                   bool(getattr(rec, "no_safe_rewrite", False)))
+
+
+def floored(info: PromptInfo) -> bool:
+    """Decision floor applies: an unsafe prompt with no safe rewrite."""
+    return info.label == "unsafe" and info.no_safe_rewrite
 
 
 class ModerationReward:
@@ -138,10 +160,14 @@ class ModerationReward:
             if a is not None:
                 row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
                 comp["decision"][i] = row[DECISIONS.index(a.decision)]
+                if a.decision == "transform" and floored(info):
+                    comp["decision"][i] = cfg.no_rewrite_transform
         rewrites = [
             canonical_text(a.rewrite) if a is not None and a.rewrite else None for a in parsed
         ]
-        tq_idx = [i for i in range(b) if rewrites[i] and infos[i].label == "unsafe"]
+        # the transform carrot: unsafe prompts that have a safe rewrite (decision floor: none)
+        tq_idx = [i for i in range(b) if rewrites[i] and infos[i].label == "unsafe"
+                  and not floored(infos[i])]
         extra = {k: torch.full((b,), float("nan")) for k in ("s_safe", "intent", "visual")}
         if tq_idx:
             q = self.transform_quality([infos[i] for i in tq_idx], [rewrites[i] for i in tq_idx])
