@@ -145,6 +145,20 @@ class ModerationReward:
             v = torch.ones(len(rewrites))  # visual judge off: no image generator configured
         return {"s_safe": s, "intent": intent, "visual": v}
 
+    def decision_reward(self, parsed: Sequence[DefenderAction | None],
+                        infos: Sequence[PromptInfo]) -> Tensor:
+        """R_decision [B]: the matrix entry of (label, decision), the decision floor for a
+        transform of a prompt with no safe rewrite, 0 for an unparseable answer."""
+        cfg, out = self.cfg, torch.zeros(len(parsed))
+        for i, (a, info) in enumerate(zip(parsed, infos, strict=True)):
+            if a is None:
+                continue
+            row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
+            out[i] = row[DECISIONS.index(a.decision)]
+            if a.decision == "transform" and floored(info):
+                out[i] = cfg.no_rewrite_transform
+        return out
+
     def __call__(self, infos: Sequence[PromptInfo], completions: Sequence[str],
                  group_ids: Tensor | None = None) -> ScoredBatch:
         cfg, b = self.cfg, len(completions)
@@ -156,12 +170,7 @@ class ModerationReward:
                                             "keyword", "repetition", "length", "diversity")}
         ok = torch.tensor([a is not None for a in parsed])
         comp["format"] = torch.where(ok, torch.tensor(cfg.format_ok), torch.tensor(cfg.format_bad))
-        for i, (a, info) in enumerate(zip(parsed, infos, strict=True)):
-            if a is not None:
-                row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
-                comp["decision"][i] = row[DECISIONS.index(a.decision)]
-                if a.decision == "transform" and floored(info):
-                    comp["decision"][i] = cfg.no_rewrite_transform
+        comp["decision"] = self.decision_reward(parsed, infos)
         rewrites = [
             canonical_text(a.rewrite) if a is not None and a.rewrite else None for a in parsed
         ]
