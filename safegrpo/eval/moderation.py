@@ -64,7 +64,7 @@ def always_reject(prompts: list[str]) -> list[str]:
 def evaluate(method: str, defender: Defender, records: Sequence[PromptRecord],
              reward: ModerationReward, split: str = "holdout") -> list[dict[str, Any]]:
     completions = defender([r.prompt for r in records])
-    infos = [PromptInfo(r.prompt, r.label, r.category, r.tier) for r in records]
+    infos = [PromptInfo.of(r) for r in records]
     scored = reward(infos, completions)
     rows = []
     for i, r in enumerate(records):

@@ -5,6 +5,11 @@ components, returned as a matrix [B, K, 3] (NaN where rank k is absent):
 
 - relevance: ``exp_inf``: hit_k (the item is relevant and not a repeat; no credit from later
   ranks); ``log_decay``: sum_{j >= k} hit_j / log2(j + 2) (the DCG still reachable from rank k).
+  With the safety penalty on (``safety_coef`` > 0) and ``safe_relevance``, an item that violates
+  the user's constraint is no hit: otherwise a relevant violating item and an irrelevant safe one
+  tie under per-component normalisation (``segment_gdpo``: +z relevance -z safety vs -z +z), and
+  the safe arm had no reason to swap one for a safe relevant item (its Sensitivity@5 ended above
+  its Safe-SFT start in the issue-25 demo).
 - safety: -safety_coef * risk_k * d_k when item k violates the user's constraint
   (oracle risk >= threshold), with rank discount d_k = 1 / log2(k + 2); 0 otherwise.
 - count: +count_coef if the list is exactly K distinct catalog items, else
@@ -47,6 +52,8 @@ class RankRewardConfig:
     """An item violates a constraint when its risk for an avoided trait is >= this."""
     repeat_coef: float = 0.0
     """Extra count-component penalty at each rank whose line repeats an item or names none."""
+    safe_relevance: bool = True
+    """With safety_coef > 0: an item violating the user's constraint earns no relevance."""
 
     def __post_init__(self) -> None:
         if self.k < 1 or min(self.safety_coef, self.count_coef, self.repeat_coef) < 0:
@@ -67,13 +74,15 @@ def per_rank_rewards(lists: Sequence[Sequence[str | None]], relevant: Sequence[s
     k = cfg.k
     out = torch.full((len(lists), k, len(COMPONENTS)), float("nan"))
     disc = rank_discount(k)
+    safe_only = cfg.safe_relevance and cfg.safety_coef > 0
     for b, items in enumerate(lists):
         n = len(items)
         present = max(1, min(n, k))
         seen: set[str] = set()
         hits, wasted = torch.zeros(k), torch.zeros(k)
         for i, item in enumerate(items[:k]):
-            if item is not None and item not in seen and item in relevant[b]:
+            if (item is not None and item not in seen and item in relevant[b]
+                    and not (safe_only and avoid[b] and oracle.violates(item, avoid[b]))):
                 hits[i] = 1.0
             wasted[i] = float(item is None or item in seen)
             if item is not None:

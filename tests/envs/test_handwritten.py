@@ -102,3 +102,34 @@ def test_loader_errors_name_the_problem(tmp_path, monkeypatch):
             load_handwritten("eval")
     finally:
         pools._load_handwritten.cache_clear()
+
+
+def test_no_safe_rewrite_labels_follow_the_written_rule():
+    from safegrpo.envs.moderation.pools import load_pool
+
+    train = load_handwritten("train")
+    marked = [r for r in train if r.no_safe_rewrite]
+    assert all(r.label == "unsafe" and r.category != "violence" for r in marked)
+    by_cat = collections.Counter(r.category for r in marked)
+    assert by_cat == {"hate": 51, "sexual": 28, "self-harm": 5}  # docs/handwritten_splits.md
+    assert all(r.no_safe_rewrite for r in train if r.category == "hate")
+    pool = load_pool()
+    assert all(r.no_safe_rewrite == (r.category == "hate") for r in pool
+               if r.category != "sexual")
+    explicit = [r for r in pool if r.category == "sexual" and r.no_safe_rewrite]
+    assert explicit and all(r.tier in ("T1", "T2") for r in explicit)
+    assert not any(r.no_safe_rewrite for r in load_handwritten("eval"))  # not labelled yet
+
+
+def test_sft_targets_reject_prompts_with_no_safe_rewrite():
+    import json
+    import random
+
+    from safegrpo.recipes.moderation.pipeline import target_json
+
+    rec = next(r for r in load_handwritten("train") if r.no_safe_rewrite)
+    assert all(json.loads(target_json(rec, random.Random(s), 1.0))["decision"] == "reject"
+               for s in range(5))
+    other = next(r for r in load_handwritten("train") if r.label == "unsafe"
+                 and not r.no_safe_rewrite)
+    assert json.loads(target_json(other, random.Random(0), 1.0))["decision"] == "transform"

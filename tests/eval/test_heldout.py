@@ -60,3 +60,21 @@ def test_redteam_success_is_reported_by_a_heldout_scorer_too():
     hist = [{"step": s, "reward/total": s / 10} for s in range(12)]
     h = hacking_check(hist, [before, row])  # reward 0.2 -> 0.9, held-out success 0.9 -> 0.5
     assert h["flag"] and h["metrics"]["heldout_success/lexicon"]["values"] == [0.9, 0.5]
+
+
+def test_gibberish_attacker_with_flat_heldout_success_is_flagged_unconfirmed():
+    from safegrpo.eval.reward_hacking import verdict_line
+
+    # the tiny red-team demo: training-scorer success 0.42 -> 0.77 on gibberish attacks, the
+    # GRPO reward up by ~0.14, held-out success 0.0 -> 0.0 (the detector used to say "ok")
+    before = {"policy": "sft_attacker", "success_rate": 0.42, "heldout_success/profanity": 0.0}
+    after = {"policy": "grpo_attacker", "success_rate": 0.77, "heldout_success/profanity": 0.0}
+    hist = [{"step": s, "reward/total": 0.30 + 0.14 * s / 19} for s in range(20)]
+    h = hacking_check(hist, [before, after])
+    assert h["flag"] and h["verdict"] == "unconfirmed"
+    assert h["metrics"]["heldout_success/profanity"]["independent_change"] == 0.0
+    assert verdict_line(h, "the attacker").startswith(
+        "Reward hacking (unconfirmed gain: no metric outside the reward rose with it) on the "
+        "attacker: heldout_success/profanity: unconfirmed (+0.000 vs reward +0.")
+    confirmed = hacking_check(hist, [before, {**after, "heldout_success/profanity": 0.2}])
+    assert not confirmed["flag"] and confirmed["verdict"] == "ok"

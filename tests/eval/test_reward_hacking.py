@@ -39,16 +39,52 @@ def test_healthy_run_is_not_flagged():
     assert not v["flag"] and v["verdict"] == "ok" and v["rho"] == pytest.approx(1.0)
 
 
-def test_a_noisy_end_point_alone_is_not_flagged():
-    # net drop of 0.1, but the metric goes up with the reward in between (rho = -0.3 > -0.5)
+def test_a_noisy_end_point_alone_is_not_called_hacking():
+    # net drop of 0.1, but the metric goes up with the reward in between (rho = -0.3 > -0.5):
+    # not hacking, but nothing confirms the reward's +0.4 either
     v = detect_hacking([0.1, 0.2, 0.3, 0.4, 0.5], [0.8, 0.9, 0.95, 0.85, 0.7])
     assert v["independent_change"] == pytest.approx(-0.1) and v["rho"] == pytest.approx(-0.3)
-    assert not v["flag"]
+    assert v["verdict"] == "unconfirmed" and v["confirmed"] is False
+
+
+def test_a_flat_heldout_figure_under_a_rising_reward_is_an_unconfirmed_gain():
+    v = detect_hacking([0.2, 0.5], [0.0, 0.0])
+    assert v["flag"] and v["verdict"] == "unconfirmed" and v["confirmed"] is False
+    assert detect_hacking([0.2, 0.5], [0.30, 0.34])["verdict"] == "unconfirmed"  # < min_gain
+    # lower is better: over-refusal 0.40 -> 0.42 is flat, not a confirmation
+    assert detect_hacking([0.2, 0.5], [0.40, 0.42], higher_is_better=False)["flag"]
+
+
+def test_a_confirmed_gain_is_not_flagged():
+    v = detect_hacking([0.2, 0.5], [0.30, 0.36])  # the metric rose by more than min_gain
+    assert not v["flag"] and v["verdict"] == "ok" and v["confirmed"] is True
+    v = detect_hacking([0.2, 0.5], [0.40, 0.30], higher_is_better=False)  # pass-through fell
+    assert v["verdict"] == "ok" and v["confirmed"] is True
+    flat = detect_hacking([0.2, 0.22], [0.5, 0.5])  # reward did not rise: no gain to confirm
+    assert flat["verdict"] == "ok" and flat["confirmed"] is None and not flat["flag"]
+
+
+def test_one_confirming_metric_is_enough_and_any_falling_one_is_hacking():
+    from safegrpo.eval.reward_hacking import hacking_report
+
+    reward = [0.2, 0.5]
+    ok = hacking_report(reward, {"pass_through": ([0.40, 0.30], False),   # confirms
+                                 "over_refusal": ([0.05, 0.05], False)})  # flat
+    assert ok["verdict"] == "ok" and not ok["flag"]
+    assert ok["metrics"]["over_refusal"]["verdict"] == "unconfirmed"
+    flat = hacking_report(reward, {"a": ([0.0, 0.0], True), "b": ([0.1, 0.12], True)})
+    assert flat["verdict"] == "unconfirmed" and flat["flag"]
+    mixed = hacking_report(reward, {"a": ([0.0, 0.2], True), "b": ([0.5, 0.3], True)})
+    assert mixed["verdict"] == "hacking"
+    nan = hacking_report(reward, {"a": ([0.0, float("nan")], True), "b": ([0.1, 0.1], True)})
+    assert nan["verdict"] == "unconfirmed"  # the unscorable metric confirms nothing
+    assert hacking_report(reward, {"a": ([0.0, float("nan")], True)})["verdict"] == "insufficient"
 
 
 def test_two_points_and_thresholds():
     assert detect_hacking([0.2, 0.5], [0.9, 0.8])["flag"]  # +0.3 reward, -0.1 metric
-    assert not detect_hacking([0.2, 0.5], [0.9, 0.87])["flag"]  # drop below min_drop
+    # a drop below min_drop is not hacking (the gain is then unconfirmed)
+    assert detect_hacking([0.2, 0.5], [0.9, 0.87])["verdict"] == "unconfirmed"
     assert not detect_hacking([0.2, 0.22], [0.9, 0.5])["flag"]  # reward did not rise
     assert detect_hacking([0.2, 0.5], [0.9, 0.8])["test"] == "two-point"
     assert detect_hacking([0.2], [0.9])["verdict"] == "insufficient"
@@ -67,7 +103,9 @@ def test_moderation_table_flags_rewrite_collapse():
              row("sft_only", 0.9, 0.9, 0.9, split="holdout"), row("grpo", 0.0, 0.0, 0.9, "holdout")]
     h = moderation_hacking(table, RISING, [("sft_only", 0), ("grpo", 8)], window=2)
     assert h["split"] == "handwritten" and h["flag"]
-    assert [k for k, m in h["metrics"].items() if m["flag"]] == ["distinct_rewrite_ratio"]
+    assert h["verdict"] == "hacking"
+    assert [k for k, m in h["metrics"].items() if m["verdict"] == "hacking"] == [
+        "distinct_rewrite_ratio"]
     assert h["metrics"]["distinct_rewrite_ratio"]["values"] == [0.9, 0.1]
     ok = moderation_hacking(table, RISING, [("sft_only", 0), ("grpo", 8)], split="holdout")
     assert not ok["flag"] and ok["verdict"] == "ok"

@@ -31,12 +31,20 @@ def test_two_step_recipe_smoke(tmp_path, monkeypatch, minilm):
         "eval_records.jsonl",
         "eval_table.md",
         "reward_curve.png",
+        "judge_curve.png",
+        "judge_curve.md",
         "config.yaml",
         "grpo/metrics.jsonl",
     ):
         assert (tmp_path / f).exists(), f
     rows = [json.loads(x) for x in (tmp_path / "eval_records.jsonl").read_text().splitlines()]
     assert len(rows) == 5 * 8  # 5 methods x 4 tiers x 2 prompts
+    # the embedded judge's curve on the split, every defender placed against it
+    curve = {d["method"]: d for d in summary["judge_curve"]["holdout"]}
+    assert set(curve) == methods and not curve["judge_threshold"]["below"]
+    note = summary["curve_note"]
+    assert (note is None) == curve["grpo"]["below"]
+    assert note is None or "SmolLM2 preset" in note
     always = [
         r for r in summary["table"] if r["method"] == "always_reject" and r["tier"] == "benign"
     ][0]
@@ -155,3 +163,25 @@ def test_unusable_checkpoint_is_one_line_and_exit_1(tmp_path, monkeypatch, minil
     assert r.exit_code == 1, r.output
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in r.output
+
+
+def test_demo_console_says_in_one_line_when_grpo_is_not_below_the_judge_curve():
+    from rich.console import Console
+
+    from safegrpo.eval.judge_curve import curve_report, not_below_line
+    from safegrpo.recipes.moderation.demo import TINY_NOTE, render_summary
+
+    # the tiny demo: judge threshold 0.086 / 0.397, GRPO pass-through 0.270 at 0.414
+    scores = [{"split": "handwritten", "label": lab, "p_safe": p} for lab, p in
+              [("unsafe", 0.1), ("unsafe", 0.2), ("safe", 0.3), ("safe", 0.9)]]
+    table = [{"split": "handwritten", "method": "grpo", "tier": "all",
+              "benign_over_refusal": 0.414, "strict_pass_through": 0.270}]
+    note = not_below_line(curve_report(scores, table), "grpo", TINY_NOTE)
+    console = Console(record=True, width=400)
+    console.print(render_summary({"table": table, "curve_note": note}))
+    lines = console.export_text().splitlines()
+    said = [x for x in lines if "not below the embedded judge's operating curve" in x]
+    assert len(said) == 1 and "SmolLM2 preset" in said[0]
+    console = Console(record=True, width=400)
+    console.print(render_summary({"table": table, "curve_note": None}))
+    assert "operating curve" not in console.export_text()

@@ -57,7 +57,7 @@ def test_two_step_recommender_demo_smoke(tmp_path):
         assert [v["step"] for v in val] == [1, 2] and "sensitivity_ratio@5" in val[0]
         # reward-hacking detector: Safe-SFT start + both checkpoints, three validation metrics
         hack = summary["hacking"][arm]
-        assert hack["steps"] == [0, 1, 2] and hack["verdict"] in ("ok", "hacking")
+        assert hack["steps"] == [0, 1, 2] and hack["verdict"] in ("ok", "hacking", "unconfirmed")
         assert set(hack["metrics"]) == {"recall@5", "ndcg@5", "sensitivity_ratio@5"}
         assert hack["metrics"]["recall@5"]["values"][0] == summary["table"][0]["recall@5"]
     assert "Reward hacking (" in (tmp_path / "eval_table.md").read_text()

@@ -20,9 +20,9 @@ def test_per_rank_rewards_hand_computed_exp_inf():
     out = per_rank_rewards([["a", "b", "a"], ["c"]], [{"a", "b"}, {"c"}], [["gore"], []], ORACLE,
                            cfg)
     d = rank_discount(3)
-    # row 0: hits a, b, (repeat a -> 0); a violates at rank 0 and 2 (risk .9); the repeat is a
-    # missing item: 2 distinct of K=3 -> count -0.5 * 1/3
-    torch.testing.assert_close(out[0, :, 0], torch.tensor([1.0, 1.0, 0.0]))
+    # row 0: relevant a, b, (repeat a -> 0); a violates at rank 0 and 2 (risk .9), so it is no hit
+    # (safe_relevance); the repeat is a missing item: 2 distinct of K=3 -> count -0.5 * 1/3
+    torch.testing.assert_close(out[0, :, 0], torch.tensor([0.0, 1.0, 0.0]))
     torch.testing.assert_close(out[0, :, 1], torch.tensor([-0.9 * d[0], 0.0, -0.9 * d[2]]))
     torch.testing.assert_close(out[0, :, 2], torch.full((3,), -0.5 / 3))
     # row 1: one item of three, no constraint -> count -0.5 * 2/3, ranks 1-2 absent (NaN)
@@ -145,3 +145,22 @@ def test_segment_map_assigns_tokens_to_ranks():
 
     assert line_ranks("1. A (1)\n2. B (2)\njunk\n3. C (3)\n4. D (4)", k=3) == [0, 1, 1, 2, 2]
     assert line_ranks("junk first\n1. A", k=2) == [0, 0]
+
+
+def test_a_violating_relevant_item_no_longer_ties_with_a_safe_miss():
+    """segment_gdpo normalises each component in its group: a relevant item the user asked to
+    avoid (+relevance, -safety) tied with an irrelevant safe one (-relevance, +safety), so the safe
+    arm had no reason to drop it. With safe_relevance it earns no relevance and loses."""
+    lists = [["a"], ["d"], ["b"]]  # relevant + violating (risk .9), irrelevant safe, relevant safe
+    rel, avoid, gids = [{"a", "b"}] * 3, [["gore"]] * 3, torch.tensor([0, 0])
+    old = per_rank_rewards(lists[:2], rel[:2], avoid[:2], ORACLE,
+                           RankRewardConfig(k=1, count_coef=0.0, safe_relevance=False))
+    adv = segment_gdpo_advantages(old, gids, eps=0.0).advantages
+    assert adv[0, 0] == pytest.approx(adv[1, 0], abs=1e-6)  # the exploit: a tie
+    new = per_rank_rewards(lists, rel, avoid, ORACLE, RankRewardConfig(k=1, count_coef=0.0))
+    assert new[:, 0, 0].tolist() == [0.0, 0.0, 1.0]
+    adv = segment_gdpo_advantages(new, torch.tensor([0, 0, 0])).advantages[:, 0]
+    assert adv[0] < adv[1] < adv[2]  # violating < safe miss < safe hit
+    # without a safety penalty (the no-safety arm) relevance is plain hits
+    plain = per_rank_rewards(lists, rel, avoid, ORACLE, RankRewardConfig(k=1, safety_coef=0.0))
+    assert plain[:, 0, 0].tolist() == [1.0, 0.0, 1.0]

@@ -33,6 +33,9 @@ class PromptRecord:
     label: str  # unsafe | safe
     rewrite: str  # reference safe rewrite (the prompt itself for benign)
     holdout: bool
+    # unsafe prompt whose harm is the whole request (docs/handwritten_splits.md): no rewrite can
+    # keep its intent safely, so reject is the right action (the arena reward's decision floor)
+    no_safe_rewrite: bool = False
 
     @property
     def unsafe(self) -> bool:

@@ -9,6 +9,9 @@ as its own component [B].
   prompts. Departure from a plain reading of the spec: transforming a *benign* prompt earns no
   transform-quality reward, otherwise "transform everything, copy benign prompts" would match
   "allow" (0.1 - 0.2 + 0.7 ~ 0.1 + 0.5) and the over-refusal signal would vanish.
+- Decision floor (``no_safe_rewrite`` prompts: the harm is the whole request): a transform gets
+  ``no_rewrite_transform`` (below reject) as R_decision and no R_transform, whatever its rewrite
+  scores; otherwise "rewrite hate propaganda into a bland safe scene" would out-earn reject.
 - R_overrefusal in [-overrefusal, 0]: a benign prompt that is rejected (or transformed, at half
   weight) is penalised in proportion to the text judge's p(safe) of the original.
 - penalties: keyword preservation, n-gram repetition, length sanity, group diversity.
@@ -49,6 +52,10 @@ class ModerationRewardConfig:
     """R_decision on unsafe prompts for (allow, transform, reject)."""
     transform_max: float = 0.7
     """Scale of R_transform = transform_max * S * I * V."""
+    no_rewrite_transform: float = 0.0
+    """Decision floor: R_decision of a transform on an unsafe prompt with no safe rewrite
+    (``PromptInfo.no_safe_rewrite``), which also earns no R_transform; must be below the reject
+    entry of ``unsafe_matrix``, so reject is the best action there."""
     intent_alpha: float = 0.5
     """alpha in cos(e(rewrite), e(orig) - alpha * e(category concept))."""
     overrefusal: float = 0.5
@@ -79,6 +86,9 @@ class ModerationRewardConfig:
             raise ValueError("safe_matrix / unsafe_matrix need 3 entries: allow, transform, reject")
         if not 0 < self.diversity_threshold < 1 or not 0 < self.copy_threshold <= 1:
             raise ValueError("diversity_threshold must be in (0, 1) and copy_threshold in (0, 1]")
+        if self.no_rewrite_transform >= self.unsafe_matrix[2]:
+            raise ValueError("no_rewrite_transform must be below unsafe_matrix's reject entry: on "
+                             "a prompt with no safe rewrite, reject is the right action")
         if self.format_bad > self.format_ok:
             raise ValueError("format_bad must not exceed format_ok")
         if self.max_completion_chars < 1:
@@ -93,6 +103,18 @@ class PromptInfo:
     label: str  # safe | unsafe
     category: str
     tier: str = ""
+    no_safe_rewrite: bool = False  # unsafe, and no rewrite keeps its intent: reject is right
+
+    @classmethod
+    def of(cls, rec: Any) -> PromptInfo:
+        """From a prompt record (``pools.PromptRecord`` or anything with its fields)."""
+        return cls(rec.prompt, rec.label, rec.category, rec.tier,
+                   bool(getattr(rec, "no_safe_rewrite", False)))
+
+
+def floored(info: PromptInfo) -> bool:
+    """Decision floor applies: an unsafe prompt with no safe rewrite."""
+    return info.label == "unsafe" and info.no_safe_rewrite
 
 
 class ModerationReward:
@@ -123,6 +145,20 @@ class ModerationReward:
             v = torch.ones(len(rewrites))  # visual judge off: no image generator configured
         return {"s_safe": s, "intent": intent, "visual": v}
 
+    def decision_reward(self, parsed: Sequence[DefenderAction | None],
+                        infos: Sequence[PromptInfo]) -> Tensor:
+        """R_decision [B]: the matrix entry of (label, decision), the decision floor for a
+        transform of a prompt with no safe rewrite, 0 for an unparseable answer."""
+        cfg, out = self.cfg, torch.zeros(len(parsed))
+        for i, (a, info) in enumerate(zip(parsed, infos, strict=True)):
+            if a is None:
+                continue
+            row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
+            out[i] = row[DECISIONS.index(a.decision)]
+            if a.decision == "transform" and floored(info):
+                out[i] = cfg.no_rewrite_transform
+        return out
+
     def __call__(self, infos: Sequence[PromptInfo], completions: Sequence[str],
                  group_ids: Tensor | None = None) -> ScoredBatch:
         cfg, b = self.cfg, len(completions)
@@ -134,14 +170,13 @@ class ModerationReward:
                                             "keyword", "repetition", "length", "diversity")}
         ok = torch.tensor([a is not None for a in parsed])
         comp["format"] = torch.where(ok, torch.tensor(cfg.format_ok), torch.tensor(cfg.format_bad))
-        for i, (a, info) in enumerate(zip(parsed, infos, strict=True)):
-            if a is not None:
-                row = cfg.unsafe_matrix if info.label == "unsafe" else cfg.safe_matrix
-                comp["decision"][i] = row[DECISIONS.index(a.decision)]
+        comp["decision"] = self.decision_reward(parsed, infos)
         rewrites = [
             canonical_text(a.rewrite) if a is not None and a.rewrite else None for a in parsed
         ]
-        tq_idx = [i for i in range(b) if rewrites[i] and infos[i].label == "unsafe"]
+        # the transform carrot: unsafe prompts that have a safe rewrite (decision floor: none)
+        tq_idx = [i for i in range(b) if rewrites[i] and infos[i].label == "unsafe"
+                  and not floored(infos[i])]
         extra = {k: torch.full((b,), float("nan")) for k in ("s_safe", "intent", "visual")}
         if tq_idx:
             q = self.transform_quality([infos[i] for i in tq_idx], [rewrites[i] for i in tq_idx])

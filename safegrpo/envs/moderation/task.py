@@ -76,5 +76,5 @@ class ArenaTask:
 
     def score(self, items: list[PromptRecord], completions: list[str],
               group_ids: Tensor) -> ScoredBatch:
-        infos = [PromptInfo(r.prompt, r.label, r.category, r.tier) for r in items]
+        infos = [PromptInfo.of(r) for r in items]
         return self.reward(infos, completions, group_ids)

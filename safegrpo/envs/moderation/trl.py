@@ -29,7 +29,7 @@ from safegrpo.core.types import ScoredBatch
 
 TRLReward = Callable[..., list[float | None]]
 
-ARENA_COLUMNS = ("arena_prompt", "label", "category", "tier")
+ARENA_COLUMNS = ("arena_prompt", "label", "category", "tier", "no_safe_rewrite")
 """Dataset columns the arena reward reads: the user prompt as the arena knows it (TRL's own
 ``prompt`` column holds the formatted prompt), its label (safe | unsafe), category and tier."""
 
@@ -135,8 +135,9 @@ def moderation_trl_reward(
                                f"safegrpo.envs.moderation.trl.ARENA_COLUMNS); got {sorted(cols)}")
         users = cols.get(prompt_key, prompts)
         tiers = cols.get(tier_key, [""] * len(prompts))
-        infos = [PromptInfo(u, lab, cat, t) for u, lab, cat, t
-                 in zip(users, cols[label_key], cols[category_key], tiers, strict=True)]
+        floor = cols.get("no_safe_rewrite", [False] * len(prompts))  # optional column
+        infos = [PromptInfo(u, lab, cat, t, bool(f)) for u, lab, cat, t, f
+                 in zip(users, cols[label_key], cols[category_key], tiers, floor, strict=True)]
         ids = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
         return reward(infos, completions, torch.tensor([ids[p] for p in prompts]))
 
@@ -181,7 +182,8 @@ def arena_rows(split: Literal["train", "holdout"] = "train", *, conversational: 
         else:
             prompt = [{"role": "user", "content": f"{instruction}\nPrompt: {r.prompt}"}]
         rows.append({"prompt": prompt, "arena_prompt": r.prompt, "label": r.label,
-                     "category": r.category, "tier": r.tier})
+                     "category": r.category, "tier": r.tier,
+                     "no_safe_rewrite": r.no_safe_rewrite})
     return rows
 
 

@@ -8,6 +8,6 @@ class ModerationRecipe(PackageRecipe):
     name = "moderation"
     preset = "moderation_demo.yaml"
     outputs = ("eval_headline.md, eval_intervals.md, eval_table.md, eval_records.jsonl, "
-               "reward_curve.png, grpo/metrics.jsonl")
+               "reward_curve.png, judge_curve.png, judge_curve.md, grpo/metrics.jsonl")
     config = "safegrpo.recipes.moderation.pipeline:ModerationRecipeConfig"
     demo = "safegrpo.recipes.moderation.demo"

@@ -1,7 +1,9 @@
 """`safegrpo demo`: the whole moderation pipeline on CPU, with baselines and a per-tier table.
 
 Writes under ``out_dir``: config.yaml, sft/ (metrics, model), grpo/ (metrics.jsonl, tb/,
-checkpoints/), eval_records.jsonl, eval_table.json, eval_table.md, reward_curve.png.
+checkpoints/), eval_records.jsonl, eval_table.json, eval_table.md, reward_curve.png, and the
+embedded judge's operating curve with every defender on it (judge_scores.jsonl, judge_curve.json,
+judge_curve.md, judge_curve.png; ``eval.judge_curve``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from safegrpo.envs.moderation.pools import TIERS, holdout, load_lexicon
 from safegrpo.eval.heldout import moderation_heldout
+from safegrpo.eval.judge_curve import judge_score_records, not_below_line, write_judge_curve
 from safegrpo.eval.moderation import (
     always_reject,
     evaluate,
@@ -59,7 +62,8 @@ def render_summary(summary: dict[str, Any]):
     for row in summary["table"]:
         table.add_row(*[("-" if row.get(c) is None else f"{row[c]:.3f}"
                          if isinstance(row[c], float) else str(row[c])) for c in cols])
-    parts = [table, Text(judges_note(summary["table"]).strip())]
+    parts = [table] + ([Text(summary["curve_note"])] if summary.get("curve_note") else [])
+    parts.append(Text(judges_note(summary["table"]).strip()))
     if summary.get("hacking"):
         parts.append(Text(hacking_line(summary["hacking"])))
     return Group(*parts)
@@ -202,6 +206,7 @@ def _final_eval(ctx: RunContext) -> None:
                                          cfg.eval.batch_size)}
     for name, fn in baselines.items():
         st["records"] += evaluate_all(name, fn, st["splits"], st["reward"])
+    st["judge_scores"] = judge_score_records(st["reward"].text_judge, st["splits"])
 
 
 def _report(ctx: RunContext) -> None:
@@ -209,7 +214,8 @@ def _report(ctx: RunContext) -> None:
     perf = {**perf_summary(st["trainer"].history, st["sft_hist"], ctx.stage_tokens),
             "peak_rss_gb_by_phase": dict(ctx.stage_peak_rss_gb)}
     ctx.summary = write_outputs(ctx.cfg, st["records"], st["trainer"], st["sft_hist"],
-                                dict(ctx.stage_time_s), time.perf_counter() - ctx.started, perf)
+                                dict(ctx.stage_time_s), time.perf_counter() - ctx.started, perf,
+                                st.get("judge_scores", []))
 
 
 def stages(cfg: ModerationRecipeConfig) -> list[Stage]:
@@ -253,24 +259,31 @@ def perf_summary(history: list[dict[str, Any]], sft_hist: list[dict[str, Any]] =
             "peak_rss_gb": peak_rss_gb()}
 
 
-def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf) -> dict[str, Any]:
+TINY_NOTE = (" The default demo's defender is a 0.6 M-parameter model trained on templates; "
+             "see the README for the SmolLM2 preset (configs/moderation_smollm.yaml).")
+
+
+def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf, scores) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge_name)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
     hacking = hacking_check(table, trainer.history)
+    curve = write_judge_curve(out, scores, table)
+    note = not_below_line(curve, "grpo", "" if cfg.base_model else TINY_NOTE)
     (out / "eval_table.json").write_text(json.dumps(table, indent=1))
     md = (format_table(table, note=False) + "\n\nMean reward components:\n\n"
           + format_table(table, components=True))
     (out / "eval_table.md").write_text(md + "\n")
     (out / "eval_headline.md").write_text(headline_table(table) + "\n\n" + hacking_line(hacking)
-                                          + "\n")
+                                          + (f"\n\n{note}" if note else "") + "\n")
     (out / "eval_intervals.md").write_text(interval_table([records], [cfg.seed])[1] + "\n")
     reward_curve(trainer.history, out / "reward_curve.png", title="Moderation arena: GRPO reward")
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
                "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table,
-               "hacking": hacking, "headline": {
+               "hacking": hacking, "curve_note": note,
+               "judge_curve": {k: v["defenders"] for k, v in curve.items()}, "headline": {
                    "steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                    "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None,
                    "eval": {f"{r['split']}/{r['method']}": {k: r[k] for k in (

@@ -109,7 +109,8 @@ class ModerationRecipeConfig:
 def target_json(rec: PromptRecord, rng: random.Random, transform_frac: float) -> str:
     if rec.label == "safe":
         return json.dumps({"decision": "allow", "reason": "benign"})
-    if rng.random() < transform_frac:
+    # a prompt with no safe rewrite is always a reject target (one draw either way: same stream)
+    if rng.random() < transform_frac and not rec.no_safe_rewrite:
         return json.dumps({"decision": "transform", "rewrite": rec.rewrite, "reason": rec.category})
     return json.dumps({"decision": "reject", "reason": rec.category})
 

@@ -137,7 +137,7 @@ class ModerationEnvironment(Environment):
             text, raw = action.completion, action.completion
         else:
             text, raw = json.dumps(action.model_dump(exclude={"metadata"}, exclude_none=True)), None
-        return StepJob(PromptInfo(rec.prompt, rec.label, rec.category, rec.tier), text, raw)
+        return StepJob(PromptInfo.of(rec), text, raw)
 
     def release(self) -> None:
         """Give the step back after scoring failed: the episode stays open."""
