@@ -34,6 +34,7 @@ from safegrpo.cli_common import (  # noqa: F401 (re-exported)
     SetOpt,
     _offline_env,
     explain_text,
+    out_dir_problem,
     set_option,
 )
 from safegrpo.cli_export import export_cmd
@@ -69,12 +70,18 @@ def _fail_cleanly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from safegrpo.training.checkpoint import CheckpointError
+        from safegrpo.training.checkpoint import CheckpointError, storage_error
 
         try:
             return fn(*args, **kwargs)
         except (CheckpointError, FileNotFoundError) as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as e:
+            reason = storage_error(e)  # the disk refused a write mid-run (full, quota, …)
+            if reason is None:
+                raise
+            typer.echo(f"error: cannot write: {reason}", err=True)
             raise typer.Exit(1) from None
     return wrapper
 
@@ -99,6 +106,8 @@ def _load(recipe: str, config: Path | None, overrides: list[str] | None,
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--config/--set") from None
     missing = missing_paths(cfg) if check_paths else []
+    if check_paths and out_dir_problem(cfg.out_dir):  # before any model is built
+        missing.append(out_dir_problem(cfg.out_dir))
     if missing:
         raise typer.BadParameter("; ".join(missing), param_hint="--config/--set")
     return cfg
@@ -116,7 +125,6 @@ def _default_demo_config(recipe: str) -> Path | None:
 def _run(recipe: str, cfg, mode: str, resume: bool, skip: list[str] | None, log) -> dict:
     from safegrpo.recipes.base import RunContext, run_stages
     from safegrpo.training.checkpoint import CheckpointError
-
     try:
         return run_stages(_recipe(recipe), RunContext(cfg, mode, resume, log), tuple(skip or ()))
     except CheckpointError:

@@ -27,6 +27,23 @@ arena server, while e.g. the GRPO section is ``grpo`` in most recipes but ``trai
 redteam."""
 
 
+def out_dir_problem(out_dir: str | Path) -> str | None:
+    """Why a run cannot write into ``out_dir`` (a file, under a file, read-only, no permission),
+    found by creating it and a probe file; None when it can."""
+    import tempfile
+
+    path = Path(out_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"out_dir {out_dir} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_check_"):
+            pass
+    except OSError as e:
+        return f"out_dir {out_dir} is not writable: {e.strerror or e}"
+    return None
+
+
 def _show(value: Any) -> str:
     return json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
 

@@ -84,7 +84,7 @@ def serve_scorer(
     label: Annotated[str, typer.Option(help="label whose probability is the score "
                                             "(hf_classifier)")] = "toxic",
     host: str = "127.0.0.1",
-    port: int = 8001,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8001,
     api_key_env: Annotated[str | None,
                            typer.Option(help="name of an env var holding the API key")] = None,
     max_items: Annotated[int, typer.Option(help="most texts per request (422 above)")] = 1024,
@@ -110,8 +110,10 @@ def serve_scorer(
                                  max_body_bytes=max_body_bytes, timeout_s=timeout_s, api_key=key)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
+    sock = _bind(host, port)  # a busy port fails now, not after loading the judge
     j = served_judge(judge, model, label)
-    uvicorn.run(create_scorer_app(j, judge, cfg), host=host, port=port)
+    uvicorn.Server(uvicorn.Config(create_scorer_app(j, judge, cfg), host=host, port=port)
+                   ).run(sockets=[sock])
 
 
 @serve_app.command("vllm")

@@ -8,6 +8,7 @@ name the dotted field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -67,6 +68,10 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}") from None
         if tp is int and isinstance(value, float) and value != int(value):
             raise ConfigError(f"{path}: expected int, got {value!r}")
+        if tp is float and not math.isfinite(out):
+            # nan passes every `x <= 0` check in __post_init__ and would surface as a NaN loss
+            # after the models are built; no field means anything by nan or inf
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return out
     if tp is str:
         return str(value)

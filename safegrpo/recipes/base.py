@@ -26,6 +26,7 @@ import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from safegrpo.core.registry import Registry
@@ -82,6 +83,9 @@ class Stage:
     """For a train stage: rebuild its result from the run folder without training (``eval``)."""
     message: str = ""
     """Printed when the stage starts."""
+    restores_from: Callable[[Any], Path] | None = None
+    """For a train stage: the file or folder ``restore`` reads, from the recipe config. ``eval``
+    checks that it exists before any stage runs, so an empty run folder fails at once."""
 
 
 @runtime_checkable
@@ -195,15 +199,11 @@ def run_stages(recipe: Recipe, ctx: RunContext, skip: tuple[str, ...] = ()) -> d
     unknown = sorted(set(skip) - set(names))
     if unknown:
         raise ValueError(f"--skip: unknown stage(s) {unknown}; {recipe.name} has {names}")
+    stages = [s for s in stages if s.kind in RUNS[ctx.mode] and s.name not in skip]
+    if ctx.mode == "eval":
+        check_restorable(recipe.name, stages, ctx.cfg)
     for stage in stages:
-        if stage.kind not in RUNS[ctx.mode] or stage.name in skip:
-            continue
-        fn = stage.run
-        if ctx.mode == "eval" and stage.kind == "train":
-            if stage.restore is None:
-                raise ValueError(f"{recipe.name}: stage {stage.name!r} cannot be restored from a "
-                                 "run folder; `safegrpo eval` is not available for this recipe")
-            fn = stage.restore
+        fn = stage.restore if ctx.mode == "eval" and stage.kind == "train" else stage.run
         if stage.message:
             ctx.log(stage.message)
         t, n = time.perf_counter(), ctx.tokens()
@@ -215,3 +215,16 @@ def run_stages(recipe: Recipe, ctx: RunContext, skip: tuple[str, ...] = ()) -> d
             ctx.stage_tokens[stage.name] = {"tokens": dn, "tokens_per_s": dn / max(dt, 1e-9)}
     ctx.summary.setdefault("wall_time_s", time.perf_counter() - ctx.started)
     return ctx.summary
+
+
+def check_restorable(recipe: str, stages: list[Stage], cfg: Any) -> None:
+    """Before any (slow) setup stage of ``eval``: every train stage can be restored and what it
+    restores from exists."""
+    for stage in (s for s in stages if s.kind == "train"):
+        if stage.restore is None:
+            raise ValueError(f"{recipe}: stage {stage.name!r} cannot be restored from a "
+                             "run folder; `safegrpo eval` is not available for this recipe")
+        where = stage.restores_from(cfg) if stage.restores_from else None
+        if where is not None and not where.exists():
+            raise FileNotFoundError(f"no {stage.name} result under {where}; run "
+                                    f"`safegrpo train {recipe}` first")

@@ -17,62 +17,25 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from safegrpo.training.checkpoint_state import (  # noqa: F401 (re-exported)
+    CheckpointError,
+    _line,
+    load_rng,
+    rng_state,
+    set_rng_state,
+    state_problem,
+    storage_error,
+)
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder cannot be used; the message is one line naming the file and why."""
-
-
-# ---- RNG state as tensors and plain values (loads with weights_only=True) -------------------
-def rng_state() -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=False)
-    out = {"python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64),
-                      "gauss": gauss},
-           "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                     "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                     "gauss": float(np_state["gauss"])},
-           "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    py, npy = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
-                         "has_gauss": npy["has_gauss"], "gauss": npy["gauss"]})
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_rng(path: Path) -> list[dict[str, Any]]:
-    """``rng.pt`` -> one RNG state per rank that saved it (``weights_only=True``); raises
-    CheckpointError when the file is unreadable or holds something else."""
-    try:
-        state = torch.load(path, weights_only=True)
-        ranks = state.get("ranks", [state]) if isinstance(state, dict) else None
-        if not ranks or not all(isinstance(r, dict) and {"python", "numpy", "torch"} <= set(r)
-                                for r in ranks):
-            raise ValueError("expected python/numpy/torch generator states")
-        return ranks
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise CheckpointError(f"{path}: unreadable RNG state ({type(e).__name__}: {_line(e)})") \
-            from None
 
 
 # ---- writing -------------------------------------------------------------------------------
@@ -128,11 +91,17 @@ def save_checkpoint(root: str | Path, step: int, write_payload: Callable[[Path],
     tmp = root / f"step_{step:06d}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    write_payload(tmp)
-    torch.save(rng_state() if rng is None else rng, tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
-    write_manifest(tmp)
+    try:
+        tmp.mkdir()
+        write_payload(tmp)
+        save_torch(rng_state() if rng is None else rng, tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+        write_manifest(tmp)
+    except Exception as e:
+        reason = storage_error(e)
+        if reason is None:
+            raise
+        _write_failed(reason, tmp, final)
     if final.exists():
         _discard(final)
     os.replace(tmp, final)
@@ -149,6 +118,24 @@ def save_checkpoint(root: str | Path, step: int, write_payload: Callable[[Path],
     return final
 
 
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file object: a failed write (disk full, quota, file size
+    limit) then leaves its OSError on the exception chain, where torch's own writer reports only
+    "unexpected pos N vs M"."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def _write_failed(reason: str, tmp: Path, final: Path) -> None:
+    """A checkpoint the disk refused: remove the partial folder (frees its space; the previous
+    checkpoint and ``latest`` are untouched) and raise one line naming the reason."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    kept = complete_checkpoints(final.parent)
+    raise CheckpointError(f"cannot write checkpoint {final}: {reason}; "
+                          + (f"{kept[0].name} is intact" if kept else "no earlier checkpoint")
+                          ) from None
+
+
 def _discard(d: Path) -> None:
     """Rename first (atomic), then delete: a kill mid-delete never leaves a half folder that
     still looks like a checkpoint."""
@@ -160,10 +147,6 @@ def _discard(d: Path) -> None:
 
 
 # ---- reading -------------------------------------------------------------------------------
-def _line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200]
-
-
 def _all_steps(root: Path) -> list[Path]:
     found = [p for p in root.glob("step_*") if p.is_dir() and "." not in p.name]
     return sorted(found, key=lambda p: p.name, reverse=True)
@@ -223,13 +206,17 @@ def verify(ckpt: Path) -> dict[str, Any]:
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
+    """``trainer_state.json``, checked as well as parsed: a manifest only proves the file is the
+    one written, not that what was written (or forged with a matching manifest) makes sense."""
     path = ckpt / "trainer_state.json"
     try:
         state = json.loads(path.read_text())
-        int(state["step"])
-    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:  # JSON errors too
+        problem = state_problem(state, ckpt.name)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSON errors too
         raise CheckpointError(f"{path}: unreadable trainer state ({type(e).__name__}: "
                               f"{_line(e)})") from None
+    if problem:
+        raise CheckpointError(f"{path}: invalid trainer state ({problem})")
     return state
 
 

@@ -23,6 +23,7 @@ from safegrpo.core.types import DiffusionRollout, ScoredBatch
 from safegrpo.losses import grpo_loss
 from safegrpo.policies.diffusion.ddim_logprob import gaussian_mean_kl, transition_std
 from safegrpo.training.base import RLTrainerBase, check_accelerator, fill_unset, make_accelerator
+from safegrpo.training.checkpoint import save_torch
 from safegrpo.training.hooks import TrainerHooks
 from safegrpo.training.loop_config import LoopConfig
 
@@ -184,7 +185,7 @@ class DiffusionGRPOTrainer(RLTrainerBase):
 
     def save_payload(self, d: Path) -> None:
         self.policy.save(d / "policy")
-        torch.save(self.opt.state_dict(), d / "optimizer.pt")
+        save_torch(self.opt.state_dict(), d / "optimizer.pt")
 
     def load_payload(self, d: Path) -> None:
         self.policy.load_trainable(d / "policy")

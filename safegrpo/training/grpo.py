@@ -30,6 +30,7 @@ from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
     fill_unset,
     make_accelerator,
 )
+from safegrpo.training.checkpoint import save_torch
 from safegrpo.training.grpo_config import GRPOConfig, LMTask
 from safegrpo.training.hooks import TrainerHooks
 
@@ -250,7 +251,7 @@ class GRPOTrainer(RLTrainerBase):
     # ---- checkpoint payload (the loop, early stop and resume live in RLTrainerBase) ----
     def save_payload(self, d: Path) -> None:
         self.policy.save(d / "policy", model=self.unwrapped)
-        torch.save(self.opt.state_dict(), d / "optimizer.pt")
+        save_torch(self.opt.state_dict(), d / "optimizer.pt")
 
     def load_payload(self, d: Path) -> None:
         self.policy.load_trainable(d / "policy")

@@ -2,13 +2,14 @@
 used; the resumed run then ends bit-identical to an uninterrupted one. With no usable
 checkpoint, resume raises one clear line (CheckpointError) instead of a traceback."""
 
+import json
 import logging
 import shutil
 
 import pytest
 import torch
 
-from safegrpo.training.checkpoint import CheckpointError
+from safegrpo.training.checkpoint import CheckpointError, write_manifest
 from tests.training.test_grpo import make, trainable
 
 STEPS = {"steps": 2, "save_every": 1, "keep_checkpoints": 2}
@@ -21,6 +22,16 @@ def finished(tiny_lm_path, tmp_path_factory):
     pol, tr = make(tiny_lm_path, out, **STEPS)
     tr.train()
     return out, trainable(pol)
+
+
+def forge_state(**changes):
+    """Rewrite trainer_state.json and re-sign the manifest: the hashes match, the state is bad."""
+    def forge(p):
+        state = json.loads(p.read_text())
+        state.update(changes)
+        p.write_text(json.dumps(state))
+        write_manifest(p.parent)
+    return forge
 
 
 def truncate(p):
@@ -38,6 +49,10 @@ CORRUPTIONS = {
     "garbage optimizer": ("optimizer.pt", garbage),
     "bad trainer_state.json": ("trainer_state.json", lambda p: p.write_text('{"step": 2, "hist')),
     "empty rng.pt": ("rng.pt", lambda p: p.write_bytes(b"")),
+    "step -5, manifest matching": ("trainer_state.json", forge_state(step=-5)),
+    "step of another folder": ("trainer_state.json", forge_state(step=7)),
+    "step as text": ("trainer_state.json", forge_state(step="2")),
+    "history missing a step": ("trainer_state.json", forge_state(history=[{"step": 0}])),
 }
 
 

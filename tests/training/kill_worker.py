@@ -55,13 +55,16 @@ def arm_save_kill(tr: GRPOTrainer, at_step: int, point: str) -> None:
         return target in str(path)
 
     def save(obj, f, *a, **kw):
-        name = os.path.basename(str(f))
-        if point == "optimizer" and in_target(f) and name == "optimizer.pt":
+        path = str(getattr(f, "name", f))  # checkpoints save through an open file object
+        name = os.path.basename(path)
+        if point == "optimizer" and in_target(path) and name == "optimizer.pt":
             real_save(obj, f, *a, **kw)
-            with open(f, "r+b") as fh:  # leave half a file behind, as a kill mid-write would
-                fh.truncate(os.path.getsize(f) // 2)
+            if hasattr(f, "flush"):
+                f.flush()
+            with open(path, "r+b") as fh:  # leave half a file behind, as a kill mid-write would
+                fh.truncate(os.path.getsize(path) // 2)
             die()
-        if point == "rng" and in_target(f) and name == "rng.pt":
+        if point == "rng" and in_target(path) and name == "rng.pt":
             die()
         return real_save(obj, f, *a, **kw)
 

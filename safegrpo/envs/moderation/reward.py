@@ -18,8 +18,10 @@ as its own component [B].
 
 Hostile text: a completion longer than ``max_completion_chars`` is a format failure without
 being parsed or judged (scoring time stays bounded), and rewrites are read in their
-``canonical_text`` form (homoglyphs, invisible characters, fullwidth letters and combining marks
-undone) by the judges, the intent embedding and the keyword / repetition penalties.
+``canonical_text`` form (homoglyphs, small capitals, invisible characters, right-to-left
+overrides, fullwidth letters, combining marks and lone surrogates undone) by the judges, the
+intent embedding and the keyword / repetition penalties; the keyword penalty and the text judge
+also read reversed, split, leet and base64 spellings of lexicon words (``rewards.hacking``).
 """
 
 from __future__ import annotations
@@ -132,8 +134,10 @@ class ModerationReward:
     def transform_quality(
         self, infos: Sequence[PromptInfo], rewrites: list[str]
     ) -> dict[str, Tensor]:
-        """S_safe, I_intent, V_visual [n] for (unsafe prompt, rewrite) pairs."""
-        s = self.text_judge.score(rewrites)
+        """S_safe, I_intent, V_visual [n] for (unsafe prompt, rewrite) pairs. The text judge
+        reads each rewrite followed by the lexicon words it hides (``hacking.revealed``:
+        reversed, split, leet or base64 spellings), so hiding a word does not raise S_safe."""
+        s = self.text_judge.score([hacking.revealed(rw, self.all_keywords) for rw in rewrites])
         e_rw = self.embedder.embed(rewrites)
         e_or = self.embedder.embed([i.prompt for i in infos])
         zero = torch.zeros(e_or.shape[-1])

@@ -264,7 +264,8 @@ def stages(cfg: DiffusionRecipeConfig) -> list[Stage]:
               message=f"[2/4] baseline samples: held-out prompts x {e.per_prompt} images"),
         Stage("grpo", _train, "train", lambda ctx: _train(ctx, restore_only=True),
               f"[3/4] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}, "
-              f"{cfg.policy.num_steps} DDIM steps (eta={cfg.policy.eta})"),
+              f"{cfg.policy.num_steps} DDIM steps (eta={cfg.policy.eta})",
+              lambda c: Path(c.grpo.out_dir or Path(c.out_dir) / "grpo") / "checkpoints"),
         Stage("evaluate", _evaluate, "eval",
               message="[4/4] held-out evaluation (same prompts and seeds)"),
         Stage("report", _report, "report"),

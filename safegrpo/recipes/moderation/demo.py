@@ -227,11 +227,13 @@ def stages(cfg: ModerationRecipeConfig) -> list[Stage]:
                          message="[2/5] zero-shot evaluation of the prompted base model"))
     return out + [
         Stage("sft", _sft, "train", _sft_restore,
-              f"[3/5] SFT ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)"),
+              f"[3/5] SFT ({cfg.sft_data.examples} pairs, {cfg.sft.epochs} epochs)",
+              lambda c: Path(c.sft.out_dir or Path(c.out_dir) / "sft") / "model"),
         Stage("eval_sft", _evaluate_policy("sft_only"), "baseline",
               message="      evaluating the SFT defender"),
         Stage("grpo", _grpo, "train", _grpo_restore,
-              f"[4/5] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}"),
+              f"[4/5] GRPO: {g.steps} steps x {g.prompts_per_step} prompts x G={g.group_size}",
+              lambda c: Path(c.grpo.out_dir or Path(c.out_dir) / "grpo") / "checkpoints"),
         Stage("eval_grpo", _final_eval, "eval", message="[5/5] held-out evaluation"),
         Stage("report", _report, "report"),
     ]

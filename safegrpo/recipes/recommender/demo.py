@@ -162,13 +162,15 @@ def stages(cfg: RecommenderRecipeConfig) -> list[Stage]:
     return [
         Stage("data", _setup, "setup"),
         Stage("sft", _sft, "train", _sft_restore, f"[1/3] Safe SFT "
-              f"({cfg.data.sft_samples_per_user} constraint-filtered lists per user)"),
+              f"({cfg.data.sft_samples_per_user} constraint-filtered lists per user)",
+              lambda c: Path(c.out_dir) / "sft" / "model"),
         Stage("eval_sft", _eval_sft, "baseline"),
         Stage("grpo_no_safety", _arm("grpo_no_safety"), "baseline",
               message=f"[2/3] grpo_no_safety: {what}, advantage segment"),
         # restored from its checkpoint (resume at the final step trains nothing)
         Stage("grpo", _arm(None), "train", _arm(None),
-              f"[3/3] grpo: {what}, advantage {g.advantage}, ratio {g.ratio_level}"),
+              f"[3/3] grpo: {what}, advantage {g.advantage}, ratio {g.ratio_level}",
+              lambda c: Path(c.grpo.out_dir or Path(c.out_dir) / "grpo") / "checkpoints"),
         Stage("report", _report, "report"),
     ]
 

@@ -188,7 +188,8 @@ def stages(cfg: RedTeamRecipeConfig) -> list[Stage]:
             "" if cfg.model.base_model else ": SFT of a tiny attacker and a tiny target")),
         Stage("grpo", _train, "train", lambda ctx: _train(ctx, restore_only=True),
               f"[2/3] attacker GRPO: {t.steps} steps x {t.prompts_per_step} topics x "
-              f"G={t.group_size}"),
+              f"G={t.group_size}",
+              lambda c: Path(c.training.out_dir or Path(c.out_dir) / "grpo") / "checkpoints"),
         Stage("evaluate", _evaluate, "eval",
               message="[3/3] evaluation: same topics and seed before (adapter off) and after;"
               " the target alone on the hand-written split"),
