@@ -22,6 +22,7 @@ from torch import Tensor
 from safegrpo.advantages import ADVANTAGES, AdvantageOptions, RewardBatch, broadcast_segments
 from safegrpo.core.types import AdvantageResult, LMRollout, ScoredBatch
 from safegrpo.losses import grpo_loss, minibatch_weight
+from safegrpo.policies.peft_base import anchor_adapter
 from safegrpo.rewards.shaping import segment_kl, shape_reward
 from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
     RLTrainerBase,
@@ -237,6 +238,9 @@ class GRPOTrainer(RLTrainerBase):
     # ---- checkpoint payload (the loop, early stop and resume live in RLTrainerBase) ----
     def save_payload(self, d: Path) -> None:
         self.policy.save(d / "policy", model=self.unwrapped)
+        # plain peft loads the adapter over the SFT-merged weights it was trained on
+        anchor_adapter(d / "policy", self.unwrapped, self.policy.tokenizer, self.policy.cfg.model,
+                       self.policy.merged, d.parent / "merged_base")
         torch.save(self.opt.state_dict(), d / "optimizer.pt")
 
     def load_payload(self, d: Path) -> None:
