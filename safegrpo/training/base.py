@@ -130,19 +130,15 @@ class RLTrainerBase:
         return self.history
 
     def _loop(self) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from contextlib import nullcontext
+
+        from safegrpo.core.progress import Phase, phase
 
         cfg = self.cfg
         t_start = time.perf_counter()
-        with Progress(
-            TextColumn(f"[bold]{type(self).__name__}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            disable=not self.accelerator.is_main_process,
-        ) as bar:
-            task_id = bar.add_task("grpo", total=cfg.steps, completed=self.start_step, info="")
+        shown = (phase(type(self).__name__, cfg.steps, completed=self.start_step)
+                 if self.accelerator.is_main_process else nullcontext(Phase()))
+        with shown as bar:
             # a run resumed from the checkpoint of an early stop stays stopped
             for step in range(self.start_step, cfg.steps if self.stop_reason is None else 0):
                 metrics = self.step(step)
@@ -153,7 +149,7 @@ class RLTrainerBase:
                 self.logger.log(step, metrics)
                 for callback in self.hooks.callbacks:
                     callback(step, metrics)
-                bar.update(task_id, advance=1, info=f"reward {metrics['reward/total']:+.3f}")
+                bar.advance(1, info=f"reward {metrics['reward/total']:+.3f}")
                 reasons = self.all_gather(self.should_stop(metrics))
                 self.stop_reason = next((r for r in reasons if r), None)
                 last = step + 1 == cfg.steps or self.stop_reason is not None
