@@ -162,16 +162,21 @@ def grpo_loss(
     num_tokens: float | None = None,
     max_len: int | None = None,
     kl_term: Tensor | None = None,
+    token_weights: Tensor | None = None,
 ) -> LossOutput:
     """Full GRPO objective. Tensors [B, T] (advantages [B] or [B, T]); returns scalar + metrics.
 
     The KL penalty is ``kl_estimator`` of (logp, ref_logp), or ``kl_term`` [B, T] when the
-    caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions)."""
+    caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions).
+    ``token_weights`` [B, T] scales the policy-gradient term per token (e.g. ``entropy_mask``);
+    the aggregation's denominator stays the masked token count, as in TRL."""
     mask_f = mask.to(logp.dtype)
     pg, ratio, active = clipped_surrogate(
         logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high,
         ratio_level=ratio_level, segment_map=segment_map,
     )
+    if token_weights is not None:
+        pg = pg * token_weights.to(pg.dtype)
     per_token = pg
     metrics: dict[str, float] = {}
     if beta > 0.0:

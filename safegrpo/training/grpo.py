@@ -21,7 +21,7 @@ from torch import Tensor
 
 from safegrpo.advantages import ADVANTAGES, AdvantageOptions, RewardBatch, broadcast_segments
 from safegrpo.core.types import AdvantageResult, LMRollout, ScoredBatch
-from safegrpo.losses import grpo_loss, minibatch_weight
+from safegrpo.losses import entropy_mask, grpo_loss, minibatch_weight, truncated_rows
 from safegrpo.policies.peft_base import anchor_adapter
 from safegrpo.rewards.shaping import segment_kl, shape_reward
 from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
@@ -136,7 +136,8 @@ class GRPOTrainer(RLTrainerBase):
             mbs = [(i, 1.0) for i in perm.split(cfg.minibatch_size)] if rows.numel() else []
             mbs += [(filler, 0.0)] * (n_mb - len(mbs))
             for w in range(0, n_mb, cfg.grad_accum):
-                metrics = self._update(ro, adv, mbs[w:w + cfg.grad_accum], with_entropy=epoch == 0)
+                metrics = self._update(ro, adv, mbs[w:w + cfg.grad_accum],
+                                       with_entropy=epoch == 0 or cfg.top_entropy_quantile < 1)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1
@@ -182,6 +183,7 @@ class GRPOTrainer(RLTrainerBase):
                 segment_map=self._segment_rows(idx),
                 num_tokens=max(win_tokens, 1.0),
                 max_len=self.policy.cfg.max_new_tokens,
+                token_weights=self._forking(ent, mb.completion_mask),
             )
             n_tok = float(mb.completion_mask.sum())
             share = weight * minibatch_weight(cfg.loss_agg, idx.numel(), n_tok, win_rows,
@@ -204,6 +206,11 @@ class GRPOTrainer(RLTrainerBase):
         self.opt.zero_grad(set_to_none=True)
         return sums
 
+    def _forking(self, ent: Tensor | None, mask: Tensor) -> Tensor | None:
+        """top_entropy_quantile < 1: train only on the minibatch's highest-entropy tokens."""
+        q = self.cfg.top_entropy_quantile
+        return None if q >= 1 or ent is None else entropy_mask(ent.detach(), mask, q)
+
     def _segment_rows(self, idx: Tensor) -> Tensor | None:
         if self.cfg.ratio_level != "item":
             return None
@@ -214,7 +221,12 @@ class GRPOTrainer(RLTrainerBase):
         t0 = time.perf_counter()
         ro, scored, items, gen_time = self.collect(step)
         res = self.advantages(scored, ro.group_ids.cpu(), ro)
-        metrics = self.optimize(ro, res.advantages, res.valid, step)
+        cut = truncated_rows(ro.completion_ids, ro.completion_mask,
+                             self.policy.tokenizer.eos_token_id).cpu()
+        # TRL's mask_truncated_completions: advantages use every row, the loss only ended ones
+        valid = res.valid & ~cut if self.cfg.mask_truncated_completions else res.valid
+        metrics = self.optimize(ro, res.advantages, valid, step)
+        metrics["policy/truncated_frac"] = float(cut.float().mean())
         n_tok = float(ro.completion_mask.sum())
         wall = time.perf_counter() - t0
         metrics.update(
