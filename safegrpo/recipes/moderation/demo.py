@@ -17,6 +17,7 @@ from safegrpo.envs.moderation.pools import TIERS, holdout, load_lexicon
 from safegrpo.eval.heldout import moderation_heldout
 from safegrpo.eval.moderation import (
     always_reject,
+    carry_baselines,
     evaluate,
     format_table,
     headline_table,
@@ -220,7 +221,10 @@ def _report(ctx: RunContext) -> None:
     st = ctx.state
     perf = {**perf_summary(st["trainer"].history, st["sft_hist"], ctx.stage_tokens),
             "peak_rss_gb_by_phase": dict(ctx.stage_peak_rss_gb)}
-    ctx.summary = write_outputs(ctx.cfg, st["records"], st["trainer"], st["sft_hist"],
+    records = st["records"]
+    if ctx.mode == "eval":  # baselines (sft_only, base_prompted) are not re-run: keep their rows
+        records = carry_baselines(records, Path(ctx.cfg.out_dir) / "eval_records.jsonl")
+    ctx.summary = write_outputs(ctx.cfg, records, st["trainer"], st["sft_hist"],
                                 dict(ctx.stage_time_s), time.perf_counter() - ctx.started, perf)
 
 
