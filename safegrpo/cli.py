@@ -44,6 +44,18 @@ from safegrpo.cli_serve import serve_app, served_judge  # noqa: F401 (re-exporte
 from safegrpo.core.config import ConfigError, load_config, missing_paths, to_dict
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Safety post-training with GRPO.")
+
+
+@app.callback()
+def _main(quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="no progress bars (also off when stderr is not a terminal, "
+                              "or CI is set)")] = False) -> None:
+    """Safety post-training with GRPO."""
+    from safegrpo.core.progress import set_quiet
+
+    set_quiet(quiet)
+
+
 app.add_typer(serve_app, name="serve")
 app.add_typer(models_app, name="models")
 app.add_typer(judges_app, name="judges")
@@ -155,7 +167,7 @@ def demo(
     from rich.console import Console
 
     rec = _recipe(recipe)
-    console = Console(width=max(Console().width, 150))
+    console = Console()  # the terminal's width: the headline fits 80 columns
     if seeds > 1:
         from safegrpo.cli_seeds import run_seeds
 
@@ -185,13 +197,13 @@ def train(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = None,
 @app.command("eval")
 @_fail_cleanly
 def evaluate(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Evaluate a trained run (``out_dir`` of the config) without training: training stages
+    """Evaluate a trained run (out_dir of the config) without training: training stages
     restore their results from the run folder; prints the evaluation table."""
     _offline_env()
     cfg = _load(recipe, config, overrides)
     from rich.console import Console
 
-    console = Console(width=max(Console().width, 150))
+    console = Console()
     summary = _run(recipe, cfg, "eval", False, (), console.print)
     console.print(_recipe(recipe).render(summary))
 
@@ -199,11 +211,16 @@ def evaluate(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = No
 @app.command("recipes")
 def list_recipes() -> None:
     """The registered recipes, their demo preset and the files a run writes."""
+    import shutil
+    import textwrap
+
     from safegrpo.recipes.base import recipe_names
 
+    width = shutil.get_terminal_size().columns
     for name in recipe_names():
         r = _recipe(name)
-        typer.echo(f"{name}: preset {r.preset or '-'}; writes {r.outputs}")
+        typer.echo(textwrap.fill(f"{name}: preset {r.preset or '-'}; writes {r.outputs}",
+                                 width, subsequent_indent="    ", break_on_hyphens=False))
 
 
 @app.command()
@@ -251,6 +268,15 @@ def show_config(
     """Print a recipe's resolved config (defaults <- preset <- overrides) as YAML, or with
     --explain every field with its type, value (and default) and documentation."""
     cfg = _load(recipe, config, overrides, check_paths=False)
+    preset = _recipe(recipe).preset
+    if config is not None:
+        source = f"{config} over the library defaults"
+    elif preset:
+        source = (f"library defaults, not the demo's preset (safegrpo demo {recipe} runs "
+                  f"configs/{preset}; add -c configs/{preset} to see it)")
+    else:
+        source = "library defaults (the demo runs these too)"
+    typer.echo(f"# {recipe}: {source}")
     typer.echo(explain_text(cfg) if explain else yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 

@@ -48,11 +48,15 @@ def _show(value: Any) -> str:
     return json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
 
 
-def explain_text(cfg: Any) -> str:
+def explain_text(cfg: Any, width: int | None = None) -> str:
     """Every field of config ``cfg``: dotted name, type, value (and the default when it differs),
-    then the field's docstring, indented."""
+    then the field's docstring, indented and re-flowed to ``width`` (default: the terminal's)."""
+    import shutil
+    import textwrap
+
     from safegrpo.core.fielddoc import describe
 
+    width = width or shutil.get_terminal_size().columns
     lines = []
     for d in describe(cfg):
         head = f"{d.path} ({d.type})"
@@ -61,7 +65,9 @@ def explain_text(cfg: Any) -> str:
             if d.value != d.default:
                 head += f"  (default {_show(d.default)})"
         lines.append(head)
-        lines += ["    " + ln for ln in (d.doc or "(undocumented)").splitlines()]
+        lines += textwrap.wrap(" ".join((d.doc or "(undocumented)").split()), max(width, 40),
+                               initial_indent="    ", subsequent_indent="    ",
+                               break_on_hyphens=False)
     return "\n".join(lines)
 
 

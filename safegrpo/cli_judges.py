@@ -51,7 +51,7 @@ def judges_report(
         raise typer.BadParameter(str(e).strip("'\""), param_hint="--judge/--embedder") from None
     report = jr.judge_report(recs, judges, split=split, fit_handwritten=fit_handwritten,
                              fit_per_tier=fit_per_tier, seed=seed, embedder=embedder)
-    Console(width=max(Console().width, 150)).print(jr.render_report(report))
+    Console().print(jr.render_report(report))
     if out:
         out.write_text(json.dumps(report, indent=1) + "\n")
         typer.echo(f"wrote {out}")

@@ -82,14 +82,17 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict; unknown keys raise naming the field."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    data = _apply_aliases(cls, data, names, prefix)
     unknown = set(data) - names
     if unknown:
+        known = getattr(cls, "hints", {})
+        said = [f"{prefix}{u} is {known[u]}" for u in sorted(unknown) if u in known]
         raise ConfigError(
             f"unknown field(s) {', '.join(prefix + u for u in sorted(unknown))}; "
-            f"valid: {', '.join(sorted(names))}"
+            + (f"{'; '.join(said)}; " if said else "") + f"valid: {', '.join(sorted(names))}"
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {k: _coerce(hints[k], _over_default(fields[k], v), prefix + k)
+    kwargs = {k: _coerce(hints[k], _over_default(fields[k], v, f"{prefix}{k}."), prefix + k)
               for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -101,6 +104,31 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {msg}") from None
 
 
+def _apply_aliases(cls: type, data: dict[str, Any], names: set[str],
+                   prefix: str) -> dict[str, Any]:
+    """Another library's names for ``cls``'s fields (``cls.aliases``: name -> (value, data) ->
+    {field: value}, e.g. TRL's ``num_iterations``) -> the fields; an alias and its field set to
+    different values is an error naming both."""
+    aliases = getattr(cls, "aliases", {})
+    out = {k: v for k, v in data.items() if k in names or k not in aliases}
+    for k in sorted(set(data) & set(aliases) - names):
+        for own, value in aliases[k](data[k], data).items():
+            if own in out and out[own] != value:
+                raise ConfigError(f"{prefix}{k} (an alias of {prefix}{own}) = {data[k]!r} "
+                                  f"conflicts with {prefix}{own} = {out[own]!r}")
+            out[own] = value
+    return out
+
+
+def _alias_paths(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted alias path -> its section prefix, over every nested config dataclass."""
+    out = {prefix + a: prefix for a in getattr(cls, "aliases", {})}
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out.update(_alias_paths(tp, f"{prefix}{name}."))
+    return out
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -108,16 +136,19 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _over_default(f: dataclasses.Field, value: Any) -> Any:
+def _over_default(f: dataclasses.Field, value: Any, prefix: str) -> Any:
     """A mapping given for a section is applied on top of that field's own default (a recipe's
     ``grpo: GRPOConfig(steps=80, ...)``), not on top of the section class's defaults: setting
-    ``grpo.lr`` must not silently reset ``grpo.steps``."""
+    ``grpo.lr`` must not silently reset ``grpo.steps``. Aliases are resolved first, so only
+    what was given can conflict."""
     if not isinstance(value, dict) or f.default_factory is dataclasses.MISSING:
         return value
     default = f.default_factory()
     if not dataclasses.is_dataclass(default):
         return value
-    return _merge(dataclasses.asdict(default), value)
+    cls = type(default)
+    names = {g.name for g in dataclasses.fields(cls)}
+    return _merge(dataclasses.asdict(default), _apply_aliases(cls, value, names, prefix))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -170,12 +201,14 @@ def resolve_flat(cls: type, overrides: list[str]) -> list[str]:
     """``lr=1e-4`` -> ``training.lr=1e-4`` when exactly one nested field is named ``lr``; a
     top-level field always wins; an ambiguous flat name raises listing the candidates."""
     paths = field_paths(cls)
+    alias_paths = list(_alias_paths(cls))
     out = []
     for ov in overrides:
         key, sep, raw = ov.partition("=")
         key = key.strip()
         if sep and "." not in key and key not in paths:
             hits = [p for p in paths if p.rsplit(".", 1)[-1] == key]
+            hits = hits or [p for p in alias_paths if p.rsplit(".", 1)[-1] == key]
             if len(hits) > 1:
                 raise ConfigError(f"{key!r} is ambiguous; use one of: {', '.join(hits)}")
             if hits:

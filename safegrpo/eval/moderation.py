@@ -189,6 +189,17 @@ def headline_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + judges_note(rows)
 
 
+def carry_baselines(records: list[dict[str, Any]], previous: Path) -> list[dict[str, Any]]:
+    """``records`` plus the rows of ``previous`` (an earlier eval_records.jsonl) whose method
+    ``records`` lacks: ``safegrpo eval`` does not re-run the demo-only baselines, and without the
+    SFT rows the headline loses them and the hacking check its starting checkpoint."""
+    if not previous.exists():
+        return records
+    have = {r["method"] for r in records}
+    old = [json.loads(ln) for ln in previous.read_text().splitlines() if ln.strip()]
+    return [r for r in old if r.get("method") not in have] + records
+
+
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     with open(path, "w") as f:
         for r in rows:

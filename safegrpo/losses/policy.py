@@ -169,14 +169,17 @@ def grpo_loss(
     The KL penalty is ``kl_estimator`` of (logp, ref_logp), or ``kl_term`` [B, T] when the
     caller has a closed form (diffusion: the KL between the two Gaussian DDIM transitions).
     ``token_weights`` [B, T] (detached) scale each token's policy-gradient term before the KL is
-    added: truncated importance sampling for a rollout engine whose sampling distribution
-    differs from the trainer's (as TRL's ``vllm_importance_sampling_correction``)."""
+    added: an entropy mask, or truncated importance sampling for a rollout engine whose sampling
+    distribution differs from the trainer's (TRL's ``vllm_importance_sampling_correction``); the
+    aggregation's denominator stays the masked token count, as in TRL."""
     mask_f = mask.to(logp.dtype)
     pg, ratio, active = clipped_surrogate(
         logp, old_logp, advantages, mask_f, eps_low=eps_low, eps_high=eps_high,
         ratio_level=ratio_level, segment_map=segment_map,
     )
-    per_token = pg if token_weights is None else pg * token_weights.detach()
+    if token_weights is not None:
+        pg = pg * token_weights.detach().to(pg.dtype)
+    per_token = pg
     metrics: dict[str, float] = {}
     if beta > 0.0:
         if ref_logp is None and kl_term is None:

@@ -67,6 +67,17 @@ def _step(folder: Path) -> int | None:
         return None
 
 
+def apply_umask(root: Path) -> None:
+    """Folders 0777 and files 0666 less the process umask, as a plain mkdir/open would make them
+    (mkdtemp makes 0700, so another user or a container could not read the export)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for d, _, files in os.walk(root):
+        os.chmod(d, 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o666 & ~mask)
+
+
 def export_policy(path: str | Path, out: str | Path, *, base: str | None = None,
                   dtype: str = "float32") -> dict[str, Any]:
     """Export the policy saved in ``path`` (checkpoint or policy folder) to ``out``.
@@ -98,6 +109,7 @@ def export_policy(path: str | Path, out: str | Path, *, base: str | None = None,
             record = export_diffusion(folder, tmp, base)
         record = {**record, "source": str(Path(path).resolve()), "step": _step(folder)}
         (tmp / EXPORT_RECORD).write_text(json.dumps(record, indent=1))
+        apply_umask(tmp)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

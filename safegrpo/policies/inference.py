@@ -1,8 +1,9 @@
 """Reload a saved policy exactly as it was trained: base, merged adapters, final adapter, format.
 
-A GRPO adapter trained on top of a merged SFT adapter names only the raw base in its
-``adapter_config.json``; ``safegrpo_policy.json`` (written by ``LMPolicy.save``) lists the
-adapters merged underneath, with paths relative to the saved folder. The final adapter stays
+A GRPO adapter is trained on top of a merged SFT adapter; ``safegrpo_policy.json`` (written by
+``LMPolicy.save``) lists the raw base and the adapters merged underneath, with paths relative to
+the saved folder (the checkpoint's ``adapter_config.json`` names the merged weights for plain
+peft: ``policies/peft_base.py``). The final adapter stays
 unmerged, as during training, so greedy outputs reproduce the trained policy token for token.
 """
 

@@ -202,17 +202,14 @@ def run_stages(recipe: Recipe, ctx: RunContext, skip: tuple[str, ...] = ()) -> d
     stages = [s for s in stages if s.kind in RUNS[ctx.mode] and s.name not in skip]
     if ctx.mode == "eval":
         check_restorable(recipe.name, stages, ctx.cfg)
-    for stage in stages:
-        fn = stage.restore if ctx.mode == "eval" and stage.kind == "train" else stage.run
-        if stage.message:
-            ctx.log(stage.message)
-        t, n = time.perf_counter(), ctx.tokens()
-        fn(ctx)
-        dt, dn = time.perf_counter() - t, ctx.tokens() - n
-        ctx.stage_time_s[stage.name] = dt
-        ctx.stage_peak_rss_gb[stage.name] = peak_rss_gb()
-        if dn > 0:
-            ctx.stage_tokens[stage.name] = {"tokens": dn, "tokens_per_s": dn / max(dt, 1e-9)}
+    tracker = start_run_tracker(ctx.cfg)  # fails here, before any work, if it cannot start
+    try:
+        for stage in stages:
+            _run_stage(recipe, stage, ctx)
+            tracker.log_files()
+        tracker.log_summary(ctx.summary)
+    finally:
+        tracker.finish()
     ctx.summary.setdefault("wall_time_s", time.perf_counter() - ctx.started)
     return ctx.summary
 
@@ -228,3 +225,31 @@ def check_restorable(recipe: str, stages: list[Stage], cfg: Any) -> None:
         if where is not None and not where.exists():
             raise FileNotFoundError(f"no {stage.name} result under {where}; run "
                                     f"`safegrpo train {recipe}` first")
+
+
+def start_run_tracker(cfg: Any):
+    """The ``report_to`` trackers of ``cfg``'s sections, started with the whole config."""
+    from safegrpo.core.config import to_dict
+    from safegrpo.training.run_tracker import RunTracker, tracking_of
+
+    report_to, project = tracking_of(cfg)
+    out_dir = getattr(cfg, "out_dir", None) or "runs"
+    return RunTracker(report_to, out_dir, project).start(to_dict(cfg))
+
+
+def _run_stage(recipe: Recipe, stage: Stage, ctx: RunContext) -> None:
+    fn = stage.run
+    if ctx.mode == "eval" and stage.kind == "train":
+        if stage.restore is None:
+            raise ValueError(f"{recipe.name}: stage {stage.name!r} cannot be restored from a "
+                             "run folder; `safegrpo eval` is not available for this recipe")
+        fn = stage.restore
+    if stage.message:
+        ctx.log(stage.message)
+    t, n = time.perf_counter(), ctx.tokens()
+    fn(ctx)
+    dt, dn = time.perf_counter() - t, ctx.tokens() - n
+    ctx.stage_time_s[stage.name] = dt
+    ctx.stage_peak_rss_gb[stage.name] = peak_rss_gb()
+    if dn > 0:
+        ctx.stage_tokens[stage.name] = {"tokens": dn, "tokens_per_s": dn / max(dt, 1e-9)}

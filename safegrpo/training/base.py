@@ -81,6 +81,55 @@ def make_accelerator(cfg: Any):
                        **tracker_args(cfg.report_to, cfg.out_dir))
 
 
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing, non-reentrant: it works with frozen embeddings under
+    LoRA without an input-grad hook. transformers >= 5 names it activation_checkpointing."""
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+
+
+def make_scheduler(opt, cfg: Any):
+    """transformers.get_scheduler over ``cfg.steps`` (stepped once per trainer step) with
+    ``warmup_steps`` (or ``warmup_ratio`` of the steps); None for a constant rate without
+    warmup, or a config without a schedule."""
+    name = getattr(cfg, "lr_scheduler", "constant")
+    warm = getattr(cfg, "warmup_steps", 0) or math.ceil(getattr(cfg, "warmup_ratio", 0.0)
+                                                        * cfg.steps)
+    if name == "constant" and warm == 0:
+        return None
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if name == "constant" else name
+    return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=cfg.steps)
+
+
+class CompletionSamples:
+    """Artifact writer (``log_completions``): the first ``n`` scored samples of every step, one
+    JSON line each (prompt, completion, reward, components), dropped on resume past them."""
+
+    def __init__(self, path: Path, n: int, render: Any):
+        self.path, self.n, self.render = path, n, render
+
+    def start(self, step: int) -> None:
+        from safegrpo.training.logging import truncate_jsonl
+
+        truncate_jsonl(self.path, step)
+
+    def write(self, step: int, items: list[Any], completions: list[str], scored: Any) -> None:
+        import json
+
+        with self.path.open("a") as f:
+            for i in range(min(self.n, len(completions))):
+                comps = {k: float(v[i]) for k, v in scored.components.items()}
+                f.write(json.dumps({"step": step, "prompt": self.render(items[i]),
+                                    "completion": completions[i],
+                                    "reward": float(scored.total[i]), "components": comps},
+                                   default=str) + "\n")
+
+
 class RLTrainerBase:
     hooks: TrainerHooks = TrainerHooks()
 
@@ -95,6 +144,12 @@ class RLTrainerBase:
         self.hooks = hooks or TrainerHooks()
         # extra early-stop rules: metrics -> reason or None (e.g. a repetition-ratio ceiling)
         self.stop_rules: list = list(self.hooks.stop_rules)
+        self.scheduler = make_scheduler(self.opt, cfg)
+        if getattr(cfg, "gradient_checkpointing", False):
+            enable_checkpointing(self.accelerator.unwrap_model(self.model))
+        if getattr(cfg, "log_completions", 0) > 0:
+            self.hooks = replace(self.hooks, artifacts=(*self.hooks.artifacts, CompletionSamples(
+                self.out / "completions.jsonl", cfg.log_completions, self.task.render)))
 
     def step(self, step: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -130,30 +185,29 @@ class RLTrainerBase:
         return self.history
 
     def _loop(self) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from contextlib import nullcontext
+
+        from safegrpo.core.progress import Phase, phase
 
         cfg = self.cfg
         t_start = time.perf_counter()
-        with Progress(
-            TextColumn(f"[bold]{type(self).__name__}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            disable=not self.accelerator.is_main_process,
-        ) as bar:
-            task_id = bar.add_task("grpo", total=cfg.steps, completed=self.start_step, info="")
+        shown = (phase(type(self).__name__, cfg.steps, completed=self.start_step)
+                 if self.accelerator.is_main_process else nullcontext(Phase()))
+        with shown as bar:
             # a run resumed from the checkpoint of an early stop stays stopped
             for step in range(self.start_step, cfg.steps if self.stop_reason is None else 0):
                 metrics = self.step(step)
                 metrics["time/wall_s"] = time.perf_counter() - t_start
+                if self.scheduler is not None:
+                    metrics["train/lr"] = self.scheduler.get_last_lr()[0]  # this step's
+                    self.scheduler.step()
                 if self.accelerator.num_processes > 1:
                     metrics = mean_over_ranks(self.all_gather(metrics))
                 self.history.append({"step": step, **metrics})
                 self.logger.log(step, metrics)
                 for callback in self.hooks.callbacks:
                     callback(step, metrics)
-                bar.update(task_id, advance=1, info=f"reward {metrics['reward/total']:+.3f}")
+                bar.advance(1, info=f"reward {metrics['reward/total']:+.3f}")
                 reasons = self.all_gather(self.should_stop(metrics))
                 self.stop_reason = next((r for r in reasons if r), None)
                 last = step + 1 == cfg.steps or self.stop_reason is not None
@@ -185,10 +239,24 @@ class RLTrainerBase:
         rngs = self.all_gather(rng_state())  # every rank's generator, restored rank by rank
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            save_checkpoint(self.out / "checkpoints", step, self.save_payload,
+            save_checkpoint(self.out / "checkpoints", step, self._payload,
                             {"history": self.history, "stop_reason": self.stop_reason},
                             keep=self.cfg.keep_checkpoints, rng={"ranks": rngs})
         self.accelerator.wait_for_everyone()
+
+    def _payload(self, d: Path) -> None:
+        self.save_payload(d)
+        if self.scheduler is not None:
+            torch.save(self.scheduler.state_dict(), d / "scheduler.pt")
+
+    def _load_scheduler(self, d: Path, step: int) -> None:
+        if self.scheduler is None:
+            return
+        if (d / "scheduler.pt").exists():
+            self.scheduler.load_state_dict(torch.load(d / "scheduler.pt", weights_only=True))
+        else:  # a checkpoint from before schedules: replay the schedule up to its step
+            for _ in range(step - self.scheduler.last_epoch):
+                self.scheduler.step()
 
     def restore(self, command: str) -> int:
         """``resume`` for evaluating a finished run: a run folder without a usable checkpoint is
@@ -206,6 +274,7 @@ class RLTrainerBase:
 
         def load(ckpt: Path, state: dict[str, Any]) -> None:
             self.load_payload(ckpt)
+            self._load_scheduler(ckpt, int(state["step"]))
             ranks = load_rng(ckpt / "rng.pt")
             set_rng_state(ranks[min(self.accelerator.process_index, len(ranks) - 1)])
             loaded.update(state)

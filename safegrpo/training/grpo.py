@@ -21,7 +21,9 @@ from torch import Tensor
 
 from safegrpo.advantages import ADVANTAGES, AdvantageOptions, RewardBatch, broadcast_segments
 from safegrpo.core.types import AdvantageResult, LMRollout, ScoredBatch
-from safegrpo.losses import grpo_loss, minibatch_weight
+from safegrpo.losses import entropy_mask, grpo_loss, minibatch_weight, truncated_rows
+from safegrpo.losses.importance import combine_weights, engine_correction
+from safegrpo.policies.peft_base import anchor_adapter
 from safegrpo.rewards.shaping import segment_kl, shape_reward
 from safegrpo.training.base import (  # noqa: F401 (check_engine re-exported)
     RLTrainerBase,
@@ -144,7 +146,8 @@ class GRPOTrainer(RLTrainerBase):
             mbs = [(i, 1.0) for i in perm.split(cfg.minibatch_size)] if rows.numel() else []
             mbs += [(filler, 0.0)] * (n_mb - len(mbs))
             for w in range(0, n_mb, cfg.grad_accum):
-                metrics = self._update(ro, adv, mbs[w:w + cfg.grad_accum], with_entropy=epoch == 0)
+                metrics = self._update(ro, adv, mbs[w:w + cfg.grad_accum],
+                                       with_entropy=epoch == 0 or cfg.top_entropy_quantile < 1)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1
@@ -192,7 +195,7 @@ class GRPOTrainer(RLTrainerBase):
                 segment_map=self._segment_rows(idx),
                 num_tokens=max(win_tokens, 1.0),
                 max_len=self.policy.cfg.max_new_tokens,
-                token_weights=is_w,
+                token_weights=combine_weights(is_w, self._forking(ent, mb.completion_mask)),
             )
             out.metrics.update(eng_metrics)
             n_tok = float(mb.completion_mask.sum())
@@ -217,6 +220,11 @@ class GRPOTrainer(RLTrainerBase):
         self.policy.weights_changed(base=not self.policy.uses_lora)
         return sums
 
+    def _forking(self, ent: Tensor | None, mask: Tensor) -> Tensor | None:
+        """top_entropy_quantile < 1: train only on the minibatch's highest-entropy tokens."""
+        q = self.cfg.top_entropy_quantile
+        return None if q >= 1 or ent is None else entropy_mask(ent.detach(), mask, q)
+
     def _segment_rows(self, idx: Tensor) -> Tensor | None:
         if self.cfg.ratio_level != "item":
             return None
@@ -227,7 +235,12 @@ class GRPOTrainer(RLTrainerBase):
         t0 = time.perf_counter()
         ro, scored, items, gen_time = self.collect(step)
         res = self.advantages(scored, ro.group_ids.cpu(), ro)
-        metrics = self.optimize(ro, res.advantages, res.valid, step)
+        cut = truncated_rows(ro.completion_ids, ro.completion_mask,
+                             self.policy.tokenizer.eos_token_id).cpu()
+        # TRL's mask_truncated_completions: advantages use every row, the loss only ended ones
+        valid = res.valid & ~cut if self.cfg.mask_truncated_completions else res.valid
+        metrics = self.optimize(ro, res.advantages, valid, step)
+        metrics["policy/truncated_frac"] = float(cut.float().mean())
         n_tok = float(ro.completion_mask.sum())
         wall = time.perf_counter() - t0
         metrics.update(
@@ -252,6 +265,9 @@ class GRPOTrainer(RLTrainerBase):
     def save_payload(self, d: Path) -> None:
         self.policy.save(d / "policy", model=self.unwrapped)
         save_torch(self.opt.state_dict(), d / "optimizer.pt")
+        # plain peft loads the adapter over the SFT-merged weights it was trained on
+        anchor_adapter(d / "policy", self.unwrapped, self.policy.tokenizer, self.policy.cfg.model,
+                       self.policy.merged, d.parent / "merged_base")
 
     def load_payload(self, d: Path) -> None:
         self.policy.load_trainable(d / "policy")
@@ -265,22 +281,3 @@ def extra_info_metrics(scored: ScoredBatch) -> dict[str, float]:
         return {}
     return {f"decision/{d}": decisions.count(d) / len(decisions) for d in sorted(set(decisions))}
 
-
-def engine_correction(trainer_logp: Tensor, engine_logp: Tensor | None, mask: Tensor,
-                      cap: float) -> tuple[Tensor | None, dict[str, float]]:
-    """Truncated importance weights min(exp(trainer - engine), cap) [B, T] (None when ``cap`` is
-    0 or the engine reported no log-probs) and the mismatch metrics: mean |trainer - engine|
-    log-prob per token, and with a cap the mean weight and the share of tokens truncated."""
-    if engine_logp is None:
-        return None, {}
-    m = mask.float()
-    n = m.sum().clamp(min=1)
-    diff = (trainer_logp.detach() - engine_logp.to(trainer_logp.device)) * m
-    metrics = {"engine/logp_abs_diff": float(diff.abs().sum() / n)}
-    if cap <= 0:
-        return None, metrics
-    raw = torch.exp(diff)
-    w = raw.clamp(max=cap) * m
-    metrics.update({"engine/is_weight_mean": float(w.sum() / n),
-                    "engine/is_truncated_frac": float(((raw > cap).float() * m).sum() / n)})
-    return w, metrics

@@ -31,6 +31,57 @@ class LMTask(Protocol):
     def score(self, items: list[Any], completions: list[str], group_ids: Tensor) -> ScoredBatch: ...
 
 
+def _same(field: str):
+    return lambda v, data: {field: v}
+
+
+def _epsilon(v: Any, data: dict[str, Any]) -> dict[str, Any]:
+    # TRL: epsilon is the lower clip and, unless epsilon_high is set, the upper one too
+    both = not ({"epsilon_high", "clip_eps_high"} & set(data))
+    return {"clip_eps_low": v, **({"clip_eps_high": v} if both else {})}
+
+
+def _scale_rewards(v: Any, data: dict[str, Any]) -> dict[str, Any]:
+    scale = {True: "group", False: "none"}.get(v, v) if isinstance(v, bool) else v
+    return {"adv_scale": scale}
+
+
+TRL_ALIASES = {"num_iterations": _same("epochs"), "epsilon": _epsilon,
+               "epsilon_high": _same("clip_eps_high"), "loss_type": _same("loss_agg"),
+               "importance_sampling_level": _same("ratio_level"),
+               "scale_rewards": _scale_rewards, "num_generations": _same("group_size"),
+               "learning_rate": _same("lr"), "gradient_accumulation_steps": _same("grad_accum"),
+               "max_steps": _same("steps"), "lr_scheduler_type": _same("lr_scheduler"),
+               "output_dir": _same("out_dir"), "save_steps": _same("save_every")}
+"""TRL GRPOConfig name -> (value, the whole section) -> this config's fields."""
+
+TRL_HINTS = {
+    "max_completion_length": "the policy section's max_new_tokens",
+    "max_prompt_length": "the policy section's max_prompt_tokens",
+    "temperature": "the policy section's temperature", "top_p": "the policy section's top_p",
+    "num_train_epochs": "steps (GRPO counts sample/update steps here)",
+    "per_device_train_batch_size": "prompts_per_step * group_size rows are sampled per step; "
+                                   "minibatch_size rows go through each backward",
+    "logging_steps": "none needed: every step is logged",
+}
+"""TRL names whose setting lives in another section (or has no equivalent): named in the error."""
+
+
+def _check_schedule(cfg: GRPOConfig) -> None:
+    from transformers import SchedulerType
+
+    valid = [t.value for t in SchedulerType]
+    if cfg.lr_scheduler not in valid:
+        raise ValueError(f"lr_scheduler: unknown schedule {cfg.lr_scheduler!r}; valid: "
+                         f"{', '.join(valid)}")
+    if cfg.warmup_steps < 0 or not 0 <= cfg.warmup_ratio < 1:
+        raise ValueError("warmup_steps must be >= 0 and warmup_ratio in [0, 1)")
+    if not 0 < cfg.top_entropy_quantile <= 1:
+        raise ValueError("top_entropy_quantile must be in (0, 1]")
+    if cfg.log_completions < 0:
+        raise ValueError("log_completions must be >= 0")
+
+
 @dataclass(frozen=True)
 class GRPOConfig(LoopConfig):
     steps: int = 50
@@ -84,9 +135,32 @@ class GRPOConfig(LoopConfig):
     that samples in another precision or implementation (TRL's
     vllm_importance_sampling_correction / _cap). The engine-trainer mismatch (mean |d log p| per
     token) is logged as engine/logp_abs_diff whenever the engine is not the trainer's module."""
+    lr_scheduler: str = "constant"
+    """Learning-rate schedule over ``steps``, by transformers.get_scheduler name: constant |
+    linear | cosine | cosine_with_restarts | polynomial | inverse_sqrt | ... (stepped once per
+    GRPO step)."""
+    warmup_steps: int = 0
+    """Steps of linear warmup from 0 (wins over warmup_ratio)."""
+    warmup_ratio: float = 0.0
+    """Warmup as a share of ``steps`` (used when warmup_steps is 0)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory for about a third more compute."""
+    mask_truncated_completions: bool = False
+    """Leave completions that end without EOS (cut at max_new_tokens) out of the loss; they still
+    count in their group's advantage statistics."""
+    top_entropy_quantile: float = 1.0
+    """Train only on the completion tokens whose entropy is in this top share of each minibatch
+    (1 = every token; 0.2 = the 'forking' tokens of arXiv:2506.01939)."""
+    log_completions: int = 0
+    """Per step, write this many (prompt, completion, reward) samples to
+    <out_dir>/completions.jsonl (0 = off)."""
+
+    aliases = TRL_ALIASES  # not a field: TRL's GRPOConfig names accepted in YAML and --set
+    hints = TRL_HINTS  # not a field: TRL names of settings that live elsewhere here
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_schedule(self)
         for name in (
             "steps",
             "prompts_per_step",

@@ -22,8 +22,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from safegrpo.training.run_tracker import active as active_run
+
 TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
 """pip names of the trackers whose package is not named like the tracker."""
+
+
+def _mlflow_reachable() -> None:
+    import mlflow
+
+    mlflow.search_experiments(max_results=1)  # reads the configured tracking store, writes nothing
+
+
+PREFLIGHT: dict[str, Any] = {"mlflow": _mlflow_reachable}
+"""Read-only checks run when a config naming the tracker is built, so a tracker that cannot
+start (an unreachable or unsupported MLflow store) is a config error, not a crash mid-run."""
 
 
 class DeprecatedFieldWarning(UserWarning):
@@ -61,7 +74,20 @@ def check_report_to(report_to: Any, tensorboard: bool | None = None) -> tuple[st
             pkg = TRACKER_PACKAGES.get(n, n)
             raise ValueError(f"report_to: tracker {n!r} needs the {pkg!r} package, which is not "
                              f"installed (pip install {pkg})")
+        _preflight(n)
     return tuple(dict.fromkeys(names))
+
+
+def _preflight(name: str) -> None:
+    check = PREFLIGHT.get(name)
+    if check is None:
+        return
+    try:
+        check()
+    except Exception as e:  # noqa: BLE001 - whatever the tracker raises, one line naming it
+        why = " ".join(str(e).split())[:200]
+        raise ValueError(f"report_to: tracker {name!r} cannot start ({type(e).__name__}: "
+                         f"{why})") from None
 
 
 def tracker_args(report_to: tuple[str, ...], out_dir: str | Path) -> dict[str, Any]:
@@ -119,6 +145,8 @@ class MetricLogger:
             f.write(json.dumps({"step": step, **clean}) + "\n")
         if self._tracking:
             self.accelerator.log(_scalars(metrics), step=step)
+        elif (run := active_run()) is not None:  # e.g. SFT: the recipe run's trackers get it
+            run.log(metrics, step=step)
 
     def close(self) -> None:
         """Finish the trackers. Not ``accelerator.end_training()``: that also destroys the process

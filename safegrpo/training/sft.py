@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from safegrpo.core.progress import phase
 from safegrpo.training.base import fill_unset
 from safegrpo.training.logging import MetricLogger
 
@@ -84,7 +85,7 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     if not pairs:
         raise ValueError("sft_train needs at least one (prompt, target) pair")
     cfg = fill_unset(cfg, seed=0, out_dir="runs/sft")
-    model, tok = policy.model, policy.tokenizer
+    model = policy.model
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
     logger = MetricLogger(cfg.out_dir)  # metrics.jsonl only
@@ -92,38 +93,49 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     rng = random.Random(cfg.seed)
     order = list(pairs)
     history, step = [], 0
-    for epoch in range(cfg.epochs):
-        rng.shuffle(order)
-        model.train()
-        t0, losses, tokens = time.perf_counter(), [], 0
-        for i in range(0, len(order), cfg.batch_size):
-            ids, mask, labels = collate(
-                tok,
-                order[i : i + cfg.batch_size],
-                policy.cfg.max_prompt_tokens,
-                encode=policy.prompt_token_ids,
-            )
-            loss = sft_loss(
-                model, ids.to(policy.device), mask.to(policy.device), labels.to(policy.device)
-            )
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            policy.weights_changed(base=not policy.uses_lora)
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            tokens += int(mask.sum())
-            step += 1
-        dt = time.perf_counter() - t0
-        rec = {"epoch": epoch, "sft/loss": sum(losses) / len(losses), "sft/epoch_time_s": dt,
-               "sft/tokens_per_s": tokens / dt}
-        if eval_fn is not None:
-            model.eval()
-            rec.update(eval_fn(policy))
-        history.append(rec)
-        logger.log(step, rec)
+    per_epoch = -(-len(order) // cfg.batch_size)
+    with phase("SFT", cfg.epochs * per_epoch) as bar:
+        for epoch in range(cfg.epochs):
+            step = _epoch(policy, opt, cfg, order, rng, epoch, step, eval_fn, history, logger, bar)
     out = Path(cfg.out_dir) / "model"
     policy.save(out)
     logger.close()
     return history
+
+
+def _epoch(policy, opt, cfg: SFTConfig, order: list, rng: random.Random, epoch: int, step: int,
+           eval_fn, history: list, logger: MetricLogger, bar) -> int:
+    """One pass over the shuffled pairs; appends the epoch's record; returns the step count."""
+    model, tok = policy.model, policy.tokenizer
+    rng.shuffle(order)
+    model.train()
+    t0, losses, tokens = time.perf_counter(), [], 0
+    for i in range(0, len(order), cfg.batch_size):
+        ids, mask, labels = collate(
+            tok,
+            order[i : i + cfg.batch_size],
+            policy.cfg.max_prompt_tokens,
+            encode=policy.prompt_token_ids,
+        )
+        loss = sft_loss(
+            model, ids.to(policy.device), mask.to(policy.device), labels.to(policy.device)
+        )
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        policy.weights_changed(base=not policy.uses_lora)
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        tokens += int(mask.sum())
+        step += 1
+        bar.advance(1, info=f"epoch {epoch + 1} loss {losses[-1]:.3f}")
+    dt = time.perf_counter() - t0
+    rec = {"epoch": epoch, "sft/loss": sum(losses) / len(losses), "sft/epoch_time_s": dt,
+           "sft/tokens_per_s": tokens / dt}
+    if eval_fn is not None:
+        model.eval()
+        rec.update(eval_fn(policy))
+    history.append(rec)
+    logger.log(step, rec)
+    return step

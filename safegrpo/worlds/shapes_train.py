@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from safegrpo.core.progress import track
 from safegrpo.worlds.shapes import (
     BACKGROUNDS,
     BLANK_CAPTION,
@@ -45,7 +46,7 @@ def train_tiny_clip(
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     torch.manual_seed(seed)
     model.train()
-    for step in range(steps):
+    for step in track(range(steps), "shapes world: CLIP"):
         imgs, texts = dataset(batch, seed=seed * 100_003 + step, augment=True)
         # descriptor-level captions ("a red shape") teach the colour axis
         # that the steering direction uses
@@ -98,7 +99,7 @@ def train_tiny_unet(pipe_dir: str | Path, *, steps: int = 1500, batch: int = 64,
     sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
     unet.train()
-    for step in range(steps):
+    for step in track(range(steps), "shapes world: UNet"):
         imgs, texts = dataset(batch, seed=seed * 7_777 + step)
         x0 = imgs * 2 - 1
         t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g)

@@ -5,10 +5,10 @@ truncated importance sampling are computed as stated."""
 import pytest
 import torch
 
+from safegrpo.losses.importance import engine_correction
 from safegrpo.policies.engines import ENGINES, EngineConfig
 from safegrpo.policies.engines.base import truncate_at_stop
 from safegrpo.policies.engines.merged import merged_state
-from safegrpo.training.grpo import engine_correction
 from tests.engines.conftest import PROMPTS, lora_policy, perturb_adapter
 
 

@@ -91,3 +91,23 @@ def test_collapse_sees_one_sentence_across_prompts():
     assert c["distinct_rewrite_ratio"] == pytest.approx(1 / 3) and c["rewrite_similarity"] == 1.0
     assert collapse([])["distinct_rewrite_ratio"] is None
     assert collapse(["one text"])["rewrite_similarity"] is None
+
+
+def test_eval_rerun_keeps_the_baselines_it_does_not_rerun(tmp_path):
+    """`safegrpo eval` runs no baselines: the earlier sft_only rows stay in the headline and the
+    hacking check keeps its starting checkpoint (it said 'insufficient' without them)."""
+    from safegrpo.eval.moderation import carry_baselines, write_jsonl
+    from safegrpo.recipes.moderation.demo import hacking_check
+
+    first = [rec("sft_only", "T1", "unsafe", "allow"), rec("sft_only", "benign", "safe", "allow"),
+             rec("grpo", "T1", "unsafe", "allow"), rec("grpo", "benign", "safe", "allow")]
+    write_jsonl(tmp_path / "eval_records.jsonl", first)
+    rerun = [rec("grpo", "T1", "unsafe", "reject"), rec("grpo", "benign", "safe", "allow")]
+    rows = carry_baselines(rerun, tmp_path / "eval_records.jsonl")
+    assert [r["method"] for r in rows] == ["sft_only", "sft_only", "grpo", "grpo"]
+    assert rows[2:] == rerun  # the re-evaluated method is not mixed with its old rows
+    table = tier_table(rows)
+    assert "| handwritten | sft_only |" in headline_table(table)
+    history = [{"step": s, "reward/total": 0.1 * s} for s in range(4)]
+    assert hacking_check(table, history)["verdict"] != "insufficient"
+    assert hacking_check(tier_table(rerun), history)["verdict"] == "insufficient"

@@ -169,3 +169,20 @@ def test_corrupt_newest_checkpoint_is_skipped_with_a_warning(raw_run, tmp_path):
     assert "adapter_model.safetensors" in msg
     shutil.rmtree(ckpts / "step_000001")
     assert "no usable checkpoint" in one_error_line(export(run, tmp_path / "out3"))
+
+
+def test_export_is_readable_by_others_under_the_usual_umask(raw_run, tmp_path):
+    import os
+    import stat
+
+    root, _ = raw_run
+    old = os.umask(0o022)
+    try:
+        r = export(root, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    modes = {p.relative_to(tmp_path): stat.S_IMODE(p.stat().st_mode)
+             for p in [tmp_path / "out", *(tmp_path / "out").rglob("*")]}
+    assert modes[(tmp_path / "out").relative_to(tmp_path)] == 0o755  # was 0700 (mkdtemp)
+    assert all(m == (0o755 if (tmp_path / p).is_dir() else 0o644) for p, m in modes.items())

@@ -79,10 +79,9 @@ def test_export_is_a_diffusers_pipeline_with_the_trained_unet(run, tmp_path):
     assert index["scheduler"] == ["diffusers", "DDIMScheduler"]
     assert index["text_encoder"] == ["transformers", "CLIPTextModel"]
     rec = json.loads((moved / "safegrpo_export.json").read_text())
-    assert rec["load_kwargs"] == ({} if pol.vae is not None else {"vae": None})
-    exported = DiffusionPipeline.from_pretrained(moved, **rec["load_kwargs"])
-    assert isinstance(exported, StableDiffusionPipeline)
-    assert (exported.vae is None) == (pol.vae is None)
+    assert rec["load_kwargs"] == {} and rec["identity_vae"] == (pol.vae is None)
+    exported = DiffusionPipeline.from_pretrained(moved)  # the README's one line, as written
+    assert isinstance(exported, StableDiffusionPipeline) and exported.vae is not None
     got, want = exported.unet.state_dict(), merged_unet_state(pol.unet)
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     base = UNet2DConditionModel.from_pretrained(pipe_path, subfolder="unet").state_dict()
@@ -97,7 +96,15 @@ def test_export_is_a_diffusers_pipeline_with_the_trained_unet(run, tmp_path):
     assert rec["sampling"]["num_inference_steps"] == 2 and rec["sampling"]["eta"] == 1.0
     images = exported("a red square", generator=torch.Generator().manual_seed(0),
                       **rec["sampling"]).images
-    assert len(images) == 1
+    side = exported.unet.config.sample_size * exported.vae_scale_factor
+    assert len(images) == 1 and images[0].size == (side, side)
+    if pol.vae is None:  # the identity VAE decodes the denoised pixels, nothing else
+        call = dict(rec["sampling"], prompt="a red square")
+        lat = exported(**call, generator=torch.Generator().manual_seed(0),
+                       output_type="latent").images
+        arr = exported(**call, generator=torch.Generator().manual_seed(0),
+                       output_type="pt").images
+        torch.testing.assert_close(arr, (lat / 2 + 0.5).clamp(0, 1), atol=1e-5, rtol=0)
 
 
 def test_checkpoint_lora_loads_with_load_lora_weights(run):
@@ -152,3 +159,14 @@ def test_resume_reads_both_formats_and_export_names_the_old_one(tmp_path):
                                  "--base", pipe])
     assert r.exit_code == 1 and "old bare format" in r.output and "resume" in r.output, r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_identity_vae_round_trips_pixels():
+    from safegrpo.policies.diffusion.identity_vae import identity_vae
+
+    vae = identity_vae(3, 16)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(vae.decode(x).sample, x, atol=1e-5, rtol=0)
+        torch.testing.assert_close(vae.encode(x).latent_dist.mode(), x, atol=1e-5, rtol=0)
+    assert vae.config.scaling_factor == 1.0 and len(vae.config.block_out_channels) == 1

@@ -2,11 +2,12 @@
 
 The pipeline is the base's own (``DiffusionPipeline.from_pretrained`` when the base has a
 ``model_index.json``, its safety checker included) or, for a folder of bare components like the
-shapes world's, a ``StableDiffusionPipeline`` assembled from them (no VAE: pixel space, load
-with ``vae=None`` and sample with ``output_type="latent"``). The scheduler becomes the DDIM
-scheduler the policy was trained with, saved with the exact settings the policy sampled with
-(diffusers' StableDiffusionPipeline rewrites a DDIM config with ``steps_offset != 1`` or
-``clip_sample`` when it loads one, as for the shapes world;
+shapes world's, a ``StableDiffusionPipeline`` assembled from them. A pixel-space pipeline (no
+VAE) gets the exact identity VAE of ``identity_vae.py``, so the export loads with a plain
+``DiffusionPipeline.from_pretrained(out)`` and ``pipe(prompt)`` returns images. The scheduler
+becomes the DDIM scheduler the policy was trained with, saved with the exact settings the policy
+sampled with (diffusers' StableDiffusionPipeline rewrites a DDIM config with
+``steps_offset != 1`` or ``clip_sample`` when it loads one, as for the shapes world;
 ``pipe.scheduler = DDIMScheduler.from_pretrained(out, subfolder="scheduler")`` undoes that).
 A LoRA is loaded with ``load_lora_weights``, fused into the UNet and unloaded, so the exported
 UNet is plain.
@@ -110,11 +111,15 @@ def export_diffusion(folder: str | Path, out: Path, base: str | None = None) -> 
 
     folder = Path(folder)
     pipe = trained_pipeline(folder, base)
+    identity = pipe.vae is None
+    if identity:  # pixel space: an exact identity VAE makes it a standard pipeline
+        from safegrpo.policies.diffusion.identity_vae import identity_vae
+
+        unet = pipe.unet.config
+        pipe.register_modules(vae=identity_vae(unet.in_channels, unet.sample_size))
     pipe.save_pretrained(out)
     sampler = folder / SAMPLER_FILE
     call = json.loads(sampler.read_text()) if sampler.exists() else {}
-    if pipe.vae is None:
-        call["output_type"] = "latent"  # pixel space: the 'latents' are the image in [-1, 1]
-    return {"kind": "diffusion", "pipeline": type(pipe).__name__,
-            "load_kwargs": load_kwargs(pipe.vae is not None),
-            "lora_merged": (folder / LORA_FILE).exists(), "sampling": call}
+    return {"kind": "diffusion", "pipeline": type(pipe).__name__, "load_kwargs": {},
+            "identity_vae": identity, "lora_merged": (folder / LORA_FILE).exists(),
+            "sampling": call}

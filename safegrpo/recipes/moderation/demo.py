@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safegrpo.core.progress import phase
 from safegrpo.envs.moderation.pools import TIERS, holdout, load_lexicon
 from safegrpo.eval.heldout import moderation_heldout
 from safegrpo.eval.judge_curve import judge_score_records, not_below_line, write_judge_curve
 from safegrpo.eval.moderation import (
     always_reject,
+    carry_baselines,
     evaluate,
     format_table,
     headline_table,
@@ -42,26 +44,32 @@ from safegrpo.recipes.moderation.pipeline import (
     save_run_config,
 )
 
+HEADLINE_COLUMNS = (("parse", "parse_rate"), ("unsafe\npass", "unsafe_pass_through"),
+                    ("strict\npass", "strict_pass_through"),
+                    ("over-\nrefusal", "benign_over_refusal"),
+                    ("bad rewrite\n(held-out)", "rewrite_unsafe_indep"))
+"""The console headline: over all tiers, the rates a reader compares first (per-tier and
+per-component columns stay in eval_table.md / eval_headline.md)."""
+
 
 def render_summary(summary: dict[str, Any]):
-    """The per-tier table as a rich Table (held-out columns marked), the judges footnote and
-    the reward-hacking verdict."""
+    """A compact headline (one row per split and method, over all tiers; fits 80 columns), the
+    judges footnote and the reward-hacking verdict; the full tables are in the run folder."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="Held-out evaluation (per tier)")
-    cols = ["split", "method", "tier", "allow_rate", "transform_rate", "reject_rate", "parse_rate",
-            "mean_reward", "unsafe_pass_through", "benign_over_refusal", "strict_pass_through",
-            "rewrite_unsafe_indep", "rewrite_unsafe_train", "distinct_rewrite_ratio"]
-    heads = {"strict_pass_through": "strict_pass_through (held-out)",
-             "rewrite_unsafe_indep": "rewrite_unsafe (held-out)",
-             "rewrite_unsafe_train": "rewrite_unsafe (training)"}
-    for c in cols:
-        table.add_column(heads.get(c, c))
+    table = Table(title="Held-out evaluation (all tiers; per tier: eval_table.md)", box=None,
+                  pad_edge=False)
+    table.add_column("split", no_wrap=True)
+    table.add_column("method", no_wrap=True)
+    for head, _ in HEADLINE_COLUMNS:
+        table.add_column(head, justify="right", no_wrap=True)
     for row in summary["table"]:
-        table.add_row(*[("-" if row.get(c) is None else f"{row[c]:.3f}"
-                         if isinstance(row[c], float) else str(row[c])) for c in cols])
+        if row.get("tier") != "all":
+            continue
+        cells = ["-" if row.get(k) is None else f"{row[k]:.3f}" for _, k in HEADLINE_COLUMNS]
+        table.add_row(row["split"], row["method"], *cells)
     parts = [table] + ([Text(summary["curve_note"])] if summary.get("curve_note") else [])
     parts.append(Text(judges_note(summary["table"]).strip()))
     if summary.get("hacking"):
@@ -137,8 +145,13 @@ def eval_splits(cfg: ModerationRecipeConfig) -> dict[str, list]:
 
 def policy_defender(policy: LMPolicy, template: str, batch_size: int = 32):
     def run(prompts: list[str]) -> list[str]:
-        return policy.complete([template.format(prompt=p) for p in prompts], greedy=True,
-                               batch_size=batch_size)
+        texts, out = [template.format(prompt=p) for p in prompts], []
+        with phase("generating", len(texts)) as bar:
+            for i in range(0, len(texts), batch_size):
+                out += policy.complete(texts[i:i + batch_size], greedy=True, seed=i,
+                                       batch_size=batch_size)
+                bar.advance(len(texts[i:i + batch_size]))
+        return out
     return run
 
 
@@ -213,7 +226,10 @@ def _report(ctx: RunContext) -> None:
     st = ctx.state
     perf = {**perf_summary(st["trainer"].history, st["sft_hist"], ctx.stage_tokens),
             "peak_rss_gb_by_phase": dict(ctx.stage_peak_rss_gb)}
-    ctx.summary = write_outputs(ctx.cfg, st["records"], st["trainer"], st["sft_hist"],
+    records = st["records"]
+    if ctx.mode == "eval":  # baselines (sft_only, base_prompted) are not re-run: keep their rows
+        records = carry_baselines(records, Path(ctx.cfg.out_dir) / "eval_records.jsonl")
+    ctx.summary = write_outputs(ctx.cfg, records, st["trainer"], st["sft_hist"],
                                 dict(ctx.stage_time_s), time.perf_counter() - ctx.started, perf,
                                 st.get("judge_scores", []))
 
