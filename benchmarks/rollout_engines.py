@@ -162,7 +162,7 @@ def run_raw_vllm(a, dtype: str) -> dict:
         msgs = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}]
                 for p in prompts(a.prompts, k)]
         sp = SamplingParams(n=a.group, max_tokens=a.tokens, min_tokens=a.tokens, ignore_eos=True,
-                            temperature=1.0, seed=k)
+                            temperature=1.0)  # per-request seeds: see engines/vllm.py
         t0 = time.perf_counter()
         outs = llm.chat(msgs, sp, use_tqdm=False)
         if k:

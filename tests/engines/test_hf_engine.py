@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from safegrpo.losses.importance import engine_correction
-from safegrpo.policies.engines import ENGINES, EngineConfig
+from safegrpo.policies.engines import EngineConfig
 from safegrpo.policies.engines.base import truncate_at_stop
 from safegrpo.policies.engines.merged import merged_state
 from tests.engines.conftest import PROMPTS, lora_policy, perturb_adapter
@@ -115,6 +115,19 @@ def test_unknown_engine_and_missing_vllm_fail_in_one_line(monkeypatch, peaked_lm
         LMPolicyConfig(model="x", engine=EngineConfig(name="sglang"))
     with pytest.raises(ValueError, match="engine.url must start with http"):
         EngineConfig(name="vllm", mode="server", url="localhost:8000")
+    import importlib.util
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "vllm" else real_find(n, *a))
+    with pytest.raises(ValueError, match="install_vllm.sh") as e:
+        EngineConfig(name="vllm")  # at config load
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="policy.engine.python"):
+        EngineConfig(name="vllm", mode="server")
+    with pytest.raises(ValueError, match="no interpreter"):
+        EngineConfig(name="vllm", mode="server", python="/nonexistent/python")
+    monkeypatch.setattr(importlib.util, "find_spec", real_find)
     import builtins
 
     real = builtins.__import__
@@ -125,8 +138,10 @@ def test_unknown_engine_and_missing_vllm_fail_in_one_line(monkeypatch, peaked_lm
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
+    from safegrpo.policies.engines.vllm import import_vllm
+
     with pytest.raises(RuntimeError, match="install_vllm.sh") as e:
-        ENGINES.get("vllm")(EngineConfig(name="vllm"))
+        import_vllm()  # what the colocate engine calls first
     assert "\n" not in str(e.value)
 
 

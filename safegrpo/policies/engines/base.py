@@ -64,6 +64,7 @@ class EngineConfig:
                              f"auto, got {self.gen_dtype!r}")
         if self.mode not in ("colocate", "server"):
             raise ValueError(f"policy.engine.mode must be colocate|server, got {self.mode!r}")
+        self._check_available()
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"policy.engine.url must start with http:// or https://, "
                              f"got {self.url!r}")
@@ -72,6 +73,28 @@ class EngineConfig:
         if self.kv_cache_gib <= 0 or not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("policy.engine.kv_cache_gib must be > 0 and "
                              "gpu_memory_utilization in (0, 1]")
+
+
+    def _check_available(self) -> None:
+        """At config load, not after SFT: vLLM must import here for colocate, and a managed
+        server's interpreter must exist."""
+        import importlib.util
+        from pathlib import Path
+
+        hint = ("bash scripts/install_vllm.sh makes .venv-vllm (CPU); pip install vllm on GPUs; "
+                "or policy.engine.name: auto")
+        if self.name != "vllm":
+            return
+        if self.mode == "colocate" and importlib.util.find_spec("vllm") is None:
+            raise ValueError(f"policy.engine.name is vllm (colocate) but vLLM is not installed in "
+                             f"this environment; {hint}")
+        managed = self.mode == "server" and not self.url
+        if managed and self.python and not Path(self.python).exists():
+            raise ValueError(f"policy.engine.python: no interpreter at {self.python!r}; {hint}")
+        if managed and not self.python and importlib.util.find_spec("vllm") is None:
+            raise ValueError("policy.engine.mode is server with no url: safegrpo starts the "
+                             "server with policy.engine.python (a venv with vLLM, e.g. "
+                             f".venv-vllm/bin/python), and this environment has no vLLM; {hint}")
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,17 @@ def merged_state(model) -> dict[str, torch.Tensor]:
 def plain_skeleton(model, dtype: torch.dtype):
     """A plain module of the same architecture as ``model`` (adapter unwrapped), in ``dtype``."""
     inner, layers = _peft_parts(model)
+    # no requires_grad_(False): on this CPU (torch 2.13, AMX) a bf16 decode with frozen weights
+    # ran 2.7x slower than with trainable ones (9.5 s vs 3.5 s, 64 rows x 16 tokens, SmolLM2);
+    # the copy is only ever called under no_grad, so nothing trains it
     if not layers:
-        return copy.deepcopy(inner).to(dtype).eval().requires_grad_(False)
+        return copy.deepcopy(inner).to(dtype).eval()
     from transformers import AutoModelForCausalLM
 
     with torch.device(next(inner.parameters()).device):
         plain = AutoModelForCausalLM.from_config(inner.config, dtype=dtype)
     plain.generation_config = copy.deepcopy(inner.generation_config)
-    return plain.eval().requires_grad_(False)
+    return plain.eval()
 
 
 class MergedCopy:

