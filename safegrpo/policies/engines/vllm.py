@@ -93,7 +93,13 @@ class VLLMColocateEngine:
 
     def _start(self, policy, model) -> None:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its info lines would bury ours
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(self.cfg.kv_cache_gib))))
+        # vLLM's CPU worker otherwise drops torch to 1 thread "for serving", and in colocate
+        # mode that is the trainer's torch too: keep the trainer's thread count
+        import torch
+
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         pc = policy.cfg
         dtype = pc.dtype if self.cfg.gen_dtype == "policy" else self.cfg.gen_dtype
         self.llm = self.vllm.LLM(
@@ -114,7 +120,8 @@ class VLLMColocateEngine:
             _, layers = _peft_parts(model)
             state = ({f"{n}.weight": _merged_weight(m) for n, m in layers.items()} if layers
                      else merged_state(model))
-        items = [(k, v.detach().cpu()) for k, v in state.items()]
+        dtype = self.llm.llm_engine.model_config.dtype
+        items = [(k, v.detach().to("cpu", dtype)) for k, v in state.items()]
         # vLLM's in-place reload re-runs the kernel-format processing (CPU weight packing)
         self.llm.collective_rpc("reload_weights", kwargs=dict(weights_iterator=iter(items),
                                                               is_checkpoint_format=True))
