@@ -193,9 +193,14 @@ def trl_trainer(path: Path, args, tmp: Path, clock: StepClock):
     lc = LoRAConfig(r=args.lora_r)
     peft = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, task_type="CAUSAL_LM",
                       target_modules="all-linear") if args.lora_r else None
+    # transformers < 5.20 (the vLLM venv) still calls it gradient_checkpointing
+    import inspect
+
+    ckpt = ("activation_checkpointing" if "activation_checkpointing"
+            in inspect.signature(trl.GRPOConfig).parameters else "gradient_checkpointing")
     cfg = trl.GRPOConfig(
         output_dir=str(tmp / "trl"), use_cpu=True, bf16=False, fp16=False, seed=0,
-        activation_checkpointing=False, per_device_train_batch_size=args.prompts * args.group_size,
+        **{ckpt: False}, per_device_train_batch_size=args.prompts * args.group_size,
         gradient_accumulation_steps=1, num_generations=args.group_size, num_iterations=1,
         max_completion_length=args.max_new_tokens, beta=0.0, loss_type=args.loss,
         scale_rewards="group", epsilon=0.2, learning_rate=LR, lr_scheduler_type="constant",

@@ -169,35 +169,7 @@ class GRPOTrainer(RLTrainerBase):
         sums: dict[str, float] = {}
         for idx, weight in window:
             mb = ro.select(idx.to(ro.completion_ids.device))
-            logp, ent = self.policy.logprobs(
-                mb.prompt_ids,
-                mb.prompt_mask,
-                mb.completion_ids,
-                mb.completion_mask,
-                model=self.model,
-                with_entropy=with_entropy,
-            )
-            old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs
-            is_w, eng_metrics = engine_correction(old, mb.engine_logprobs, mb.completion_mask,
-                                                  cfg.engine_is_cap)
-            out = grpo_loss(
-                logp,
-                old,
-                adv[idx].to(dev),
-                mb.completion_mask,
-                ref_logp=mb.ref_logprobs,
-                beta=cfg.beta,
-                kl_estimator=cfg.kl_estimator,
-                eps_low=cfg.clip_eps_low,
-                eps_high=cfg.clip_eps_high,
-                ratio_level=cfg.ratio_level,
-                agg=cfg.loss_agg,
-                segment_map=self._segment_rows(idx),
-                num_tokens=max(win_tokens, 1.0),
-                max_len=self.policy.cfg.max_new_tokens,
-                token_weights=combine_weights(is_w, self._forking(ent, mb.completion_mask)),
-            )
-            out.metrics.update(eng_metrics)
+            out, ent = self._loss(mb, adv[idx].to(dev), idx, win_tokens, with_entropy)
             n_tok = float(mb.completion_mask.sum())
             share = weight * minibatch_weight(cfg.loss_agg, idx.numel(), n_tok, win_rows,
                                               win_tokens)
@@ -219,6 +191,26 @@ class GRPOTrainer(RLTrainerBase):
         self.opt.zero_grad(set_to_none=True)
         self.policy.weights_changed(base=not self.policy.uses_lora)
         return sums
+
+    def _loss(self, mb: LMRollout, adv: Tensor, idx: Tensor, win_tokens: float,
+              with_entropy: bool):
+        """The GRPO loss of one minibatch -> (LossOutput, entropy [b, T] or None)."""
+        cfg = self.cfg
+        logp, ent = self.policy.logprobs(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                         mb.completion_mask, model=self.model,
+                                         with_entropy=with_entropy)
+        old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs
+        is_w, eng_metrics = engine_correction(old, mb.engine_logprobs, mb.completion_mask,
+                                              cfg.engine_is_cap)
+        out = grpo_loss(
+            logp, old, adv, mb.completion_mask, ref_logp=mb.ref_logprobs, beta=cfg.beta,
+            kl_estimator=cfg.kl_estimator, eps_low=cfg.clip_eps_low, eps_high=cfg.clip_eps_high,
+            ratio_level=cfg.ratio_level, agg=cfg.loss_agg, segment_map=self._segment_rows(idx),
+            num_tokens=max(win_tokens, 1.0), max_len=self.policy.cfg.max_new_tokens,
+            token_weights=combine_weights(is_w, self._forking(ent, mb.completion_mask)),
+        )
+        out.metrics.update(eng_metrics)
+        return out, ent
 
     def _forking(self, ent: Tensor | None, mask: Tensor) -> Tensor | None:
         """top_entropy_quantile < 1: train only on the minibatch's highest-entropy tokens."""

@@ -68,3 +68,30 @@ def test_stop_string_ends_the_completion(peaked_lm_path):
         assert torch.equal(r[2], e[2]) and torch.equal(r[3], e[3])
     finally:
         eng.close()
+
+
+def test_full_weight_policy_reloads_every_weight(peaked_lm_path):
+    """lora.r = 0: an update moves every weight; the engine reloads them all (base_version)."""
+    from safegrpo.policies.engines import EngineConfig
+    from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
+    from safegrpo.policies.prompting import PromptFormat
+
+    def make(engine):
+        return LMPolicy(LMPolicyConfig(model=peaked_lm_path, lora=LoRAConfig(r=0),
+                                       max_new_tokens=12, prompt=PromptFormat(chat="off"),
+                                       engine=engine))
+
+    ref, eng = make(EngineConfig()), make(EngineConfig(name="vllm"))
+    try:
+        before = greedy(eng)
+        for pol in (ref, eng):
+            g = torch.Generator().manual_seed(9)
+            with torch.no_grad():
+                for p in pol.model.parameters():
+                    p.add_(torch.randn(p.shape, generator=g) * 0.5)
+            pol.weights_changed(base=True)
+        after_ref, after_eng = greedy(ref), greedy(eng)
+        assert torch.equal(after_ref[0], after_eng[0]) and torch.equal(after_ref[1], after_eng[1])
+        assert not torch.equal(before[0], after_eng[0])
+    finally:
+        eng.close()

@@ -121,6 +121,9 @@ class VLLMServerEngine:
         log = open(self.dir / "server.log", "ab")  # noqa: SIM115 (the child holds it)
         self.proc = subprocess.Popen(argv, env=server_env(self.cfg.kv_cache_gib), stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        import atexit
+
+        atexit.register(self._stop)  # no server outlives the run, even without close()
         self.url = f"http://127.0.0.1:{port}"
         wait_healthy(self.url, self.proc, self.cfg.timeout_s)
         self.base_name = str(base)
