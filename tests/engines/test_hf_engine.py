@@ -166,6 +166,7 @@ def test_auto_settles_engine_and_dtype(monkeypatch):
     got = base.resolve(EngineConfig(name="auto", gen_dtype="auto"), vllm_importable=False)
     assert (got.name, got.gen_dtype) == ("hf", "bfloat16")
     monkeypatch.setattr(base, "fast_bf16", lambda: False)
-    got = base.resolve(EngineConfig(name="auto", gen_dtype="auto"), vllm_importable=True)
+    got = base.resolve(EngineConfig(name="auto", gen_dtype="auto", mode="server",
+                                    url="http://127.0.0.1:1"), vllm_importable=True)
     assert (got.name, got.gen_dtype) == ("vllm", "policy")
-    assert "vllm, colocate" in base.describe(got)
+    assert "vllm, server" in base.describe(got)

@@ -84,7 +84,7 @@ def test_cli_judges_report_on_a_small_split(tmp_path, tiny_lm_path):
     args = ["judges", "report", "--split", str(split), "--embedder", "hashing", "--out", str(out),
             "--judge", "projection", "--judge", "embedding_classifier", "--judge", "profanity",
             "--judge", "llama_guard", "--guard-model", tiny_lm_path]
-    r = CliRunner().invoke(app, args)
+    r = CliRunner().invoke(app, args, env={"COLUMNS": "200"})  # the table follows the terminal
     assert r.exit_code == 0, r.output
     assert "AUROC / accuracy" in r.output and "embedding_classifier" in r.output
     rep = json.loads(out.read_text())

@@ -41,6 +41,7 @@ def train(model, out, **pcfg):
     trainer = GRPOTrainer(pol, VowelTask(), cfg)
     for step in (1, 2):
         perturb(pol.trainable_parameters(), seed=step)
+        trainer.history.append({"step": step - 1})  # a resumable state holds its steps' records
         trainer.save(step)
     return pol
 

@@ -44,6 +44,7 @@ def run(request, tmp_path_factory):
     with torch.no_grad():
         for p in pol.trainable_parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    tr.history.append({"step": 0})  # a resumable state holds its steps' records
     tr.save(1)  # the trainer's own checkpoint writer
     return pipe, root / "grpo" / "checkpoints" / "step_000001", pol
 

@@ -161,6 +161,6 @@ def test_real_reward_concurrent_sessions_match_one_by_one_scoring(real_app, aren
         meta, act = res["observation"]["metadata"], actions[k % 20 % 4]
         rec = POOL.by_id[meta["prompt_id"]]
         text = act.get("completion") or json.dumps(act)
-        alone = arena_reward([PromptInfo(rec.prompt, rec.label, rec.category, rec.tier)], [text])
+        alone = arena_reward([PromptInfo.of(rec)], [text])
         assert res["reward"] == pytest.approx(float(alone.total[0]), abs=1e-5), k
     assert batched_calls < 40
