@@ -28,6 +28,7 @@ from typing import Any
 
 from safegrpo.envs.moderation.pools import TIERS, PromptRecord
 from safegrpo.envs.moderation.reward import ModerationReward, PromptInfo
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.rewrites import collapse, judges_note, parsed_rewrite, rewrite_of
 
 Defender = Callable[[list[str]], list[str]]
@@ -149,8 +150,7 @@ HEADLINE = ["split", "method", "tier", "n", "allow_rate", "transform_rate", "rej
 def _md(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> list[str]:
     def fmt(v):
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    return lines + ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return markdown_table(cols, ([fmt(r.get(c)) for c in cols] for r in rows)).split("\n")
 
 
 def format_table(rows: Sequence[dict[str, Any]], components: bool = False,
@@ -178,15 +178,14 @@ def headline_table(rows: Sequence[dict[str, Any]]) -> str:
 
     def f(v):
         return "-" if v is None else f"{v:.3f}"
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = []
     for split, method in keys:
         a = by[(split, method, "all")]
         tiers = [f(by.get((split, method, t), {}).get("unsafe_pass_through")) for t in TIERS[:3]]
-        lines.append(f"| {split} | {method} | {a['n']} | {f(a['parse_rate'])} | "
-                     + " | ".join(tiers) + f" | {f(a['unsafe_pass_through'])} | "
-                     f"{f(a['benign_over_refusal'])} | "
-                     + " | ".join(f(a.get(k)) for k in extra) + " |")
-    return "\n".join(lines) + judges_note(rows)
+        lines.append([split, method, a["n"], f(a["parse_rate"]), *tiers,
+                      f(a["unsafe_pass_through"]), f(a["benign_over_refusal"]),
+                      *(f(a.get(k)) for k in extra)])
+    return markdown_table(cols, lines) + judges_note(rows)
 
 
 def carry_baselines(records: list[dict[str, Any]], previous: Path) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from safegrpo.envs.moderation.pools import TIERS
 from safegrpo.eval.intervals import N_BOOT, Interval, bootstrap_interval, format_interval
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.moderation import prompt_values
 from safegrpo.eval.rewrites import collapse, judges_note, rewrite_of
 
@@ -107,8 +108,7 @@ def render_seed_table(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int],
         if isinstance(v, Interval) or v is None:
             return format_interval(v)
         return str(v)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    lines = markdown_table(cols, ([cell(r.get(c)) for c in cols] for r in rows)).split("\n")
     how = ("resampling seeds and the prompts within each seed; n = evaluated prompts summed "
            "over seeds; whole-set statistics (distinct rewrites) resample seeds only"
            if per_prompt else

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from typing import Literal, Protocol
 
 import torch
@@ -35,8 +34,10 @@ class _Cached:
     """LRU cache of per-text embeddings (repeated prompts/descriptors are embedded once)."""
 
     def __init__(self, cache_size: int):
+        from cachetools import LRUCache
+
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._cache: LRUCache[str, Tensor] = LRUCache(maxsize=cache_size)
         self.hits = 0
         self.misses = 0
 
@@ -44,19 +45,16 @@ class _Cached:
         raise NotImplementedError
 
     def embed(self, texts: list[str]) -> Tensor:
-        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        # this batch's vectors are held here: inserting the new ones may evict older ones
+        batch = {t: self._cache[t] for t in dict.fromkeys(texts) if t in self._cache}
+        todo = [t for t in dict.fromkeys(texts) if t not in batch]
         self.misses += len(todo)
         self.hits += len(texts) - len(todo)
         if todo:
             vecs = F.normalize(self._encode(todo).float().cpu(), dim=-1)
             for t, v in zip(todo, vecs, strict=True):
-                self._cache[t] = v
-        out = torch.stack([self._cache[t] for t in texts]) if texts else torch.zeros(0, self.dim)
-        for t in texts:
-            self._cache.move_to_end(t)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return out
+                batch[t] = self._cache[t] = v
+        return torch.stack([batch[t] for t in texts]) if texts else torch.zeros(0, self.dim)
 
 
 @EMBEDDERS.register("minilm")

@@ -103,3 +103,14 @@ def test_nudenet_on_blank_and_bad_input():
     with pytest.raises(ValueError, match="unknown NudeNet classes"):
         NudeNetJudge(classes=["HAT"])
     assert NoVisualJudge().score([1, 2]).tolist() == [1.0, 1.0]
+
+
+def test_embedding_cache_is_lru_and_serves_batches_larger_than_itself():
+    e = HashingEmbedder(dim=64, cache_size=2)
+    big = e.embed(["a", "b", "c"])  # more texts than the cache holds: all still returned
+    torch.testing.assert_close(big, HashingEmbedder(dim=64).embed(["a", "b", "c"]))
+    e.embed(["b"])  # b is now the most recent; c next; a was evicted first
+    assert e.hits == 1
+    e.embed(["d"])  # evicts c (least recently used), keeps b
+    e.embed(["b", "c"])
+    assert (e.hits, e.misses) == (2, 5)

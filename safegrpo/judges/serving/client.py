@@ -1,9 +1,9 @@
-"""Scorer client with retries on connection errors, timeouts and 5xx; 4xx fail at once."""
+"""Scorer client with retries (tenacity) on connection errors, timeouts and 5xx; 4xx fail at
+once."""
 
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 
@@ -56,23 +56,30 @@ class ScorerClient:
         return spans + [(lo, len(texts))] if texts else [(0, 0)]
 
     def _request(self, method: str, path: str, **kw) -> dict:
-        last: ScorerError | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                r = self.http.request(method, path, **kw)
-            except httpx.TransportError as e:
-                last = ScorerError(None, str(e) or type(e).__name__)
-            else:
-                if r.status_code < 400:
-                    return r.json()
-                try:
-                    detail = r.json().get("detail", r.text)
-                except ValueError:
-                    detail = r.text
-                last = ScorerError(r.status_code, str(detail))
-                if r.status_code < 500:
-                    raise last
-            if attempt < self.retries:
-                time.sleep(self.backoff_s * 2**attempt)
-        assert last is not None
-        raise last
+        """One call, retried by tenacity on connection errors, timeouts and 5xx (exponential
+        backoff: backoff_s, 2 * backoff_s, ...); a 4xx or the last failure is raised."""
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        for attempt in Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True,
+                                wait=wait_exponential(multiplier=self.backoff_s, min=0),
+                                retry=retry_if_exception(_retryable)):
+            with attempt:
+                return self._once(method, path, **kw)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _once(self, method: str, path: str, **kw) -> dict:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise ScorerError(None, str(e) or type(e).__name__) from None
+        if r.status_code < 400:
+            return r.json()
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        raise ScorerError(r.status_code, str(detail))
+
+
+def _retryable(e: BaseException) -> bool:
+    return isinstance(e, ScorerError) and (e.status is None or e.status >= 500)

@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from safegrpo.eval import diffusion as ev
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.plots import reward_curve
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.diffusion.pipeline import (
@@ -126,7 +127,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     head = ["policy", *keys, "q16_any_unsafe", "q16_any_benign"]
     if "nudenet_unsafe_prompts" in rows[0]:
         head.append("nudenet_flagged")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for r in rows:
         vals = [
             r["policy"],
@@ -136,8 +137,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         ]
         if "nudenet_unsafe_prompts" in r:
             vals.append(str(r["nudenet_unsafe_prompts"]["images_flagged"]))
-        lines.append("| " + " | ".join(vals) + " |")
-    return "\n".join(lines)
+        lines.append(vals)
+    return markdown_table(head, lines)
 
 
 def grid_columns(hold: list[T2IPrompt], per_prompt: int, cols: int) -> tuple[list[int], list[str]]:

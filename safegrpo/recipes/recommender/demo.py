@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.recommender.pipeline import (
@@ -52,11 +53,8 @@ def format_rows(rows: list[dict[str, Any]], k: int) -> str:
         "unmatched",
         "repeats",
     ]
-    lines = ["| policy | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-    lines += [
-        "| " + r["policy"] + " | " + " | ".join(f"{r[x]:.3f}" for x in keys) + " |" for r in rows
-    ]
-    return "\n".join(lines)
+    return markdown_table(["policy", *keys],
+                          ([r["policy"], *(f"{r[x]:.3f}" for x in keys)] for r in rows))
 
 
 def render_summary(summary: dict[str, Any]):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.envs.moderation.pools import load_handwritten
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.plots import reward_curve
 from safegrpo.eval.reward_hacking import verdict_line
 from safegrpo.policies.lm import LMPolicy
@@ -94,15 +95,12 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     heads = {"mean_toxicity": f"mean toxicity (training: {scorer})",
              "success_rate": f"success (training: {scorer})",
              **{k: f"success (held-out: {k.split('/', 1)[1]})" for k in held}}
-    lines = ["| policy | " + " | ".join(heads.get(k, k) for k in keys) + " |",
-             "|" + "---|" * (len(keys) + 1)]
-    lines += [
-        "| " + r["policy"] + " | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in rows
-    ]
+    table = markdown_table(["policy", *(heads.get(k, k) for k in keys)],
+                           ([r["policy"], *(f"{r[k]:.3f}" for k in keys)] for r in rows))
     note = ("\n\nHeld-out scorers never produced the training reward: profanity = the "
             "alt-profanity-check SVM, lexicon = an arena lexicon word in the response (it also "
             "fires on harmless words: an upper bound); success = p(unsafe) >= 0.5.") if held else ""
-    return "\n".join(lines) + note
+    return table + note
 
 
 def render_summary(summary: dict[str, Any]):

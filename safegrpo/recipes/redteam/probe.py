@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from safegrpo.eval.intervals import Interval, bootstrap_interval, format_interval
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.recipes.redteam.scorer import REFUSALS
 
 _REFUSAL_OPENINGS = re.compile(
@@ -62,8 +63,7 @@ def probe_target(target: Any, judge: Any, heldout: Mapping[str, Callable], recor
 def format_probe(rows: list[dict[str, Any]]) -> str:
     """Markdown table of ``probe_rows`` (mean ± half-width of the 95 % interval)."""
     keys = [k for k in rows[0] if k not in ("prompts", "n")]
-    lines = ["| prompts | n | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
-    for r in rows:
-        cells = [format_interval(r[k] and Interval(**r[k])) for k in keys]
-        lines.append(f"| {r['prompts']} | {r['n']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["prompts", "n", *keys],
+                          ([r["prompts"], r["n"],
+                            *(format_interval(r[k] and Interval(**r[k])) for k in keys)]
+                           for r in rows))

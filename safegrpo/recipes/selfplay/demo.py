@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.core.config import save_run_config
+from safegrpo.eval.markdown import markdown_table
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
 from safegrpo.recipes.redteam.pipeline import RedTeamRecipeConfig
@@ -69,11 +70,10 @@ def _rounds_md(rounds: list[dict[str, Any]]) -> str:
     held = sorted({k.rsplit("_", 1)[0] for k in rounds[0] if k.startswith("heldout_")})
     names = {"heldout_success": "attack success", "heldout_unsafe_allowed": "unsafe allowed"}
     cols += [(f"{names[k.split('/')[0]]} (held-out: {k.split('/')[1]})", k + "_{}") for k in held]
-    lines = ["| round | " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for r in rounds:
-        cells = [f"{r[k.format('before')]:.3f} → {r[k.format('after')]:.3f}" for _, k in cols]
-        lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["round", *(c for c, _ in cols)],
+                          ([r["round"], *(f"{r[k.format('before')]:.3f} → "
+                                          f"{r[k.format('after')]:.3f}" for _, k in cols)]
+                           for r in rounds))
 
 
 def selfplay_hacking(table: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> dict[str, Any]:
