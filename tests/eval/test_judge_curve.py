@@ -29,8 +29,8 @@ CURVE = [(0.2, 0.0, 1.0), (0.3, 0.0, 0.5), (0.6, 0.5, 0.5), (0.9, 0.5, 0.0), (1.
 
 def test_curve_over_every_threshold():
     curve = operating_curve(SCORES)
-    assert [(c["threshold"], c["over_refusal"], c["pass_through"]) for c in curve] == (
-        pytest.approx(CURVE))
+    got = [v for c in curve for v in (c["threshold"], c["over_refusal"], c["pass_through"])]
+    assert got == pytest.approx([v for row in CURVE for v in row])
     with pytest.raises(ValueError, match="unsafe and benign"):
         operating_curve(SCORES[:2])
 
