@@ -42,9 +42,15 @@ SIDES = {  # name -> (kind, engine options or dtype)
     "raw vllm bf16": ("raw_vllm", "bfloat16"),
     "engine hf (policy fp32, today)": ("engine", {}),
     "engine hf bf16 merged": ("engine", {"gen_dtype": "bfloat16"}),
+    "engine hf bf16 merged, shared prefill": ("engine", {"gen_dtype": "bfloat16",
+                                                         "share_prefill": True}),
     "engine vllm bf16 colocate": ("engine", {"name": "vllm", "gen_dtype": "bfloat16"}),
+    "engine vllm bf16 colocate, LoRARequest": ("engine", {"name": "vllm", "gen_dtype": "bfloat16",
+                                                          "lora_sync": "request"}),
     "grpo hf (today)": ("grpo", {}),
     "grpo hf bf16 merged": ("grpo", {"gen_dtype": "bfloat16"}),
+    "grpo hf bf16 merged, shared prefill": ("grpo", {"gen_dtype": "bfloat16",
+                                                     "share_prefill": True}),
     "grpo vllm bf16 colocate": ("grpo", {"name": "vllm", "gen_dtype": "bfloat16"}),
 }
 SYSTEM = ('Moderate the image prompt. JSON only: {"decision": allow|transform|reject, '

@@ -170,3 +170,24 @@ def test_auto_settles_engine_and_dtype(monkeypatch):
                                     url="http://127.0.0.1:1"), vllm_importable=True)
     assert (got.name, got.gen_dtype) == ("vllm", "policy")
     assert "vllm, server" in base.describe(got)
+
+
+def test_shared_prefill_samples_what_n_prefills_sample(peaked_lm_path):
+    """One prefill per prompt, its cache copied to the group: the same greedy and seeded samples
+    as n separate prefills (fp32, peaked tiny model), with the adapter moved."""
+    plain = lora_policy(peaked_lm_path)
+    shared = lora_policy(peaked_lm_path, EngineConfig(share_prefill=True))
+    for pol in (plain, shared):
+        perturb_adapter(pol, seed=3, scale=0.3)
+    for greedy in (True, False):
+        a = plain.generate(PROMPTS, 4, seed=11, greedy=greedy)
+        b = shared.generate(PROMPTS, 4, seed=11, greedy=greedy)
+        assert torch.equal(a[2] * a[3], b[2] * b[3]) and torch.equal(a[3], b[3])
+    shapes = []
+    hook = shared.model.get_base_model().register_forward_hook(
+        lambda m, a, kw, o: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    shared.generate(PROMPTS, 4, seed=0)
+    hook.remove()
+    # one prefill over the 3 prompts, then only single-token steps over the 12 rows
+    assert shapes[0][0] == 3 and shapes[0][1] > 1
+    assert all(s == (12, 1) for s in shapes[1:]) and len(shapes) > 2

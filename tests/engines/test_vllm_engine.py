@@ -95,3 +95,35 @@ def test_full_weight_policy_reloads_every_weight(peaked_lm_path):
         assert not torch.equal(before[0], after_eng[0])
     finally:
         eng.close()
+
+
+def test_lora_request_sync_follows_adapter_and_base(peaked_lm_path):
+    """lora_sync: request. Each update writes the adapter and samples through a new LoRARequest
+    id; a base move (an SFT merge underneath) reloads the base. Greedy tokens equal HF's after
+    each change and move with it."""
+    from safegrpo.policies.engines import EngineConfig
+
+    ref = lora_policy(peaked_lm_path)
+    eng = lora_policy(peaked_lm_path, EngineConfig(name="vllm", lora_sync="request"))
+    try:
+        seen = [greedy(eng)]
+        assert torch.equal(seen[0][0], greedy(ref)[0])
+        for seed in (3, 4):
+            perturb_adapter(ref, seed=seed)
+            same_lora(eng, ref)
+            want, got = greedy(ref), greedy(eng)
+            assert torch.equal(want[0], got[0]) and torch.equal(want[1], got[1])
+            seen.append(got)
+        assert eng.engine.lora.lora_int_id == 3  # the start, then one id per update
+        assert [p.name for p in eng.engine.lora_dir.iterdir()] == ["v3"]  # old files dropped
+        for pol in (ref, eng):  # the weights under the adapter move
+            base = pol.model.get_base_model().model.layers[0].mlp.down_proj
+            with torch.no_grad():
+                getattr(base, "base_layer", base).weight.mul_(-1.0)
+            pol.weights_changed(base=True)
+        want, got = greedy(ref), greedy(eng)
+        assert torch.equal(want[0], got[0]) and torch.equal(want[1], got[1])
+        seen.append(got)
+        assert len({tuple(s[0].flatten().tolist()) for s in seen}) == len(seen)
+    finally:
+        eng.close()

@@ -156,7 +156,7 @@ def test_a_violating_relevant_item_no_longer_ties_with_a_safe_miss():
     old = per_rank_rewards(lists[:2], rel[:2], avoid[:2], ORACLE,
                            RankRewardConfig(k=1, count_coef=0.0, safe_relevance=False))
     adv = segment_gdpo_advantages(old, gids, eps=0.0).advantages
-    assert adv[0, 0] == pytest.approx(adv[1, 0], abs=1e-6)  # the exploit: a tie
+    assert float(adv[0, 0]) == pytest.approx(float(adv[1, 0]), abs=1e-6)  # the exploit: a tie
     new = per_rank_rewards(lists, rel, avoid, ORACLE, RankRewardConfig(k=1, count_coef=0.0))
     assert new[:, 0, 0].tolist() == [0.0, 0.0, 1.0]
     adv = segment_gdpo_advantages(new, torch.tensor([0, 0, 0])).advantages[:, 0]

@@ -36,11 +36,19 @@ class EngineConfig:
     merge_lora: bool = False
     """hf: sample from a plain copy with the LoRA adapter folded in (refreshed after each
     update), which skips the adapter's extra matmuls; implied by a gen_dtype other than policy."""
+    share_prefill: bool = False
+    """hf: run each prompt's prefill once and copy its KV cache to the n samples of its group
+    (instead of n identical prefills); vllm's prefix cache does this by itself."""
     stop: tuple[str, ...] = ()
     """Stop strings: a completion ends after the first one it contains (kept in the completion),
     e.g. ['}'] ends the moderation action once its JSON closes."""
     mode: str = "colocate"
     """vllm: colocate (vllm.LLM in this process) | server (an OpenAI-compatible vLLM server)."""
+    lora_sync: str = "reload"
+    """vllm colocate with a LoRA policy: reload (the effective weights, adapter folded in,
+    loaded into vLLM's model in place; no files) | request (the adapter written as files after
+    each update and sampled through a new LoRARequest id, as TRL's async trainer; the base
+    reloaded only when it moves)."""
     url: str = ""
     """vllm server mode: base URL of a running server (`safegrpo serve vllm MODEL`), e.g.
     http://127.0.0.1:8000; empty = start and manage one (restarted when the base changes)."""
@@ -62,6 +70,9 @@ class EngineConfig:
         if self.gen_dtype not in ("policy", "float32", "bfloat16", "float16", "auto"):
             raise ValueError("policy.engine.gen_dtype must be policy|float32|bfloat16|float16|"
                              f"auto, got {self.gen_dtype!r}")
+        if self.lora_sync not in ("reload", "request"):
+            raise ValueError(f"policy.engine.lora_sync must be reload|request, "
+                             f"got {self.lora_sync!r}")
         if self.mode not in ("colocate", "server"):
             raise ValueError(f"policy.engine.mode must be colocate|server, got {self.mode!r}")
         self._check_available()

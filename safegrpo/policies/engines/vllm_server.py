@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from safegrpo.policies.engines.base import EngineConfig, Generation, Sampling, truncate_at_stop
-from safegrpo.policies.engines.merged import merged_state, plain_skeleton
+from safegrpo.policies.engines.merged import base_state, merged_state, plain_skeleton
 
 
 def server_argv(model: str, port: int, *, host: str = "127.0.0.1", dtype: str = "auto",
@@ -109,7 +109,7 @@ class VLLMServerEngine:
         if not base.exists():
             plain = plain_skeleton(model, next(model.parameters()).dtype)
             plain.load_state_dict(merged_state(model) if not policy.uses_lora
-                                  else _base_only(model), strict=True)
+                                  else base_state(model), strict=True)
             plain.save_pretrained(base)
             policy.tokenizer.save_pretrained(base)
         port = free_port()
@@ -202,10 +202,3 @@ class VLLMServerEngine:
         self.pool.shutdown(wait=False)
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _base_only(model) -> dict:
-    """A LoRA policy's weights under the adapter, in the plain architecture's names."""
-    inner = model.get_base_model()
-    return {k.replace(".base_layer.", "."): v for k, v in inner.state_dict().items()
-            if ".lora_" not in k}
