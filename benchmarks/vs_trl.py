@@ -182,7 +182,8 @@ def run_safegrpo(path: Path, args, tmp: Path, engine: dict | None = None) -> dic
     return {**summarise(times, lengths, timers), "rows_trained_per_step": sum(rows) / len(rows)}
 
 
-def trl_trainer(path: Path, args, tmp: Path, clock: StepClock, vllm: bool = False):
+def trl_trainer(path: Path, args, tmp: Path, clock: StepClock, vllm: bool = False,
+                bf16: bool = False):
     import trl
     from datasets import Dataset
     from peft import LoraConfig
@@ -200,7 +201,7 @@ def trl_trainer(path: Path, args, tmp: Path, clock: StepClock, vllm: bool = Fals
     ckpt = ("activation_checkpointing" if "activation_checkpointing"
             in inspect.signature(trl.GRPOConfig).parameters else "gradient_checkpointing")
     cfg = trl.GRPOConfig(
-        output_dir=str(tmp / "trl"), use_cpu=True, bf16=False, fp16=False, seed=0,
+        output_dir=str(tmp / "trl"), use_cpu=True, bf16=bf16, fp16=False, seed=0,
         **{ckpt: False}, per_device_train_batch_size=args.prompts * args.group_size,
         gradient_accumulation_steps=1, num_generations=args.group_size, num_iterations=1,
         max_completion_length=args.max_new_tokens, beta=0.0, loss_type=args.loss,
@@ -226,12 +227,13 @@ def trl_vllm_args(args) -> dict[str, Any]:
                 vllm_max_model_length=256)
 
 
-def run_trl(path: Path, args, tmp: Path, vllm: bool = False) -> dict[str, Any]:
+def run_trl(path: Path, args, tmp: Path, vllm: bool = False, bf16: bool = False,
+            ) -> dict[str, Any]:
     from accelerate.state import AcceleratorState, GradientState
 
     timers = Timers()
     clock = StepClock(timers)
-    trainer = trl_trainer(path, args, tmp, clock, vllm)
+    trainer = trl_trainer(path, args, tmp, clock, vllm, bf16)
     lengths: list[list[int]] = []
     generate = trainer._generate_single_turn
 
@@ -271,7 +273,7 @@ def report(res: dict[str, Any], args) -> dict[str, float]:
               f"{1 / r['steps_per_s']:7.3f} |               "
               + " ".join(f"{br[b]:13.3f}" for b in BUCKETS))
     ratios = {}
-    for side in (*ENGINE_SIDES, "trl_vllm"):
+    for side in (*ENGINE_SIDES, "trl_bf16", "trl_vllm"):
         if "tokens_per_s" in res.get(side, {}) and "tokens_per_s" in res.get("trl", {}):
             ratios[f"{side}_over_trl_tokens_per_s"] = (res[side]["tokens_per_s"]
                                                        / res["trl"]["tokens_per_s"])
@@ -299,13 +301,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lora-r", type=int, default=16, help="LoRA rank on every side (0 = full)")
     ap.add_argument("--loss", default="grpo", choices=["grpo", "bnpo", "dapo", "dr_grpo"])
     ap.add_argument("--sides", default="floor,safegrpo,trl",
-                    help="comma-separated subset of floor, trl, trl_vllm, safegrpo, "
-                    "safegrpo_bf16, safegrpo_bf16_shared, safegrpo_vllm (vLLM sides run where "
-                    "vLLM imports: .venv-vllm)")
+                    help="comma-separated subset of floor, trl, trl_bf16 (TRL's bf16=True), "
+                    "trl_vllm, safegrpo, safegrpo_bf16, safegrpo_bf16_shared, safegrpo_vllm "
+                    "(vLLM sides run where vLLM imports: .venv-vllm)")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.group_size < 2 or args.prompts < 1 or args.max_new_tokens < 1:
         ap.error("--steps, --prompts and --max-new-tokens must be >= 1 and --group-size >= 2")
-    valid = {"floor", "trl", "trl_vllm", *ENGINE_SIDES}
+    valid = {"floor", "trl", "trl_bf16", "trl_vllm", *ENGINE_SIDES}
     bad = set(args.sides.split(",")) - valid
     if bad:
         ap.error(f"--sides: unknown {sorted(bad)}; valid: {', '.join(sorted(valid))}")
@@ -332,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path = build_model(tmp / "model", args)
         runners = {"floor": lambda: run_floor(path, args),
                    "trl": lambda: run_trl(path, args, tmp),
+                   "trl_bf16": lambda: run_trl(path, args, tmp, bf16=True),
                    "trl_vllm": lambda: run_trl(path, args, tmp, vllm=True),
                    **{side: (lambda e=eng: run_safegrpo(path, args, tmp, e))
                       for side, eng in ENGINE_SIDES.items()}}
