@@ -53,7 +53,7 @@ class ScorerLimits(BaseModel):
 
 
 class ScorerLoad(BaseModel):
-    active_requests: int = Field(description="requests with texts not yet scored")
+    active_requests: int = Field(description="requests with texts waiting for a judge call")
     queued_texts: int = Field(description="texts waiting for a judge call")
     scored_texts: int = Field(description="texts scored since start")
     dropped_texts: int = Field(description="texts of timed-out or abandoned requests that were "

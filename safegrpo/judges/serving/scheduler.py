@@ -125,8 +125,8 @@ class FairScheduler:
                 await self._score(batch)
 
     def _take(self) -> list[tuple[Job, int]]:
-        """The next judge call's items as (job, index); rotates the queue past the jobs served
-        so the next call starts with the job after them."""
+        """The next judge call's items as (job, index); rotates the queue so the next call
+        starts with the job after the one that gave this call's last item."""
         jobs = list(self.jobs)
         costs = [[j.cost(i) for i in range(j.sent, min(len(j.texts), j.sent + self.max_batch))]
                  for j in jobs]
