@@ -87,13 +87,21 @@ def serve_scorer(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port)")] = 8001,
     api_key_env: Annotated[str | None,
                            typer.Option(help="name of an env var holding the API key")] = None,
-    max_items: Annotated[int, typer.Option(help="most texts per request (422 above)")] = 1024,
+    max_items: Annotated[int, typer.Option(help="most items per request (422 above)")] = 1024,
     max_chars: Annotated[int, typer.Option(help="longest text or prompt (422 above)")] = 20_000,
+    max_total_chars: Annotated[int, typer.Option(help="most characters of texts and prompts "
+                                                      "per request (422 above)")] = 262_144,
     max_body_bytes: Annotated[int, typer.Option(help="largest request body in bytes (413 above, "
                                                      "refused before it is read)")] = 1_048_576,
-    timeout_s: float = 60.0,
+    max_batch: Annotated[int, typer.Option(help="most texts per judge call, shared "
+                                                "round-robin by the waiting requests")] = 64,
+    max_batch_chars: Annotated[int, typer.Option(help="most characters per judge call "
+                                                      "(bounds a small request's wait)")] = 16_384,
+    timeout_s: Annotated[float, typer.Option(help="per request: 504 past it, and its unscored "
+                                                  "texts are dropped")] = 60.0,
 ) -> None:
-    """Serve a judge as POST /score {texts, prompts?} -> {scores} (binds 127.0.0.1 by default)."""
+    """Serve a judge as POST /score {items: [{text, prompt?}]} -> {scores} (binds 127.0.0.1 by
+    default; GET /health shows the limits)."""
     import uvicorn
 
     from safegrpo.judges.serving.app import ScorerServerConfig, create_scorer_app
@@ -107,7 +115,9 @@ def serve_scorer(
                                      param_hint="--api-key-env")
     try:
         cfg = ScorerServerConfig(max_items=max_items, max_chars=max_chars,
-                                 max_body_bytes=max_body_bytes, timeout_s=timeout_s, api_key=key)
+                                 max_total_chars=max_total_chars, max_body_bytes=max_body_bytes,
+                                 max_batch=max_batch, max_batch_chars=max_batch_chars,
+                                 timeout_s=timeout_s, api_key=key)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     sock = _bind(host, port)  # a busy port fails now, not after loading the judge

@@ -1,1 +1,1 @@
-"""HTTP serving of judges: ``POST /score {texts, prompts?} -> {scores}``."""
+"""HTTP serving of judges: ``POST /score {items: [{text, prompt?}]} -> {scores}``."""

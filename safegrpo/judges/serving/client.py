@@ -18,42 +18,49 @@ class ScorerError(RuntimeError):
 
 
 class ScorerClient:
-    """``score`` splits a batch into requests of at most ``max_request_bytes`` of JSON and
-    ``max_items`` texts (the server's defaults), so a large batch is not refused with 413/422."""
+    """``score`` splits a batch into requests within the server's default bounds (at most
+    ``max_items`` items, ``max_total_chars`` characters of texts and prompts and
+    ``max_request_bytes`` of JSON), so a large batch is not refused with 413/422. A server started
+    with smaller bounds shows them at ``GET /health`` (``limits``); pass those here."""
 
     def __init__(self, url: str = "http://127.0.0.1:8001", api_key: str | None = None,
                  retries: int = 3, backoff_s: float = 0.5, timeout: float = 60.0,
                  http: httpx.Client | None = None, max_request_bytes: int = 1_000_000,
-                 max_items: int = 1024):
+                 max_items: int = 1024, max_total_chars: int = 262_144):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = http or httpx.Client(base_url=url, timeout=timeout)
         self.http.headers.update(headers)
         self.retries, self.backoff_s = retries, backoff_s
         self.max_request_bytes, self.max_items = max_request_bytes, max_items
+        self.max_total_chars = max_total_chars
 
     def health(self) -> dict:
         return self._request("GET", "/health")
 
     def score(self, texts: list[str], prompts: list[str] | None = None) -> list[float | None]:
+        if prompts is not None and len(prompts) != len(texts):
+            raise ValueError(f"{len(prompts)} prompts for {len(texts)} texts; give one per text")
+        items = [{"text": t} if prompts is None else {"text": t, "prompt": prompts[i]}
+                 for i, t in enumerate(texts)]
         out: list[float | None] = []
-        for lo, hi in self._chunks(texts, prompts):
-            body: dict = {"texts": texts[lo:hi]}
-            if prompts is not None:
-                body["prompts"] = prompts[lo:hi]
+        for lo, hi in self._chunks(items):
+            body = {"items": items[lo:hi]}
             out += ScoreResponse.model_validate(self._request("POST", "/score", json=body)).scores
         return out
 
-    def _chunks(self, texts: list[str], prompts: list[str] | None) -> list[tuple[int, int]]:
-        """[lo, hi) ranges within the byte and item budgets (a lone oversized text still gets
-        its own request, for the server to refuse with a clear message)."""
-        spans, lo, size = [], 0, 32
-        for i, t in enumerate(texts):
-            n = len(json.dumps(t)) + (len(json.dumps(prompts[i])) if prompts is not None else 0) + 2
-            if i > lo and (size + n > self.max_request_bytes or i - lo >= self.max_items):
+    def _chunks(self, items: list[dict]) -> list[tuple[int, int]]:
+        """[lo, hi) ranges within the item, character and byte budgets (a lone oversized item
+        still gets its own request, for the server to refuse with a clear message)."""
+        spans, lo, size, chars = [], 0, 16, 0
+        for i, it in enumerate(items):
+            n = len(json.dumps(it)) + 2
+            c = len(it["text"]) + len(it.get("prompt") or "")
+            if i > lo and (size + n > self.max_request_bytes or i - lo >= self.max_items
+                           or chars + c > self.max_total_chars):
                 spans.append((lo, i))
-                lo, size = i, 32
-            size += n
-        return spans + [(lo, len(texts))] if texts else [(0, 0)]
+                lo, size, chars = i, 16, 0
+            size, chars = size + n, chars + c
+        return spans + [(lo, len(items))] if items else [(0, 0)]
 
     def _request(self, method: str, path: str, **kw) -> dict:
         """One call, retried by tenacity on connection errors, timeouts and 5xx (exponential
@@ -78,6 +85,9 @@ class ScorerClient:
             detail = r.json().get("detail", r.text)
         except ValueError:
             detail = r.text
+        if isinstance(detail, list):  # a 422: "items.3.text: String should have at most ..."
+            detail = "; ".join(".".join(str(k) for k in d.get("loc", [])[1:]) + f": {d.get('msg')}"
+                               for d in detail if isinstance(d, dict))
         raise ScorerError(r.status_code, str(detail))
 
 
