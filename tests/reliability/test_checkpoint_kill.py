@@ -65,3 +65,42 @@ def test_kill_then_resume_is_bit_identical(tiny_lm_path, straight, tmp_path, kil
     assert records(out) == records(straight)
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["latest", "step_000004"]  # no leftovers (tmp, trash, stale) after the rerun
+
+
+REDTEAM_WORKER = WORKER.parent / "redteam_kill_worker.py"
+
+
+def redteam(out: Path, *extra: str) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    res = subprocess.run([sys.executable, str(REDTEAM_WORKER), str(out), "8", *extra],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode in (0, -signal.SIGKILL), res.stderr[-3000:]
+    return res.returncode
+
+
+def redteam_records(out: Path) -> list[dict]:
+    return records(out / "grpo")
+
+
+@pytest.mark.timeout(1200)
+def test_redteam_kill_then_resume_is_bit_identical(tmp_path):
+    """`safegrpo train redteam` (tiny preset, 8 steps, a checkpoint every 2) killed at the start
+    of step 5 and resumed from step_000004 ends as the uninterrupted run: the attacker's adapter,
+    metrics.jsonl and the attack log. Its reward reads MiniLM embeddings of the attacks, cached
+    per text; the cache is empty after the resume."""
+    from safetensors.torch import load_file
+
+    straight, out = tmp_path / "straight", tmp_path / "run"
+    assert redteam(straight) == 0
+    assert redteam(out, "--kill-at", "5") == -signal.SIGKILL
+    assert sorted(p.name for p in (out / "grpo" / "checkpoints").iterdir()) == [
+        "latest", "step_000004"]
+    assert redteam(out, "--resume") == 0
+    assert [r["step"] for r in redteam_records(out)] == list(range(8))
+    assert redteam_records(out) == redteam_records(straight)
+    final = Path("grpo") / "checkpoints" / "step_000008" / "policy" / "adapter_model.safetensors"
+    want, got = load_file(straight / final), load_file(out / final)
+    assert want.keys() == got.keys()
+    assert not [k for k in want if not torch.equal(want[k], got[k])]
+    attacks = Path("grpo") / "attacks.jsonl"
+    assert (out / attacks).read_text() == (straight / attacks).read_text()
