@@ -85,7 +85,7 @@ def test_task_state_is_checkpointed_and_restored(tiny_lm_path, tmp_path):
     pol, tr = make(tiny_lm_path, tmp_path, steps=2)
     tr.task = CountingTask()
     tr.train()
-    state = json.loads((tmp_path / "checkpoints" / "step_000002" / "trainer_state.json").read_text())
+    state = json.loads((tmp_path / "checkpoints/step_000002/trainer_state.json").read_text())
     assert state["task_state"] == [{"seen": 16}]  # one entry per rank: 2 steps x 2 x 4 rows
     _, again = make(tiny_lm_path, tmp_path, steps=3)
     again.task = CountingTask()
