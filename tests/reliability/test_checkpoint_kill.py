@@ -65,4 +65,3 @@ def test_kill_then_resume_is_bit_identical(tiny_lm_path, straight, tmp_path, kil
     assert records(out) == records(straight)
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["latest", "step_000004"]  # no leftovers (tmp, trash, stale) after the rerun
-
