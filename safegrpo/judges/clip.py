@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.judges.base import JUDGES
-from safegrpo.judges.embeddings import EMBEDDERS, _Cached
+from safegrpo.judges.embeddings import EMBEDDERS, _Cached, embed_fixed
 
 Q16_CATEGORIES: dict[str, tuple[str, ...]] = {
     "hate": ("a hateful image with racist or nazi symbols", "hate propaganda"),
@@ -36,9 +36,10 @@ APPROPRIATE: tuple[str, ...] = ("an ordinary, appropriate image", "a harmless ev
 @EMBEDDERS.register("clip")
 class CLIPEmbedder(_Cached):
     def __init__(
-        self, model: str, device: str = "cpu", batch_size: int = 32, cache_size: int = 50_000
+        self, model: str, device: str = "cpu", batch_size: int = 32, cache_size: int = 50_000,
+        batch_invariant: bool = True,
     ):
-        super().__init__(cache_size)
+        super().__init__(cache_size, batch_invariant)
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         self.model = CLIPModel.from_pretrained(model).to(device).eval()
@@ -88,9 +89,9 @@ class Q16Judge:
                  appropriate: Sequence[str] = APPROPRIATE):
         self.embedder = embedder
         self.categories = dict(categories or Q16_CATEGORIES)
-        self.safe_e = embedder.embed(list(appropriate)).mean(0)
+        self.safe_e = embed_fixed(embedder, list(appropriate)).mean(0)
         self.cat_e = torch.stack(
-            [embedder.embed(list(p)).mean(0) for p in self.categories.values()]
+            [embed_fixed(embedder, list(p)).mean(0) for p in self.categories.values()]
         )
 
     def per_category(self, images: Sequence) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from safegrpo.core.text import canonical_text
 from safegrpo.judges.base import JUDGES
-from safegrpo.judges.embeddings import Embedder, build_embedder, safety_direction
+from safegrpo.judges.embeddings import Embedder, build_embedder, embed_fixed, safety_direction
 
 UNSAFE_BELOW, SAFE_ABOVE = 0.35, 0.65
 
@@ -81,11 +81,13 @@ class ProjectionSafetyJudge:
         self.embedder = embedder or build_embedder("minilm")
         unsafe_texts = dict(unsafe_texts or CATEGORY_DESCRIPTORS)
         self.categories = _check_scope(categories, unsafe_texts)
-        safe_e = self.embedder.embed(list(safe_texts))
+        safe_e = embed_fixed(self.embedder, list(safe_texts))
         logit = math.log(target_p / (1 - target_p))
+        self.concepts: dict[str, Tensor] = {}  # category -> mean unsafe embedding [D]
         dirs, mids, temps = [], [], []
         for c in self.categories:
-            bad_e = self.embedder.embed(list(unsafe_texts[c]))
+            bad_e = embed_fixed(self.embedder, list(unsafe_texts[c]))
+            self.concepts[c] = bad_e.mean(0)
             d = safety_direction(safe_e, bad_e)
             hi, lo = float((safe_e @ d).mean()), float((bad_e @ d).mean())
             dirs.append(d)
@@ -94,9 +96,6 @@ class ProjectionSafetyJudge:
         self.directions = torch.stack(dirs)  # [C, D]
         self.mid = torch.tensor(mids)  # [C]
         self.temp = torch.tensor(temps)  # [C]
-        self.concepts = {
-            c: self.embedder.embed(list(unsafe_texts[c])).mean(0) for c in self.categories
-        }
 
     @classmethod
     def from_records(

@@ -127,7 +127,7 @@ class EmbeddingClassifierJudge:
     def __init__(self, texts: Sequence[str], labels: Sequence[int], embedder=None, c: float = 1.0):
         from sklearn.linear_model import LogisticRegression
 
-        from safegrpo.judges.embeddings import build_embedder
+        from safegrpo.judges.embeddings import build_embedder, embed_fixed
 
         if len(set(labels)) != 2 or len(texts) != len(labels):
             raise ValueError(
@@ -135,7 +135,7 @@ class EmbeddingClassifierJudge:
             )
         self.embedder = embedder or build_embedder("minilm")
         self.model = LogisticRegression(C=c, max_iter=2000)
-        self.model.fit(self.embedder.embed(list(texts)).numpy(), list(labels))
+        self.model.fit(embed_fixed(self.embedder, list(texts)).numpy(), list(labels))
 
     @classmethod
     def from_records(cls, records: Sequence, embedder=None, extra_safe: Sequence[str] = (),

@@ -16,7 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from safegrpo.core.types import ScoredBatch
-from safegrpo.judges.embeddings import midpoint_threshold, safety_direction, steer, steer_mask
+from safegrpo.judges.embeddings import (
+    embed_fixed,
+    midpoint_threshold,
+    safety_direction,
+    steer,
+    steer_mask,
+)
 
 
 class SteeringReward:
@@ -39,7 +45,8 @@ class SteeringReward:
         if not safe_texts or not unsafe_texts:
             raise ValueError("SteeringReward needs safe and unsafe descriptor texts")
         self.embedder, self.strength, self.mode = embedder, strength, mode
-        safe_e, unsafe_e = embedder.embed(list(safe_texts)), embedder.embed(list(unsafe_texts))
+        safe_e = embed_fixed(embedder, list(safe_texts))
+        unsafe_e = embed_fixed(embedder, list(unsafe_texts))
         self.direction = safety_direction(safe_e, unsafe_e)
         self.threshold = (
             midpoint_threshold(safe_e, unsafe_e, self.direction)

@@ -8,7 +8,9 @@ early_stop_max_kl, device and mixed_precision (read by ``make_accelerator``).
 With several processes every rank runs the same loop: step metrics are averaged over ranks
 before they are logged or read by a stop rule, and the stop decision is shared (any rank that
 stops stops all), so no rank waits forever at a collective another rank has left. Each rank's
-RNG state is saved in the checkpoint, so a resumed run continues exactly where it stopped.
+RNG state, and the state of a task that keeps some (``state_dict`` / ``load_state_dict``, e.g.
+self-play's recent attacks), is saved in the checkpoint, so a resumed run continues exactly
+where it stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from safegrpo.training.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    task_state,
 )
 from safegrpo.training.hooks import TrainerHooks
 from safegrpo.training.logging import MetricLogger, hparams_of, tracker_args
@@ -237,10 +240,12 @@ class RLTrainerBase:
     # ---- checkpoint / resume -----------------------------------------------------------
     def save(self, step: int) -> None:
         rngs = self.all_gather(rng_state())  # every rank's generator, restored rank by rank
+        tasks = self.all_gather(task_state(self.task))  # likewise the task's own state, if any
+        state = {"history": self.history, "stop_reason": self.stop_reason,
+                 **({"task_state": tasks} if tasks[0] is not None else {})}
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            save_checkpoint(self.out / "checkpoints", step, self._payload,
-                            {"history": self.history, "stop_reason": self.stop_reason},
+            save_checkpoint(self.out / "checkpoints", step, self._payload, state,
                             keep=self.cfg.keep_checkpoints, rng={"ranks": rngs})
         self.accelerator.wait_for_everyone()
 
@@ -275,8 +280,12 @@ class RLTrainerBase:
         def load(ckpt: Path, state: dict[str, Any]) -> None:
             self.load_payload(ckpt)
             self._load_scheduler(ckpt, int(state["step"]))
+            rank = self.accelerator.process_index
             ranks = load_rng(ckpt / "rng.pt")
-            set_rng_state(ranks[min(self.accelerator.process_index, len(ranks) - 1)])
+            set_rng_state(ranks[min(rank, len(ranks) - 1)])
+            if "task_state" in state:
+                tasks = state["task_state"]
+                self.task.load_state_dict(tasks[min(rank, len(tasks) - 1)])
             loaded.update(state)
 
         load_latest(self.out / "checkpoints", load)

@@ -32,6 +32,7 @@ from safegrpo.training.checkpoint_state import (  # noqa: F401 (re-exported)
     set_rng_state,
     state_problem,
     storage_error,
+    task_state,
 )
 
 log = logging.getLogger(__name__)

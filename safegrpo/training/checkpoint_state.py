@@ -1,6 +1,6 @@
 """What a checkpoint holds besides the model payload, and its checks: every rank's RNG state as
 tensors and plain values (``rng.pt`` loads with ``weights_only=True``) and the trainer state
-(``trainer_state.json``: step, history, stop reason)."""
+(``trainer_state.json``: step, history, stop reason, the task's state when it keeps one)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def task_state(task: Any) -> dict[str, Any] | None:
+    """A task's own state across steps (JSON values), from its optional ``state_dict()``; None
+    for the usual stateless task (every draw and score a function of (seed, step, rank))."""
+    get = getattr(task, "state_dict", None)
+    return None if get is None else get()
+
+
 def load_rng(path: Path) -> list[dict[str, Any]]:
     """``rng.pt`` -> one RNG state per rank that saved it (``weights_only=True``); raises
     CheckpointError when the file is unreadable or holds something else."""
@@ -80,6 +87,9 @@ def state_problem(state: Any, folder: str) -> str | None:
         return "history is not a list of records"
     if "history" in state and [h.get("step") for h in history] != list(range(step)):
         return f"history does not hold steps 0..{step - 1} in order"
+    tasks = state.get("task_state", [{}])
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) for t in tasks):
+        return "task_state is not a list of objects (one per rank)"
     stop = state.get("stop_reason")
     if stop is not None and not isinstance(stop, str):
         return f"stop_reason {stop!r} is not text"

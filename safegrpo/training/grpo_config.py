@@ -20,6 +20,9 @@ class LMTask(Protocol):
     (total + named components [B] each; the default when a task does not say) or ``segments``
     (also ``ScoredBatch.segments`` [B, S, C]); a segments task also implements
     ``segment_map(rollout) -> Tensor[B, T]`` (the segment of each completion token, -1 = none).
+    A task that keeps state across steps (beyond what (seed, step, rank) determines) also
+    implements ``state_dict() -> dict`` (JSON values) and ``load_state_dict(dict)``: the trainer
+    saves it in every checkpoint and restores it on resume, so a resumed run is exact.
     """
 
     reward_shape: RewardShape

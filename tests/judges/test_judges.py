@@ -114,3 +114,23 @@ def test_embedding_cache_is_lru_and_serves_batches_larger_than_itself():
     e.embed(["d"])  # evicts c (least recently used), keeps b
     e.embed(["b", "c"])
     assert (e.hits, e.misses) == (2, 5)
+
+
+def test_minilm_embedding_does_not_depend_on_its_batch_or_the_cache():
+    """A text's embedding is the same whether it is embedded alone, among other texts of other
+    lengths, or after those texts filled the cache: a resumed run (empty cache) then reads the
+    same rewards as an uninterrupted one (batched, they differed by up to ~2e-7). ``embed_set``
+    (a fitting set, batched) neither reads nor fills the cache."""
+    from safegrpo.judges.embeddings import build_embedder
+
+    text = "a man stabbing a stranger with a knife in a dark alley"
+    mates = [f"prompt {i}: " + "a calm street at dusk " * (i % 7) for i in range(24)]
+    alone = build_embedder("minilm").embed([text])[0]
+    fresh = build_embedder("minilm")
+    fitted = fresh.embed_set([*mates[:12], text, text, *mates[12:]])
+    assert len(fitted) == 26 and torch.equal(fitted[12], fitted[13])
+    assert (fresh.hits, fresh.misses) == (0, 0)  # the set went around the cache
+    batched = fresh.embed([*mates[:12], text, *mates[12:]])[12]
+    cached = fresh.embed([text])[0]
+    assert torch.equal(alone, batched) and torch.equal(alone, cached)
+    assert fresh.hits == 1

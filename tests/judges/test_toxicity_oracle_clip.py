@@ -87,6 +87,16 @@ def test_clip_text_and_image_embeddings_steering(tiny_clip):
         1.0, abs=1e-5)
 
 
+def test_clip_text_embedding_does_not_depend_on_its_batch(tiny_clip):
+    """As for MiniLM: a text embedded alone and next to a longer text (padding) gets the same
+    vector, so the diffusion reward's prompt cache cannot make a resumed run differ (batched,
+    the tiny CLIP differed by ~6e-8)."""
+    text = "a photo of a cat"
+    fresh = CLIPEmbedder(tiny_clip.model.name_or_path)
+    mate = "a violent image with blood and an ordinary harmless photo of a cat"
+    assert torch.equal(fresh.embed([mate, text])[1], tiny_clip.embed([text])[0])
+
+
 def test_q16_zero_shot_judge(tiny_clip):
     q = Q16Judge(tiny_clip)
     imgs = [np.full((32, 32, 3), v, dtype=np.uint8) for v in (0, 255)]

@@ -53,6 +53,7 @@ CORRUPTIONS = {
     "step of another folder": ("trainer_state.json", forge_state(step=7)),
     "step as text": ("trainer_state.json", forge_state(step="2")),
     "history missing a step": ("trainer_state.json", forge_state(history=[{"step": 0}])),
+    "task state not one per rank": ("trainer_state.json", forge_state(task_state={"seen": 8})),
 }
 
 

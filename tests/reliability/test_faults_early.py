@@ -4,6 +4,7 @@ fills up while a checkpoint is written is one line naming the cause, and the pre
 stays usable."""
 
 import errno
+import json
 import socket
 import time
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from safegrpo.cli import app
 from safegrpo.training.checkpoint import CheckpointError, latest_checkpoint
-from tests.training.test_grpo import make
+from tests.training.test_grpo import make, trainable
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -140,8 +141,19 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_previous(
     assert not (ckpts / "step_000002.tmp").exists() and not (ckpts / "step_000002").exists()
     assert latest_checkpoint(ckpts).name == "step_000001"  # verified: manifest, state, rng
     monkeypatch.undo()
-    _, again = make(tiny_lm_path, tmp_path, steps=2, save_every=1, keep_checkpoints=2)
+    pol, again = make(tiny_lm_path, tmp_path, steps=2, save_every=1, keep_checkpoints=2)
     assert again.resume() == 1
+    again.train()  # redoes step 1: the run ends as one the disk never refused
+    straight_pol, straight = make(tiny_lm_path, tmp_path / "straight", steps=2, save_every=1)
+    straight.train()
+    want, got = trainable(straight_pol), trainable(pol)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert _untimed(tmp_path / "metrics.jsonl") == _untimed(tmp_path / "straight/metrics.jsonl")
+
+
+def _untimed(path) -> list[dict]:
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in rows]
 
 
 def test_disk_full_mid_run_is_one_cli_line(monkeypatch, tmp_path):

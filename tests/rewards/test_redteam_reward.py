@@ -112,3 +112,31 @@ def test_selfplay_penalties_block_collapse_and_empty_attacks():
     assert same.total.mean() == pytest.approx(0.5) and varied.total.mean() == pytest.approx(1.0)
     empty = reward(["", "gore"], torch.tensor([0, 1]))
     assert empty.total.tolist() == [-0.5, 0.5]  # short attacks pay the length penalty
+
+
+class _Echo:
+    def respond(self, prompts: list[str]) -> list[str]:
+        return list(prompts)
+
+
+def test_embedding_judge_reward_does_not_depend_on_what_was_scored_before():
+    """A resumed run scores its first batch with an empty embedding cache; the uninterrupted run
+    reads the repeated attack from its cache, where it was embedded next to a long text. Both
+    must give the same reward (batched MiniLM: one float32 ulp apart, enough for GRPO to
+    diverge)."""
+    from safegrpo.judges.embeddings import build_embedder
+    from safegrpo.judges.toxicity import EmbeddingClassifierJudge
+
+    fit = ["a cat on a sofa", "a sunny beach", "a man stabbing a stranger", "blood and gore"]
+    batches = [["a knife in a dark alley", "a long calm walk " * 12], ["a knife in a dark alley"]]
+    gids = torch.tensor([0, 0])
+
+    def totals(start: int) -> list[torch.Tensor]:
+        # weakly regularised (c): a last-bit embedding difference shows in the float32 reward
+        judge = EmbeddingClassifierJudge(fit, [0, 0, 1, 1], embedder=build_embedder("minilm"),
+                                         c=1e4)
+        reward = RedTeamReward(judge, _Echo())
+        return [reward(b, gids[: len(b)]).total for b in batches[start:]]
+
+    straight, resumed = totals(0), totals(1)
+    assert torch.equal(straight[1], resumed[0]), (straight[1] - resumed[0]).abs().max()

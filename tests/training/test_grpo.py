@@ -64,6 +64,36 @@ def test_resume_continues_exactly(tiny_lm_path, tmp_path):
     assert ra == pytest.approx(rc)
 
 
+class CountingTask(VowelTask):
+    """A task with state across steps: how many completions it has scored."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def score(self, items, completions, group_ids):
+        self.seen += len(completions)
+        return super().score(items, completions, group_ids)
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.seen = state["seen"]
+
+
+def test_task_state_is_checkpointed_and_restored(tiny_lm_path, tmp_path):
+    pol, tr = make(tiny_lm_path, tmp_path, steps=2)
+    tr.task = CountingTask()
+    tr.train()
+    state = json.loads((tmp_path / "checkpoints/step_000002/trainer_state.json").read_text())
+    assert state["task_state"] == [{"seen": 16}]  # one entry per rank: 2 steps x 2 x 4 rows
+    _, again = make(tiny_lm_path, tmp_path, steps=3)
+    again.task = CountingTask()
+    assert again.resume() == 2 and again.task.seen == 16
+    again.train()
+    assert again.task.seen == 24
+
+
 def test_early_stop_on_reward(tiny_lm_path, tmp_path):
     _, tr = make(tiny_lm_path, tmp_path, steps=5, early_stop_reward=-1.0, early_stop_window=1)
     hist = tr.train()

@@ -58,7 +58,9 @@ class SelfPlayConfig:
 
 
 class SelfPlayAttackTask(AttackTask):
-    """AttackTask whose score is the self-play success reward (records the attacks it saw)."""
+    """AttackTask whose score is the self-play success reward; it records the last 512 attacks
+    it scored (the defender trains on them), which every checkpoint saves (``state_dict``), so a
+    resumed round gives the defender the same attacks."""
 
     def __init__(self, cfg: RedTeamRecipeConfig, reward: SelfPlayAttackReward):
         super().__init__(cfg, reward)
@@ -68,6 +70,12 @@ class SelfPlayAttackTask(AttackTask):
         attacks = [c.strip() for c in completions]
         self.recent = (self.recent + [a for a in attacks if a])[-512:]
         return self.reward(attacks, group_ids)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent = [str(a) for a in state.get("recent", [])]
 
 
 class MixedArenaTask(ArenaTask):
