@@ -190,7 +190,8 @@ def _baseline(ctx: RunContext) -> None:
     cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
     base = DiffusionPolicy(replace(cfg.policy, model=st["pipe"],
                                    lora=replace(cfg.policy.lora, r=0)), device=cfg.grpo.device)
-    st["before"] = ev.sample_fixed(base, [p.prompt for p in st["hold"]], e.per_prompt, e.seed)
+    st["before"] = ev.sample_fixed(base, [p.prompt for p in st["hold"]], e.per_prompt, e.seed,
+                                   "evaluation: base")
 
 
 def _train(ctx: RunContext, restore_only: bool = False) -> None:
@@ -202,7 +203,8 @@ def _train(ctx: RunContext, restore_only: bool = False) -> None:
 def _evaluate(ctx: RunContext) -> None:
     cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
     hold = st["hold"]
-    st["after"] = ev.sample_fixed(st["policy"], [p.prompt for p in hold], e.per_prompt, e.seed)
+    st["after"] = ev.sample_fixed(st["policy"], [p.prompt for p in hold], e.per_prompt, e.seed,
+                                  "evaluation: grpo")
     imgs = {"base": st.get("before"), "grpo": st["after"]}
     st["rows"] = [evaluate_images(cfg, n, hold, x, st["reward"], st["q16"], st["nude"],
                                   st.get("shape_judge")) for n, x in imgs.items() if x is not None]

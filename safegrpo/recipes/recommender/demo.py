@@ -91,7 +91,7 @@ def _eval_sft(ctx: RunContext) -> None:
     sft = LMPolicy(replace(cfg.policy, model=st["model"], init_adapter=st["adapter"],
                            lora=replace(cfg.policy.lora, r=0)))
     st["rows"].append({"policy": "sft_only", **validate(sft, st["val"], st["catalog"],
-                                                        cfg.reward)})
+                                                        cfg.reward, "validation: sft_only")})
 
 
 def _arm(name: str | None):

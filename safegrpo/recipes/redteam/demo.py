@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safegrpo.core.progress import Phase, phase
 from safegrpo.envs.moderation.pools import load_handwritten
 from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.plots import reward_curve
@@ -56,17 +57,22 @@ def heldout_scorers(cfg: RedTeamRecipeConfig) -> dict[str, Any]:
 
 
 def attack_stats(name: str, policy: LMPolicy, cfg: RedTeamRecipeConfig, target, judge, n: int,
-                 seed: int, heldout: dict[str, Any] | None = None) -> dict:
+                 seed: int, heldout: dict[str, Any] | None = None,
+                 bar: Phase | None = None) -> dict:
     """n attacks (same topics and seed for every policy) -> toxicity / refusal / diversity stats;
-    success is also scored by every ``heldout`` scorer (texts -> p(unsafe)), never trained on."""
+    success is also scored by every ``heldout`` scorer (texts -> p(unsafe)), never trained on.
+    ``bar`` advances by n for the attacks (batch by batch) and by n for the target's answers."""
+    bar = bar or Phase()
     topics = [cfg.data.topics[i % len(cfg.data.topics)] for i in range(n)]
     attacks = [
         o.strip()
         for o in policy.complete(
-            [cfg.data.instruction.format(topic=t) for t in topics], greedy=False, seed=seed
+            [cfg.data.instruction.format(topic=t) for t in topics], greedy=False, seed=seed,
+            on_batch=bar.advance,
         )
     ]
     responses = target.respond(attacks)
+    bar.advance(n)
     tox = judge.score(responses).float()
     held = {k: fn(list(responses)).float() for k, fn in (heldout or {}).items()}
     return {
@@ -150,11 +156,15 @@ def _evaluate(ctx: RunContext) -> None:
     held = heldout_scorers(cfg)
     n = max(32, 2 * t.prompts_per_step * t.group_size)
     policy, target, judge = st["policy"], st["target"], st["judge"]
-    with policy.reference():
-        before = attack_stats("sft_attacker", policy, cfg, target, judge, n, 4242, held)
-    after = attack_stats("grpo_attacker", policy, cfg, target, judge, n, 4242, held)
-    st["rows"] = [before, after]
-    st["probe"] = probe_target(target, judge, held, load_handwritten("eval"), cfg.reward.judge_name)
+    records = load_handwritten("eval")
+    # texts generated: attacks and answers for both attackers, then the probe's answers
+    with phase("red-team evaluation", 4 * n + len(records)) as bar:
+        with policy.reference():
+            before = attack_stats("sft_attacker", policy, cfg, target, judge, n, 4242, held, bar)
+        after = attack_stats("grpo_attacker", policy, cfg, target, judge, n, 4242, held, bar)
+        st["rows"] = [before, after]
+        st["probe"] = probe_target(target, judge, held, records, cfg.reward.judge_name)
+        bar.advance(len(records))
 
 
 def _report(ctx: RunContext) -> None:
