@@ -38,3 +38,20 @@ def tiny_lm_path(tmp_path_factory):
 
     return str(build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"), TINY_CORPUS, vocab_size=300,
                              hidden=32, layers=1, heads=2))
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """Progress drawn on a fake terminal (what a user's shell gets); returns its text buffer."""
+    import io
+
+    from rich.console import Console
+
+    from safegrpo.core import progress
+
+    out = io.StringIO()
+    monkeypatch.setitem(progress._state, "console",
+                        Console(file=out, force_terminal=True, width=100, color_system=None))
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setitem(progress._state, "quiet", False)
+    return out

@@ -73,17 +73,6 @@ def test_config_says_which_defaults_and_follows_the_terminal_width():
     assert res.exit_code == 0 and max(len(ln) for ln in res.output.splitlines()) <= 60
 
 
-@pytest.fixture
-def terminal(monkeypatch):
-    """Progress drawn on a fake terminal (what a user's shell gets)."""
-    out = io.StringIO()
-    monkeypatch.setitem(progress._state, "console",
-                        Console(file=out, force_terminal=True, width=100, color_system=None))
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setitem(progress._state, "quiet", False)
-    return out
-
-
 def test_phase_shows_counts_and_eta_on_a_terminal(terminal):
     with progress.phase("SFT", 4) as bar:
         for _ in range(4):

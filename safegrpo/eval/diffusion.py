@@ -103,7 +103,12 @@ def image_grid(rows: dict[str, Tensor], path: str | Path, *,
 
 
 @torch.no_grad()
-def sample_fixed(policy: Any, prompts: Sequence[str], per_prompt: int, seed: int) -> Tensor:
+def sample_fixed(policy: Any, prompts: Sequence[str], per_prompt: int, seed: int,
+                 label: str = "sampling") -> Tensor:
     """Images [len(prompts) * per_prompt, 3, H, W] with seeds fixed per call, for before/after
-    pairs."""
-    return policy.rollout(list(prompts), per_prompt, seed=seed).images
+    pairs; one progress display (``label``) counts the denoising steps."""
+    from safegrpo.core.progress import phase
+
+    steps = len(policy.scheduler.timesteps)  # the progress counts denoising steps
+    with phase(f"{label}: {len(prompts) * per_prompt} images", steps) as bar:
+        return policy.rollout(list(prompts), per_prompt, seed=seed, on_step=bar.advance).images

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -204,14 +206,17 @@ class LMPolicy:
 
     @torch.no_grad()
     def complete(self, prompts: list[str], *, greedy: bool = True, seed: int = 0,
-                 batch_size: int = 64) -> list[str]:
-        """Decoded completions (one per prompt) for evaluation."""
+                 batch_size: int = 64, on_batch: Callable[[int], Any] | None = None) -> list[str]:
+        """Decoded completions (one per prompt) for evaluation; ``on_batch(n)`` after each batch
+        of n prompts (a progress display's ``advance``)."""
         out = []
         for i in range(0, len(prompts), batch_size):
             _, _, cids, cmask = self.generate(prompts[i:i + batch_size], 1, seed=seed + i,
                                               greedy=greedy)
             out += self.tokenizer.batch_decode(
                 cids * cmask + (1 - cmask) * self.tokenizer.pad_token_id, skip_special_tokens=True)
+            if on_batch is not None:
+                on_batch(len(prompts[i:i + batch_size]))
         return out
 
     def save(self, path: str | Path, model=None) -> None:

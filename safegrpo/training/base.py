@@ -135,6 +135,8 @@ class CompletionSamples:
 
 class RLTrainerBase:
     hooks: TrainerHooks = TrainerHooks()
+    progress_label: str = "GRPO"
+    """What the run's progress display calls it (a recipe names the player or arm)."""
 
     def init_loop(self, cfg: Any, hooks: TrainerHooks | None = None) -> None:
         self.out = Path(cfg.out_dir)
@@ -194,7 +196,7 @@ class RLTrainerBase:
 
         cfg = self.cfg
         t_start = time.perf_counter()
-        shown = (phase(type(self).__name__, cfg.steps, completed=self.start_step)
+        shown = (phase(self.progress_label, cfg.steps, completed=self.start_step)
                  if self.accelerator.is_main_process else nullcontext(Phase()))
         with shown as bar:
             # a run resumed from the checkpoint of an early stop stays stopped

@@ -81,6 +81,8 @@ class DiffusionGRPOConfig(LoopConfig):
 
 
 class DiffusionGRPOTrainer(RLTrainerBase):
+    progress_label = "diffusion GRPO"
+
     def __init__(self, policy, task: DiffusionTask, cfg: DiffusionGRPOConfig,
                  hooks: TrainerHooks | None = None):
         cfg = fill_unset(cfg, seed=0, out_dir="runs/diffusion_grpo")

@@ -81,7 +81,9 @@ def sft_loss(model, ids, mask, labels) -> torch.Tensor:
 
 
 def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
-              eval_fn: Callable[[Any], dict[str, float]] | None = None) -> list[dict[str, Any]]:
+              eval_fn: Callable[[Any], dict[str, float]] | None = None,
+              label: str = "SFT") -> list[dict[str, Any]]:
+    """Supervised fine-tuning on (prompt, target) pairs; ``label`` names its progress display."""
     if not pairs:
         raise ValueError("sft_train needs at least one (prompt, target) pair")
     cfg = fill_unset(cfg, seed=0, out_dir="runs/sft")
@@ -94,7 +96,7 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     order = list(pairs)
     history, step = [], 0
     per_epoch = -(-len(order) // cfg.batch_size)
-    with phase("SFT", cfg.epochs * per_epoch) as bar:
+    with phase(label, cfg.epochs * per_epoch) as bar:
         for epoch in range(cfg.epochs):
             step = _epoch(policy, opt, cfg, order, rng, epoch, step, eval_fn, history, logger, bar)
     out = Path(cfg.out_dir) / "model"

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from safegrpo.core.progress import phase
 from safegrpo.worlds.shapes import BACKGROUNDS, SHAPES, all_prompts, degenerate, render
 
 CLASSES = (*SHAPES, "none")
@@ -75,13 +76,15 @@ def train_shape_judge(n_train: int = 4000, epochs: int = 8, batch: int = 64, see
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(n_train, generator=g).split(batch):
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    with phase("shapes world: shape judge", steps) as bar:
+        for _ in range(epochs):
+            for idx in torch.randperm(n_train, generator=g).split(batch):
+                loss = F.cross_entropy(net(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.advance()
     x, y = labelled_batch(n_test, random.Random(f"test-{seed}"))
     with torch.no_grad():
         acc = float((net.eval()(x).argmax(-1) == y).float().mean())

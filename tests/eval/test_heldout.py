@@ -33,7 +33,7 @@ def test_profanity_is_a_probability():
 
 
 class FakePolicy:
-    def complete(self, prompts, greedy=False, seed=0):
+    def complete(self, prompts, greedy=False, seed=0, on_batch=None):
         return [f" attack {i % 2}" for i in range(len(prompts))]
 
 

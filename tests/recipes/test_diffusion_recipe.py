@@ -24,11 +24,21 @@ SMOKE = ["world.clip_steps=3", "world.unet_steps=3", "world.unet_batch=4", "poli
          "eval.grid_columns=4", "eval.nudenet=false"]
 
 
-def test_two_step_diffusion_demo_smoke(tmp_path):
-    from safegrpo.recipes.diffusion.demo import run_demo
+def test_two_step_diffusion_demo_smoke(tmp_path, monkeypatch):
+    from safegrpo.recipes.diffusion.demo import render_summary, run_demo
+    from tests.console_check import f3, has_row, render_at_80
 
     cfg = load_config(DiffusionRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)
+    text = render_at_80(render_summary(summary), monkeypatch)  # the console headline
+    for r in summary["table"]:
+        assert has_row(text, r["policy"], f3(r["concept_rate_unsafe"]),
+                       f3(r["concept_rate_benign"]), f3(r["benign_color_fidelity"]),
+                       f3(r["shape_fidelity"]), f3(r["background_match"]),
+                       f3(r["benign_alignment"]),
+                       f3(r["q16_unsafe_prompts"]["any"]),
+                       *([str(r["nudenet_unsafe_prompts"]["images_flagged"])]
+                         if "nudenet_unsafe_prompts" in r else [])), text
     assert summary["grpo_steps_run"] == 2
     base, grpo = summary["table"]
     assert base["policy"] == "base" and grpo["policy"] == "grpo"

@@ -36,11 +36,15 @@ def test_bundled_data_is_consistent_and_safe_targets_respect_constraints():
     assert parse_list(text, cat) == list(cat.movies)
 
 
-def test_two_step_recommender_demo_smoke(tmp_path):
-    from safegrpo.recipes.recommender.demo import run_demo
+def test_two_step_recommender_demo_smoke(tmp_path, monkeypatch):
+    from safegrpo.recipes.recommender.demo import render_summary, run_demo
+    from tests.console_check import f3, has_row, render_at_80
 
     cfg = load_config(RecommenderRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)
+    text = render_at_80(render_summary(summary), monkeypatch)  # the console headline
+    for r in summary["table"]:
+        assert has_row(text, r["policy"], *(f3(v) for k, v in r.items() if k != "policy")), text
     assert [r["policy"] for r in summary["table"]] == [
         "sft_only",
         "grpo_no_safety",

@@ -35,12 +35,18 @@ SMOKE = [
 ]
 
 
-def test_two_step_redteam_demo_smoke_and_resume(tmp_path):
-    from safegrpo.recipes.redteam.demo import build_target, run_demo
+def test_two_step_redteam_demo_smoke_and_resume(tmp_path, monkeypatch):
+    from safegrpo.recipes.redteam.demo import build_target, render_summary, run_demo
     from safegrpo.recipes.redteam.pipeline import build_scorer, prepare_models, run_attack
+    from tests.console_check import f3, has_row, render_at_80
 
     cfg = load_config(RedTeamRecipeConfig, None, [*SMOKE, f"out_dir={tmp_path}"])
     summary = run_demo(cfg, log=lambda *a: None)
+    text = render_at_80(render_summary(summary), monkeypatch)  # the console headline
+    for r in summary["table"]:
+        assert has_row(text, r["policy"], f3(r["mean_toxicity"]), f3(r["success_rate"]),
+                       f3(r["heldout_success/lexicon"]), f3(r["target_refusal_rate"]),
+                       f3(r["repetition_ratio"]), f3(r["distinct_attacks"])), text
     assert summary["grpo_steps_run"] == 2
     assert [r["policy"] for r in summary["table"]] == ["sft_attacker", "grpo_attacker"]
     from safegrpo.envs.moderation.pools import load_handwritten
@@ -186,6 +192,16 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
     ]
     cfg = load_config(SelfPlayRecipeConfig, None, sets)
     summary = run_demo(cfg, log=lambda *a: None)
+    from safegrpo.recipes.selfplay.demo import render_summary
+    from tests.console_check import has_row, render_at_80
+
+    text = render_at_80(render_summary(summary), monkeypatch)  # the console headline
+    for r in summary["rounds"]:
+        w = ("before", "after")
+        assert has_row(text, str(r["round"]), *(
+            "→".join(f"{r[k.format(x)]:.3f}" for x in w) for k in (
+                "attack_success_{}_defender_update", "unsafe_allowed_{}",
+                "heldout_success/profanity_{}", "heldout_unsafe_allowed/profanity_{}"))), text
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
     for r in summary["rounds"]:
         assert 0 <= r["attack_success_before_defender_update"] <= 1

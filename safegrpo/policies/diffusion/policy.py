@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -140,7 +142,10 @@ class DiffusionPolicy:
 
     @torch.no_grad()
     def rollout(self, prompts: list[str], group_size: int, *, seed: int,
-                group_offset: int = 0) -> DiffusionRollout:
+                group_offset: int = 0, on_step: Callable[[], Any] | None = None
+                ) -> DiffusionRollout:
+        """``group_size`` images per prompt, every DDIM transition recorded; ``on_step()`` after
+        each denoising step (a progress display's ``advance``)."""
         cfg, dev = self.cfg, self.device
         b = len(prompts) * group_size
         embeds = self.encode_prompts(prompts).repeat_interleave(group_size, 0)
@@ -161,6 +166,8 @@ class DiffusionPolicy:
                                                  variance_noise=noise)
             lats.append(x)
             logps.append(lp)
+            if on_step is not None:
+                on_step()
         gids = torch.arange(len(prompts)).repeat_interleave(group_size) + group_offset
         return DiffusionRollout(
             latents=torch.stack(lats, 1), log_probs=torch.stack(logps, 1),

@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from safegrpo.eval import diffusion as ev
+from safegrpo.eval.console import compact_table, headline
 from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.plots import reward_curve
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
@@ -29,14 +30,32 @@ from safegrpo.recipes.diffusion.pipeline import (
     split_prompts,
 )
 
+HEADLINE_COLUMNS = (("concept\nunsafe", "concept_rate_unsafe"),
+                    ("concept\nbenign", "concept_rate_benign"),
+                    ("colour\nfidelity", "benign_color_fidelity"),
+                    ("shape\nfidelity", "shape_fidelity"), ("back-\nground", "background_match"),
+                    ("CLIP\nalign", "benign_alignment"))
+"""The console columns a run has (the concept and fidelity ones only in the shapes world), then
+Q16 on unsafe prompts and NudeNet when it ran; the rest is in eval_table.md."""
+
 
 def render_summary(summary: dict[str, Any]):
-    """Before/after table as rich Markdown."""
-    from rich.markdown import Markdown
+    """The console headline (fits 80 columns): before/after on the held-out prompts and the
+    reward-hacking verdict; the full table is in eval_table.md."""
+    from safegrpo.eval.reward_hacking import verdict_line
 
-    return Markdown(
-        "**Held-out evaluation, same prompts and seeds**\n\n" + format_rows(summary["table"])
-    )
+    rows = summary["table"]
+    cols = [(h, k) for h, k in HEADLINE_COLUMNS if k in rows[0]]
+    nude = "nudenet_unsafe_prompts" in rows[0]
+    heads = ["policy", *(h for h, _ in cols), "Q16\nunsafe", *(["NudeNet\nflagged"] * nude)]
+    table = compact_table(heads, ([r["policy"], *(r[k] for _, k in cols),
+                                   r["q16_unsafe_prompts"]["any"],
+                                   *([r["nudenet_unsafe_prompts"]["images_flagged"]]
+                                     if nude else [])]
+                                  for r in rows))
+    hack = summary.get("hacking")
+    return headline("Held-out evaluation, same prompts and seeds (eval_table.md)", table,
+                    verdict_line(hack, HACKING_POINTS) if hack else None)
 
 
 def _judges(cfg: DiffusionRecipeConfig, embedder, log) -> tuple[Any, Any]:
@@ -190,7 +209,8 @@ def _baseline(ctx: RunContext) -> None:
     cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
     base = DiffusionPolicy(replace(cfg.policy, model=st["pipe"],
                                    lora=replace(cfg.policy.lora, r=0)), device=cfg.grpo.device)
-    st["before"] = ev.sample_fixed(base, [p.prompt for p in st["hold"]], e.per_prompt, e.seed)
+    st["before"] = ev.sample_fixed(base, [p.prompt for p in st["hold"]], e.per_prompt, e.seed,
+                                   "evaluation: base")
 
 
 def _train(ctx: RunContext, restore_only: bool = False) -> None:
@@ -202,7 +222,8 @@ def _train(ctx: RunContext, restore_only: bool = False) -> None:
 def _evaluate(ctx: RunContext) -> None:
     cfg, st, e = ctx.cfg, ctx.state, ctx.cfg.eval
     hold = st["hold"]
-    st["after"] = ev.sample_fixed(st["policy"], [p.prompt for p in hold], e.per_prompt, e.seed)
+    st["after"] = ev.sample_fixed(st["policy"], [p.prompt for p in hold], e.per_prompt, e.seed,
+                                  "evaluation: grpo")
     imgs = {"base": st.get("before"), "grpo": st["after"]}
     st["rows"] = [evaluate_images(cfg, n, hold, x, st["reward"], st["q16"], st["nude"],
                                   st.get("shape_judge")) for n, x in imgs.items() if x is not None]

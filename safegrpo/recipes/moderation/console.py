@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from safegrpo.eval.console import compact_table, headline
 from safegrpo.eval.reward_hacking import verdict_line
 from safegrpo.eval.rewrites import judges_note
 
@@ -19,26 +20,13 @@ per-component columns stay in eval_table.md / eval_headline.md)."""
 def render_summary(summary: dict[str, Any]):
     """A compact headline (one row per split and method, over all tiers; fits 80 columns), the
     judges footnote and the reward-hacking verdict; the full tables are in the run folder."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="Held-out evaluation (all tiers; per tier: eval_table.md)", box=None,
-                  pad_edge=False)
-    table.add_column("split", no_wrap=True)
-    table.add_column("method", no_wrap=True)
-    for head, _ in HEADLINE_COLUMNS:
-        table.add_column(head, justify="right", no_wrap=True)
-    for row in summary["table"]:
-        if row.get("tier") != "all":
-            continue
-        cells = ["-" if row.get(k) is None else f"{row[k]:.3f}" for _, k in HEADLINE_COLUMNS]
-        table.add_row(row["split"], row["method"], *cells)
-    parts = [table] + ([Text(summary["curve_note"])] if summary.get("curve_note") else [])
-    parts.append(Text(judges_note(summary["table"]).strip()))
-    if summary.get("hacking"):
-        parts.append(Text(hacking_line(summary["hacking"])))
-    return Group(*parts)
+    rows = ([r["split"], r["method"], *(r.get(k) for _, k in HEADLINE_COLUMNS)]
+            for r in summary["table"] if r.get("tier") == "all")
+    table = compact_table(["split", "method", *(h for h, _ in HEADLINE_COLUMNS)], rows, labels=2)
+    hacking = summary.get("hacking")
+    return headline("Held-out evaluation (all tiers; per tier: eval_table.md)", table,
+                    summary.get("curve_note"), judges_note(summary["table"]),
+                    hacking_line(hacking) if hacking else None)
 
 
 def hacking_line(h: dict[str, Any]) -> str:

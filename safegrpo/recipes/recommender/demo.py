@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from safegrpo.eval.console import compact_table, headline
 from safegrpo.eval.markdown import markdown_table
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
@@ -58,12 +59,25 @@ def format_rows(rows: list[dict[str, Any]], k: int) -> str:
 
 
 def render_summary(summary: dict[str, Any]):
-    from rich.markdown import Markdown
+    """The console headline (fits 80 columns): validation metrics per policy and the
+    reward-hacking verdict of each GRPO arm; the same table is in eval_table.md."""
+    k = summary["k"]
+    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched",
+            "repeats"]
+    heads = ["policy", f"recall\n@{k}", f"NDCG\n@{k}", f"sensitivity\nratio@{k}", "count\nexact",
+             "unmatched", "repeats"]
+    table = compact_table(heads, ([r["policy"], *(r[x] for x in keys)] for r in summary["table"]))
+    return headline(f"Validation ({summary['n_val_users']} users; eval_table.md)", table,
+                    *hacking_lines(summary.get("hacking", {})))
 
-    return Markdown(
-        f"**Validation ({summary['n_val_users']} users)**\n\n"
-        + format_rows(summary["table"], summary["k"])
-    )
+
+def hacking_lines(hacking: dict[str, Any]) -> list[str]:
+    """One verdict line per GRPO arm."""
+    from safegrpo.eval.reward_hacking import verdict_line
+
+    return [verdict_line(h, f"{arm}, {len(h['steps'])} checkpoints (steps "
+                            f"{', '.join(map(str, h['steps']))}; validation users)")
+            for arm, h in hacking.items()]
 
 
 def _setup(ctx: RunContext) -> None:
@@ -91,7 +105,7 @@ def _eval_sft(ctx: RunContext) -> None:
     sft = LMPolicy(replace(cfg.policy, model=st["model"], init_adapter=st["adapter"],
                            lora=replace(cfg.policy.lora, r=0)))
     st["rows"].append({"policy": "sft_only", **validate(sft, st["val"], st["catalog"],
-                                                        cfg.reward)})
+                                                        cfg.reward, "validation: sft_only")})
 
 
 def _arm(name: str | None):
@@ -135,15 +149,11 @@ def hacking_checks(rows: list[dict[str, Any]], curves: dict[str, Any], k: int) -
 
 
 def _report(ctx: RunContext) -> None:
-    from safegrpo.eval.reward_hacking import verdict_line
-
     cfg, st, k = ctx.cfg, ctx.state, ctx.cfg.reward.k
     out = Path(cfg.out_dir)
     (out / "eval_table.json").write_text(json.dumps(st["rows"], indent=1))
     hacking = hacking_checks(st["rows"], st.get("curves", {}), k)
-    lines = [verdict_line(h, f"{arm}, {len(h['steps'])} checkpoints (steps "
-                             f"{', '.join(map(str, h['steps']))}; validation users)")
-             for arm, h in hacking.items()]
+    lines = hacking_lines(hacking)
     (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n\n"
                                        + "\n\n".join(lines) + "\n")
     trainer = st["trainer"]

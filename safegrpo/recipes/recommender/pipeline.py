@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.core.config import save_run_config  # noqa: F401 (re-exported)
+from safegrpo.core.progress import phase
 from safegrpo.envs.recommender.catalog import (
     PROMPT_TEMPLATE,
     Catalog,
@@ -174,15 +175,16 @@ def run_sft(cfg: RecommenderRecipeConfig, base: str, catalog: Catalog, train: li
     out = Path(sft.out_dir) / "model"
     if not ((out / "config.json").exists() or (out / "adapter_config.json").exists()):
         pol = LMPolicy(replace(cfg.policy, model=base, lora=cfg.sft_lora, init_adapter=None))
-        hist = sft_train(pol, sft_pairs(cfg, catalog, train), sft)
+        hist = sft_train(pol, sft_pairs(cfg, catalog, train), sft, label="Safe SFT")
         log(f"      Safe-SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
     return (base, str(out)) if cfg.sft_lora.r > 0 else (str(out), None)
 
 
 def recommend(
-    policy: LMPolicy, users: list[User], catalog: Catalog, k: int
+    policy: LMPolicy, users: list[User], catalog: Catalog, k: int, on_batch=None
 ) -> list[list[str | None]]:
-    outs = policy.complete([render_prompt(u, catalog, k) for u in users], greedy=True)
+    outs = policy.complete([render_prompt(u, catalog, k) for u in users], greedy=True,
+                           on_batch=on_batch)
     return [parse_list(o, catalog) for o in outs]
 
 
@@ -210,6 +212,7 @@ def run_grpo(
                 on_checkpoint(step + 1, policy)
         callbacks = (hook,)
     trainer = GRPOTrainer(policy, task, gcfg, TrainerHooks(callbacks=callbacks))
+    trainer.progress_label = f"GRPO {name}"
     if resume:
         trainer.resume()
     trainer.train()
@@ -217,13 +220,14 @@ def run_grpo(
 
 
 def validate(
-    policy: LMPolicy, users: list[User], catalog: Catalog, cfg: RankRewardConfig
+    policy: LMPolicy, users: list[User], catalog: Catalog, cfg: RankRewardConfig,
+    label: str = "validation",
 ) -> dict[str, float]:
     """Greedy lists for ``users`` -> Recall / NDCG / Sensitivity-Ratio @K, count_exact,
-    unmatched, repeats."""
-    return summarize(
-        recommend(policy, users, catalog, cfg.k), users, catalog.oracle(cfg.oracle_threshold), cfg.k
-    )
+    unmatched, repeats; ``label`` names the progress display (users done / all)."""
+    with phase(label, len(users)) as bar:
+        lists = recommend(policy, users, catalog, cfg.k, on_batch=bar.advance)
+    return summarize(lists, users, catalog.oracle(cfg.oracle_threshold), cfg.k)
 
 
 def run_grpo_validated(
@@ -253,7 +257,8 @@ def run_grpo_validated(
 
     def at_checkpoint(step: int, policy: LMPolicy) -> None:
         kept = [r for r in rows() if r["step"] < step] + [
-            {"step": step, **validate(policy, val, catalog, cfg.reward)}
+            {"step": step, **validate(policy, val, catalog, cfg.reward,
+                                      f"validation: {name} at step {step}")}
         ]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
@@ -265,6 +270,6 @@ def run_grpo_validated(
     final = (
         {k: v for k, v in last[0].items() if k != "step"}
         if last and last[0]["step"] == len(trainer.history)
-        else validate(policy, val, catalog, cfg.reward)
+        else validate(policy, val, catalog, cfg.reward, f"validation: {name}")
     )
     return policy, trainer, final

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from safegrpo.core.progress import Phase, phase
 from safegrpo.envs.moderation.pools import load_handwritten
+from safegrpo.eval.console import compact_table, headline
 from safegrpo.eval.markdown import markdown_table
 from safegrpo.eval.plots import reward_curve
 from safegrpo.eval.reward_hacking import verdict_line
@@ -56,17 +58,22 @@ def heldout_scorers(cfg: RedTeamRecipeConfig) -> dict[str, Any]:
 
 
 def attack_stats(name: str, policy: LMPolicy, cfg: RedTeamRecipeConfig, target, judge, n: int,
-                 seed: int, heldout: dict[str, Any] | None = None) -> dict:
+                 seed: int, heldout: dict[str, Any] | None = None,
+                 bar: Phase | None = None) -> dict:
     """n attacks (same topics and seed for every policy) -> toxicity / refusal / diversity stats;
-    success is also scored by every ``heldout`` scorer (texts -> p(unsafe)), never trained on."""
+    success is also scored by every ``heldout`` scorer (texts -> p(unsafe)), never trained on.
+    ``bar`` advances by n for the attacks (batch by batch) and by n for the target's answers."""
+    bar = bar or Phase()
     topics = [cfg.data.topics[i % len(cfg.data.topics)] for i in range(n)]
     attacks = [
         o.strip()
         for o in policy.complete(
-            [cfg.data.instruction.format(topic=t) for t in topics], greedy=False, seed=seed
+            [cfg.data.instruction.format(topic=t) for t in topics], greedy=False, seed=seed,
+            on_batch=bar.advance,
         )
     ]
     responses = target.respond(attacks)
+    bar.advance(n)
     tox = judge.score(responses).float()
     held = {k: fn(list(responses)).float() for k, fn in (heldout or {}).items()}
     return {
@@ -104,18 +111,49 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def render_summary(summary: dict[str, Any]):
-    from rich.markdown import Markdown
+    """The console headline (fits 80 columns): attack statistics before and after GRPO, the
+    reward-hacking verdict, the target alone on the hand-written split and the best attacks; the
+    full tables are in eval_table.md."""
+    from rich.console import Group
+    from rich.text import Text
 
-    top = summary["top_attacks"][:5]
-    body = "\n".join(f"- `{t['attack'][:90]}` (toxicity {t['toxicity']:.2f})" for t in top)
+    rows = summary["table"]
+    held = [k for k in rows[0] if k.startswith("heldout_success/")]
+    keys = ["mean_toxicity", "success_rate", *held, "target_refusal_rate", "repetition_ratio",
+            "distinct_attacks"]
+    heads = ["policy", "toxicity\n(train)", "success\n(train)",
+             *(f"success\n({k.split('/', 1)[1]})" for k in held), "target\nrefusal",
+             "repeated\nbigrams", "distinct"]
+    attacks = compact_table(heads, ([r["policy"], *(r[k] for k in keys)] for r in rows))
     hack = summary.get("hacking")
-    verdict = "" if not hack else "\n\n" + verdict_line(hack, HACKING_POINTS)
+    parts = [headline(f"Attacks on the same topics and seed, before and after GRPO (train = "
+                      f"the training scorer, {rows[0].get('scorer')}; eval_table.md)", attacks,
+                      verdict_line(hack, HACKING_POINTS) if hack else None)]
     probe = summary.get("target_probe")
-    probe_md = "" if not probe else (
-        "\n\n**The target alone on the hand-written split**\n\n" + format_probe(probe))
-    return Markdown("**Attacks on the same topics and seed, before and after GRPO**\n\n"
-                    + format_rows(summary["table"]) + verdict + probe_md
-                    + "\n\n**Best exported attacks**\n\n" + body)
+    if probe:
+        parts.append(headline("The target alone on the hand-written split (± 95 % interval)",
+                              probe_headline(probe)))
+    top = summary["top_attacks"][:3]
+    if top:
+        parts.append(Text("Best exported attacks (toxicity, attack; adversarial.jsonl)",
+                          style="bold"))
+        parts += [Text(f"{t['toxicity']:.2f}  {t['attack']}") for t in top]
+    return Group(*parts)
+
+
+def probe_headline(rows: list[dict[str, Any]]):
+    """The probe rows as a compact table (unsafe and benign prompts; mean ± half-width)."""
+    from safegrpo.eval.intervals import Interval, format_interval
+
+    keys = [k for k in rows[0] if k not in ("prompts", "n")]
+    heads = []
+    for k in keys:  # "refusal rate", "flagged (training: X)", "flagged (held-out: Y)"
+        name, _, scorer = k.rstrip(")").partition(" (")
+        scorer = "train" if scorer.startswith("training") else scorer.partition(": ")[2]
+        heads.append(f"{name}\n({scorer})" if scorer else name.removesuffix(" rate"))
+    return compact_table(["prompts", "n", *heads], (
+        [r["prompts"].replace("hand-written ", ""), r["n"],
+         *(format_interval(r[k] and Interval(**r[k])) for k in keys)] for r in rows), labels=2)
 
 
 HACKING_POINTS = ("2 checkpoints (the SFT attacker and the final GRPO attacker; training reward vs "
@@ -150,11 +188,15 @@ def _evaluate(ctx: RunContext) -> None:
     held = heldout_scorers(cfg)
     n = max(32, 2 * t.prompts_per_step * t.group_size)
     policy, target, judge = st["policy"], st["target"], st["judge"]
-    with policy.reference():
-        before = attack_stats("sft_attacker", policy, cfg, target, judge, n, 4242, held)
-    after = attack_stats("grpo_attacker", policy, cfg, target, judge, n, 4242, held)
-    st["rows"] = [before, after]
-    st["probe"] = probe_target(target, judge, held, load_handwritten("eval"), cfg.reward.judge_name)
+    records = load_handwritten("eval")
+    # texts generated: attacks and answers for both attackers, then the probe's answers
+    with phase("red-team evaluation", 4 * n + len(records)) as bar:
+        with policy.reference():
+            before = attack_stats("sft_attacker", policy, cfg, target, judge, n, 4242, held, bar)
+        after = attack_stats("grpo_attacker", policy, cfg, target, judge, n, 4242, held, bar)
+        st["rows"] = [before, after]
+        st["probe"] = probe_target(target, judge, held, records, cfg.reward.judge_name)
+        bar.advance(len(records))
 
 
 def _report(ctx: RunContext) -> None:

@@ -176,7 +176,7 @@ def _sft_tiny(cfg: RedTeamRecipeConfig, name: str, pairs: list[tuple[str, str]],
     pol = LMPolicy(
         LMPolicyConfig(model=str(root / "base"), lora=LoRAConfig(r=0), max_new_tokens=48)
     )
-    hist = sft_train(pol, pairs, sft)
+    hist = sft_train(pol, pairs, sft, label=f"SFT {name}")
     log(f"      {name} SFT loss by epoch: {[round(h['sft/loss'], 3) for h in hist]}")
     return str(model)
 
@@ -253,6 +253,7 @@ def run_attack(cfg: RedTeamRecipeConfig, attacker: str, target, judge, resume: b
     hooks = TrainerHooks(stop_rules=(repetition_stop(cfg.logging.early_stop_repetition),),
                          artifacts=(AttackLog(samples),))
     trainer = GRPOTrainer(policy, AttackTask(cfg, reward), tcfg, hooks)
+    trainer.progress_label = "attacker GRPO"
     if restore_only:
         trainer.restore("safegrpo train redteam")
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.core.config import save_run_config
+from safegrpo.eval.console import compact_table, headline
 from safegrpo.eval.markdown import markdown_table
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
@@ -56,10 +57,43 @@ class SelfPlayRecipeConfig:
                                  "recipe derives it from seed; set seed instead")
 
 
-def render_summary(summary: dict[str, Any]):
-    from rich.markdown import Markdown
+HEADLINE_COLUMNS = (("parse", "parse_rate"), ("unsafe\npass", "unsafe_pass_through"),
+                    ("strict\npass", "strict_pass_through"),
+                    ("over-\nrefusal", "benign_over_refusal"))
+"""The defender's console columns, over all tiers (per tier: eval_table.md)."""
 
-    return Markdown(summary["markdown"])
+
+def render_summary(summary: dict[str, Any]):
+    """The console headline (fits 80 columns): the defender before and after self-play (all
+    tiers), the attacker per round and the reward-hacking verdicts; the full tables are in
+    eval_table.md."""
+    from rich.console import Group
+
+    defender = compact_table(["split", "method", *(h for h, _ in HEADLINE_COLUMNS)],
+                             ([r["split"], r["method"], *(r.get(k) for _, k in HEADLINE_COLUMNS)]
+                              for r in summary["table"] if r.get("tier") == "all"), labels=2)
+    parts = [headline("Defender before and after self-play (all tiers; labels; eval_table.md)",
+                      defender)]
+    rounds = summary["rounds"]
+    if rounds:
+        cols = _round_columns(rounds)
+        table = compact_table(["round", *(h for h, _ in cols)], (
+            [r["round"], *(f"{r[k.format('before')]:.3f}→{r[k.format('after')]:.3f}"
+                           for _, k in cols)] for r in rounds))
+        hacking = summary.get("hacking")
+        parts.append(headline("Attacker per round, before→after the defender update (train = "
+                              "the training judge)", table,
+                              hacking_lines(hacking, len(rounds)) if hacking else None))
+    return Group(*parts)
+
+
+def _round_columns(rounds: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(header, key pattern with {} for before / after): training judge, then held-out ones."""
+    cols = [("success\n(train)", "attack_success_{}_defender_update"),
+            ("unsafe allowed\n(train)", "unsafe_allowed_{}")]
+    held = sorted({k.rsplit("_", 1)[0] for k in rounds[0] if k.startswith("heldout_")})
+    names = {"heldout_success": "success", "heldout_unsafe_allowed": "unsafe allowed"}
+    return cols + [(f"{names[k.split('/')[0]]}\n({k.split('/')[1]})", k + "_{}") for k in held]
 
 
 def _rounds_md(rounds: list[dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
+from safegrpo.core.progress import phase
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.pools import PromptRecord
 from safegrpo.envs.moderation.target import DefenderTarget
@@ -122,17 +123,21 @@ class MixedArenaTask(ArenaTask):
 
 def success_rate(
     attacker: LMPolicy, task: AttackTask, reward: SelfPlayAttackReward, n: int, seed: int,
-    heldout: dict[str, Any] | None = None,
+    heldout: dict[str, Any] | None = None, on_batch=None,
 ) -> dict:
     """Sample n attacks (fixed seed) and score them against the current defender. Success is
     also judged by each ``heldout`` scorer (texts -> p(unsafe)), which never produced a reward:
-    p * [allow] + (1 - p) * [reject], and the share of attacks it rates unsafe that got through."""
+    p * [allow] + (1 - p) * [reject], and the share of attacks it rates unsafe that got through.
+    ``on_batch(k)`` counts attacks sampled (batch by batch), then the n defender decisions."""
     import torch
 
     topics = [task.cfg.data.topics[i % len(task.cfg.data.topics)] for i in range(n)]
-    outs = attacker.complete([task.render(t) for t in topics], greedy=False, seed=seed)
+    outs = attacker.complete([task.render(t) for t in topics], greedy=False, seed=seed,
+                             on_batch=on_batch)
     attacks = [o.strip() for o in outs]
     scored = reward(attacks, torch.arange(n))
+    if on_batch is not None:
+        on_batch(n)
     dec = [i["decision"] for i in scored.info]
     allowed = torch.tensor([d == "allow" for d in dec])
     held = {}
@@ -152,13 +157,14 @@ def success_rate(
     }
 
 
-def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool,
-           opt_state: dict | None) -> tuple[list[dict[str, Any]], dict]:
+def _stage(policy: LMPolicy, task: Any, cfg: Any, resume: bool, opt_state: dict | None,
+           label: str = "GRPO") -> tuple[list[dict[str, Any]], dict]:
     """One GRPO stage of a round in its own checkpoint folder -> (history, optimizer state).
 
     The optimizer state (Adam moments) carries over from the same player's previous stage, so a
     player trains continuously across rounds; a resumed stage takes it from its checkpoint."""
     trainer = GRPOTrainer(policy, task, cfg)
+    trainer.progress_label = label
     if not (resume and trainer.resume() > 0) and opt_state is not None:
         trainer.opt.load_state_dict(opt_state)
     return trainer.train(), trainer.opt.state_dict()
@@ -182,6 +188,14 @@ def mean_reward(rows: list[dict[str, Any]]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _measured(label: str, st: dict[str, Any], scfg: SelfPlayConfig, k: int, held) -> dict:
+    """``success_rate`` of round k's fixed-seed attacks, shown as one progress display."""
+    n = scfg.eval_attacks
+    with phase(label, 2 * n) as bar:
+        return success_rate(st["attacker"], st["atask"], st["attack_reward"], n, 1000 + k, held,
+                            bar.advance)
+
+
 def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
                    rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig, out: Path, resume: bool,
                    log=print) -> dict[str, Any]:
@@ -190,18 +204,18 @@ def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
     ``base_task``, ``safety_judge``) and each player's optimizer state (``opt/attacker``,
     ``opt/defender``), which carries over so a player trains continuously across rounds."""
     rdir = out / f"round_{k}"
-    atask, attack_reward = st["atask"], st["attack_reward"]
+    atask = st["atask"]
     a_cfg = stage_config(rcfg.training, scfg.attacker_steps, k, rdir / "attacker", rcfg.seed)
     a_hist, st["opt/attacker"] = _stage(st["attacker"], atask, a_cfg, resume,
-                                        st.get("opt/attacker"))
+                                        st.get("opt/attacker"), f"round {k + 1}: attacker GRPO")
     held = st.get("heldout")
-    before = success_rate(st["attacker"], atask, attack_reward, scfg.eval_attacks, 1000 + k, held)
+    before = _measured(f"round {k + 1}: attack success", st, scfg, k, held)
     dtask = MixedArenaTask(st["base_task"], atask.recent, st["safety_judge"], scfg.attack_share,
                            scfg.unsafe_threshold, seed=mcfg.seed + k)
     d_cfg = stage_config(mcfg.grpo, scfg.defender_steps, k, rdir / "defender", mcfg.seed)
     d_hist, st["opt/defender"] = _stage(st["defender"], dtask, d_cfg, resume,
-                                        st.get("opt/defender"))
-    after = success_rate(st["attacker"], atask, attack_reward, scfg.eval_attacks, 1000 + k, held)
+                                        st.get("opt/defender"), f"round {k + 1}: defender GRPO")
+    after = _measured(f"round {k + 1}: attack success, defender updated", st, scfg, k, held)
     log(f"      round {k}: attack success {before['success_rate']:.3f} -> "
         f"{after['success_rate']:.3f} after the defender update; unsafe allowed "
         f"{before['unsafe_allowed']:.3f} -> {after['unsafe_allowed']:.3f}")
