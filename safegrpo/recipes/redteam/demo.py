@@ -96,10 +96,12 @@ def attack_stats(name: str, policy: LMPolicy, cfg: RedTeamRecipeConfig, target, 
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    """Markdown; success by the training scorer and by each held-out scorer, labelled."""
+    """Markdown; success by the training scorer and by each held-out scorer, labelled, then the
+    attacks' diversity (columns a row lacks, e.g. self_bleu in an older run's rows, are left
+    out)."""
     held = [k for k in rows[0] if k.startswith("heldout_success/")]
-    keys = ["mean_toxicity", "success_rate", *held, "distinct_attacks", "self_bleu",
-            "target_refusal_rate", "repetition_ratio"]
+    keys = [k for k in ("mean_toxicity", "success_rate", *held, "distinct_attacks", "self_bleu",
+                        "target_refusal_rate", "repetition_ratio") if k in rows[0]]
     scorer = rows[0].get("scorer", "training scorer")
     heads = {"mean_toxicity": f"mean toxicity (training: {scorer})",
              "success_rate": f"success (training: {scorer})",
