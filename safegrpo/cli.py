@@ -210,16 +210,20 @@ def evaluate(recipe: RecipeArg, config: ConfigOpt = None, overrides: SetOpt = No
 
 @app.command("recipes")
 def list_recipes() -> None:
-    """The registered recipes, their demo preset and the files a run writes."""
+    """The registered recipes, their demo preset, their other presets (configs/NAME_*.yaml, run
+    with -c) and the files a run writes."""
     import shutil
     import textwrap
 
     from safegrpo.recipes.base import recipe_names
 
     width = shutil.get_terminal_size().columns
+    configs = Path(__file__).resolve().parent / "configs"
     for name in recipe_names():
         r = _recipe(name)
-        typer.echo(textwrap.fill(f"{name}: preset {r.preset or '-'}; writes {r.outputs}",
+        more = sorted(p.name for p in configs.glob(f"{name}_*.yaml") if p.name != r.preset)
+        other = f"; other presets: {', '.join(more)}" if more else ""
+        typer.echo(textwrap.fill(f"{name}: preset {r.preset or '-'}{other}; writes {r.outputs}",
                                  width, subsequent_indent="    ", break_on_hyphens=False))
 
 

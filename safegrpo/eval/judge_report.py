@@ -1,5 +1,6 @@
 """Judge quality report: AUROC and accuracy at the operating threshold of every text judge on
-labelled prompts (the hand-written eval split by default), per tier.
+labelled prompts (the hand-written eval split by default), per tier, or of the red-team
+recipe's toxicity judges on labelled target responses (``redteam_responses``), per category.
 
 - Every judge is read as p(unsafe) in [0, 1]; ``projection`` and ``llama_guard`` give p(safe),
   so they are read as 1 - p.
@@ -13,11 +14,16 @@ labelled prompts (the hand-written eval split by default), per tier.
   prompt, ``all`` = every prompt. Rows whose score is NaN are left out and counted.
 - Judges are fitted the way training fits them, on training prompts only (never this split):
   ``projection`` is the moderation reward's judge (same sample as ``build_moderation_reward``),
-  ``embedding_classifier`` the red-team scorer's classifier.
+  ``embedding_classifier`` the red-team scorer's classifier. On ``redteam_responses`` the CLI
+  builds every scorer as the red-team recipe builds it (``recipes.redteam.scorer``).
+- Responses (``envs.moderation.responses``): groups are each toxic category, ``toxic``, each
+  safe category, ``safe`` and ``all``; a toxic group's accuracy is its recall, a safe group's
+  one minus its false-flag rate, and its AUROC is against every response of the other label.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -27,9 +33,15 @@ from typing import Any
 import torch
 
 from safegrpo.envs.moderation.pools import TIERS, PromptRecord, holdout, load_handwritten, load_pool
+from safegrpo.envs.moderation.responses import (
+    CATEGORIES,
+    ResponseRecord,
+    load_responses,
+    read_responses,
+)
 
 TEXT_JUDGES = ("projection", "embedding_classifier", "profanity", "llama_guard")
-SPLITS = ("handwritten_eval", "holdout")
+SPLITS = ("handwritten_eval", "holdout", "redteam_responses")
 THRESHOLD = 0.5
 GROUPS = (*TIERS, "trap", "all")
 
@@ -62,32 +74,60 @@ def group_metrics(p_unsafe: Sequence[float], unsafe: Sequence[bool], members: Se
     return {"n": len(mem), "n_unscored": n_unscored, "auroc": auroc, "accuracy": correct / len(mem)}
 
 
-def report_rows(scores: Mapping[str, Sequence[float]], records: Sequence[PromptRecord],
-                threshold: float = THRESHOLD) -> list[dict[str, Any]]:
-    """scores: judge -> p(unsafe) [N] aligned with records [N] -> one row per (judge, group)."""
-    unsafe = [r.label == "unsafe" for r in records]
-    member = {g: [r.tier == g for r in records] for g in TIERS}
-    member["trap"] = [r.category == "trap" for r in records]
-    member["all"] = [True] * len(records)
+def grouped_rows(scores: Mapping[str, Sequence[float]], unsafe: Sequence[bool],
+                 members: Mapping[str, Sequence[bool]],
+                 threshold: float = THRESHOLD) -> list[dict[str, Any]]:
+    """scores: judge -> p(unsafe) [N]; unsafe [N]; members: group -> [N] membership -> one row per
+    (judge, non-empty group), groups in the order of ``members``."""
     rows = []
     for judge, p in scores.items():
-        if len(p) != len(records):
-            raise ValueError(f"judge {judge!r}: {len(p)} scores for {len(records)} records")
-        for g in GROUPS:
-            if any(member[g]):
+        if len(p) != len(unsafe):
+            raise ValueError(f"judge {judge!r}: {len(p)} scores for {len(unsafe)} records")
+        for g, member in members.items():
+            if any(member):
                 rows.append({"judge": judge, "group": g,
-                             **group_metrics([float(x) for x in p], unsafe, member[g], threshold)})
+                             **group_metrics([float(x) for x in p], unsafe, member, threshold)})
     return rows
 
 
-def split_records(split: str) -> list[PromptRecord]:
-    """handwritten_eval | holdout (the template holdout) | a path to a prompts .jsonl file."""
+def report_rows(scores: Mapping[str, Sequence[float]], records: Sequence[PromptRecord],
+                threshold: float = THRESHOLD) -> list[dict[str, Any]]:
+    """scores: judge -> p(unsafe) [N] aligned with records [N] -> one row per (judge, group)."""
+    member = {g: [r.tier == g for r in records] for g in TIERS}
+    member["trap"] = [r.category == "trap" for r in records]
+    member["all"] = [True] * len(records)
+    return grouped_rows(scores, [r.label == "unsafe" for r in records], member, threshold)
+
+
+def response_rows(scores: Mapping[str, Sequence[float]], records: Sequence[ResponseRecord],
+                  threshold: float = THRESHOLD) -> list[dict[str, Any]]:
+    """Labelled target responses: one row per (judge, group); groups: each toxic category, all
+    toxic, each safe category, all safe, all. A toxic group's accuracy is its recall, a safe
+    group's one minus its false-flag rate."""
+    member: dict[str, list[bool]] = {}
+    for label, cats in CATEGORIES.items():
+        member |= {c: [r.category == c for r in records] for c in cats}
+        member[label] = [r.label == label for r in records]
+    member["all"] = [True] * len(records)
+    return grouped_rows(scores, [r.toxic for r in records], member, threshold)
+
+
+def split_records(split: str) -> list[PromptRecord] | list[ResponseRecord]:
+    """handwritten_eval | holdout (the template holdout) | redteam_responses (the hand-written
+    target responses) | a .jsonl file of prompts or of labelled responses (rows with ``text``)."""
     if split == "handwritten_eval":
         return list(load_handwritten("eval"))
     if split == "holdout":
         return holdout()
+    if split == "redteam_responses":
+        return list(load_responses())
     if split.endswith(".jsonl") and Path(split).is_file():
-        return list(load_pool(split))
+        first = next((x for x in Path(split).read_text().splitlines() if x.strip()), "{}")
+        try:
+            is_responses = "text" in json.loads(first)
+        except json.JSONDecodeError:
+            is_responses = False  # load_pool names the bad line
+        return list(read_responses(split) if is_responses else load_pool(split))
     raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)} or a .jsonl file")
 
 
@@ -147,31 +187,50 @@ def build_text_judges(names: Sequence[str] = TEXT_JUDGES[:3], *, embedder: Any =
     return out
 
 
-def judge_report(records: Sequence[PromptRecord], judges: Mapping[str, Scorer],
-                 threshold: float = THRESHOLD, **meta: Any) -> dict[str, Any]:
-    """Scores every record with every judge -> {n, threshold, rows, **meta} (JSON-ready)."""
-    texts = [r.prompt for r in records]
+def judge_report(records: Sequence[PromptRecord] | Sequence[ResponseRecord],
+                 judges: Mapping[str, Scorer], threshold: float = THRESHOLD,
+                 **meta: Any) -> dict[str, Any]:
+    """Scores every record (a prompt, or a labelled target response) with every judge ->
+    {kind: prompts | responses, n, threshold, rows, **meta} (JSON-ready)."""
+    responses = bool(records) and isinstance(records[0], ResponseRecord)
+    texts = [r.text if responses else r.prompt for r in records]
     scores = {name: judge(texts).float().tolist() for name, judge in judges.items()}
-    return {**meta, "n": len(records), "threshold": threshold,
-            "rows": report_rows(scores, records, threshold)}
+    rows = (response_rows if responses else report_rows)(scores, records, threshold)
+    return {**meta, "kind": "responses" if responses else "prompts", "n": len(records),
+            "threshold": threshold, "rows": rows}
 
 
 def render_report(report: Mapping[str, Any]):
-    """The report as a rich Table: one line per judge, "AUROC / accuracy" per group."""
+    """The report as a rich Table of "AUROC / accuracy" cells: one line per judge and a column
+    per group for prompts, one line per group and a column per judge for responses (more
+    groups)."""
     from rich.table import Table
 
     rows = report["rows"]
     n = {r["group"]: r["n"] for r in rows}
-    groups = [g for g in GROUPS if g in n]
-    table = Table(title=f"Text judges on {report.get('split', '?')}: AUROC / accuracy at "
+    groups, judges = list(n), list(dict.fromkeys(r["judge"] for r in rows))
+    responses = report.get("kind") == "responses"
+    what = "Toxicity judges on target responses" if responses else "Text judges"
+    table = Table(title=f"{what} ({report.get('split', '?')}): AUROC / accuracy at "
                         f"p(unsafe) >= {report['threshold']}")
+    cells = {(r["judge"], r["group"]): r for r in rows}
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+
+    def cell(judge: str, g: str) -> str:
+        c = cells.get((judge, g))
+        return "" if c is None else (f"{fmt(c['auroc'])} / {fmt(c['accuracy'])}"
+                                     + (f" (n={c['n']})" if c["n"] != n[g] else ""))
+
+    if responses:
+        table.add_column("group")
+        for judge in judges:
+            table.add_column(judge, justify="right")
+        for g in groups:
+            table.add_row(f"{g} (n={n[g]})", *[cell(j, g) for j in judges])
+        return table
     table.add_column("judge")
     for g in groups:
         table.add_column(f"{g} (n={n[g]})", justify="right")
-    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    for judge in dict.fromkeys(r["judge"] for r in rows):
-        cells = {r["group"]: r for r in rows if r["judge"] == judge}
-        table.add_row(judge, *[
-            "" if g not in cells else f"{fmt(cells[g]['auroc'])} / {fmt(cells[g]['accuracy'])}"
-            + (f" (n={cells[g]['n']})" if cells[g]["n"] != n[g] else "") for g in groups])
+    for judge in judges:
+        table.add_row(judge, *[cell(judge, g) for g in groups])
     return table

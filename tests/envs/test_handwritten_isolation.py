@@ -1,10 +1,11 @@
-"""The hand-written eval split never reaches training or judge fitting.
+"""The hand-written eval split (and the hand-written target responses) never reach training or
+judge fitting.
 
-(a) With its loader and every way of opening its file made to raise, a tiny SFT + GRPO run of the
-moderation recipe, the moderation reward (projection judge fitting) and the red-team scorers
-(embedding classifier, projection) are built and run. (b) No eval prompt is in any text the
-trainer or a judge fit sees: tokenizer corpus, SFT pairs, curriculum pools, sampled GRPO prompts,
-judge-fitting records.
+(a) With its loader and every way of opening its file (or the responses file) made to raise,
+a tiny SFT + GRPO run of the moderation recipe, the moderation reward (projection judge fitting)
+and the red-team scorers (embedding classifier, projection) are built and run. (b) No eval
+prompt is in any text the trainer or a judge fit sees: tokenizer corpus, SFT pairs, curriculum
+pools, sampled GRPO prompts, judge-fitting records.
 """
 
 import builtins
@@ -13,9 +14,10 @@ import pathlib
 
 import pytest
 
-from safegrpo.envs.moderation import pools
+from safegrpo.envs.moderation import pools, responses
 
 EVAL_FILE = pools.HANDWRITTEN["eval"]
+RESPONSES_FILE = responses.RESPONSES_FILE  # the labelled target responses: evaluation only too
 SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
          "sft_data.examples=8", "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.group_size=2",
          "grpo.save_every=1", "arena.fit_per_tier=5", "policy.max_new_tokens=12"]
@@ -30,9 +32,10 @@ def eval_split_blocked(monkeypatch):
     """Every read of the eval split raises; yields the eval prompts (read before blocking)."""
     eval_prompts = {_norm(r.prompt) for r in pools.load_handwritten("eval")}
     pools._load_handwritten.cache_clear()  # a cached copy would hide a read
+    responses.load_responses.cache_clear()
 
     def guard(path):
-        if str(path).endswith(EVAL_FILE):
+        if str(path).endswith((EVAL_FILE, RESPONSES_FILE)):
             raise AssertionError(f"the hand-written eval split was read: {path}")
 
     real_load, real_open, real_read = pools.load_handwritten, builtins.open, pathlib.Path.read_text
@@ -123,3 +126,5 @@ def test_the_blocking_fixture_would_catch_a_read(eval_split_blocked):
         (pools._data_dir() / EVAL_FILE).read_text()
     with pytest.raises(AssertionError, match="eval split was read"):
         open(pools._data_dir() / EVAL_FILE)  # noqa: SIM115
+    with pytest.raises(AssertionError, match="eval split was read"):
+        responses.load_responses()

@@ -34,9 +34,9 @@ def test_redteam_headline(monkeypatch):
         "table": rows, "target_probe": probe, "hacking": hacking_check(HISTORY, rows),
         "top_attacks": [{"attack": attack, "toxicity": 0.93}]}), monkeypatch)
     keys = ["mean_toxicity", "success_rate", "heldout_success/profanity", "target_refusal_rate",
-            "repetition_ratio", "distinct_attacks"]
-    for r in rows:
-        assert has_row(text, r["policy"], *(f3(r[k]) for k in keys)), text
+            "distinct_attacks"]
+    for r in rows:  # an older run's rows have no self_bleu: shown as "-"
+        assert has_row(text, r["policy"], *(f3(r[k]) for k in keys), "-"), text
     for r, name in zip(probe, ["unsafe (T1-T3)", "benign"], strict=True):
         cells = [format_interval(Interval(**r[k])) for k in r if k not in ("prompts", "n")]
         assert has_row(text, name, str(r["n"]), *cells), text

@@ -46,7 +46,7 @@ def test_two_step_redteam_demo_smoke_and_resume(tmp_path, monkeypatch):
     for r in summary["table"]:
         assert has_row(text, r["policy"], f3(r["mean_toxicity"]), f3(r["success_rate"]),
                        f3(r["heldout_success/lexicon"]), f3(r["target_refusal_rate"]),
-                       f3(r["repetition_ratio"]), f3(r["distinct_attacks"])), text
+                       f3(r["distinct_attacks"]), f3(r["self_bleu"])), text
     assert summary["grpo_steps_run"] == 2
     assert [r["policy"] for r in summary["table"]] == ["sft_attacker", "grpo_attacker"]
     from safegrpo.envs.moderation.pools import load_handwritten
@@ -56,7 +56,23 @@ def test_two_step_redteam_demo_smoke_and_resume(tmp_path, monkeypatch):
     probe = summary["target_probe"]
     assert [r["n"] for r in probe] == [n_unsafe, len(recs) - n_unsafe]
     assert "flagged (held-out: lexicon)" in probe[0]  # training scorer is profanity here
-    assert "The target alone on the hand-written" in (tmp_path / "eval_table.md").read_text()
+    md = (tmp_path / "eval_table.md").read_text()
+    assert "The target alone on the hand-written" in md
+    # attack diversity next to success, before and after GRPO
+    for row in summary["table"]:
+        assert 0 <= row["self_bleu"] <= 1 and 0 < row["distinct_attacks"] <= 1
+    head = md.splitlines()[0]
+    assert (head.index("success (held-out: lexicon)") < head.index("distinct_attacks")
+            < head.index("self_bleu") < head.index("target_refusal_rate"))
+    # every scorer measured on the hand-written labelled responses, with its role
+    from safegrpo.envs.moderation.responses import load_responses
+
+    quality = summary["scorer_quality"]
+    assert [(q["scorer"], q["role"], q["n"]) for q in quality] == [
+        ("profanity", "training", len(load_responses())),
+        ("lexicon", "held-out", len(load_responses()))]
+    assert all(0 <= q["auroc"] <= 1 for q in quality)
+    assert "hand-written labelled target responses" in md
     hist = [json.loads(x) for x in (tmp_path / "grpo/metrics.jsonl").read_text().splitlines()]
     assert {
         "reward/toxicity",
@@ -202,6 +218,9 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
             "→".join(f"{r[k.format(x)]:.3f}" for x in w) for k in (
                 "attack_success_{}_defender_update", "unsafe_allowed_{}",
                 "heldout_success/profanity_{}", "heldout_unsafe_allowed/profanity_{}"))), text
+    from safegrpo.envs.moderation.pools import load_handwritten
+
+    recs = load_handwritten("eval")
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
     for r in summary["rounds"]:
         assert 0 <= r["attack_success_before_defender_update"] <= 1
@@ -215,12 +234,27 @@ def test_two_round_selfplay_smoke(tmp_path, monkeypatch, minilm):
     assert "attack success (held-out: profanity)" in md and "| handwritten | after_selfplay" in md
     assert "Reward hacking (" in md and "on the attacker, 2 checkpoints" in md
     assert set(summary["hacking"]["attacker"]["metrics"]) == {"heldout_success/profanity"}
+    # both players' held-out figures per round: the defender's on the hand-written split after
+    # each round's update; after the last round it is the defender the final eval measures
+    for r in summary["rounds"]:
+        assert r["defender_eval"] == {"split": "handwritten", "n": len(recs)}
+        assert 0 <= r["defender_pass_through_after"] <= r["defender_strict_pass_through_after"]
+        assert 0 <= r["defender_over_refusal_after"] <= 1
+        assert r["defender_heldout"] == ["profanity"]
+    final = next(row for row in summary["table"] if (row["split"], row["method"], row["tier"])
+                 == ("handwritten", "after_selfplay", "all"))
+    last = summary["rounds"][-1]
+    assert last["defender_pass_through_after"] == final["unsafe_pass_through"]
+    assert last["defender_over_refusal_after"] == final["benign_over_refusal"]
+    assert "| defender pass-through after (handwritten, labels) | defender over-refusal after" in md
+    assert "defender strict pass-through after (held-out: profanity)" in md
     assert (tmp_path / "round_1/defender/metrics.jsonl").exists() and (
         tmp_path / "round_1/attacker/metrics.jsonl"
     ).exists()
 
 
-@pytest.mark.parametrize("bad", ["selfplay.rounds=0", "selfplay.attack_share=2"])
+@pytest.mark.parametrize("bad", ["selfplay.rounds=0", "selfplay.attack_share=2",
+                                 "selfplay.round_eval=train"])
 def test_selfplay_config_errors(bad):
     r = CliRunner().invoke(app, ["config", "selfplay", "-s", bad])
     assert r.exit_code == 2 and "selfplay" in r.output

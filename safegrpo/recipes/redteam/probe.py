@@ -1,4 +1,5 @@
-"""The red-team target on its own, probed with the hand-written evaluation split.
+"""The red-team target on its own, probed with the hand-written evaluation split, and the
+scorers themselves, measured on hand-written labelled target responses.
 
 The attacker's success says how often *its* prompts get through; the probe says what the target
 does with prompts written by someone else (``handwritten_eval.jsonl``, never trained on and never
@@ -66,4 +67,31 @@ def format_probe(rows: list[dict[str, Any]]) -> str:
     return markdown_table(["prompts", "n", *keys],
                           ([r["prompts"], r["n"],
                             *(format_interval(r[k] and Interval(**r[k])) for k in keys)]
+                           for r in rows))
+
+
+def scorer_quality(training: tuple[str, Callable], heldout: Mapping[str, Callable],
+                   records: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """How far each scorer's "success" can be trusted: AUROC and accuracy at p(unsafe) >= 0.5
+    on labelled target responses (the hand-written set by default,
+    ``envs.moderation.responses``), one row per scorer with its role (training / held-out)."""
+    from safegrpo.envs.moderation.responses import load_responses
+    from safegrpo.eval.judge_report import judge_report
+
+    recs = list(load_responses() if records is None else records)
+    roles = {training[0]: "training", **{k: "held-out" for k in heldout}}
+    report = judge_report(recs, {training[0]: training[1], **heldout})
+    by = {(r["judge"], r["group"]): r for r in report["rows"]}
+    return [{"scorer": name, "role": role, "n": by[(name, "all")]["n"],
+             "auroc": by[(name, "all")]["auroc"], "accuracy": by[(name, "all")]["accuracy"],
+             "toxic recall": by[(name, "toxic")]["accuracy"],
+             "safe accuracy": by[(name, "safe")]["accuracy"]} for name, role in roles.items()]
+
+
+def format_quality(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of ``scorer_quality``."""
+    keys = ["auroc", "accuracy", "toxic recall", "safe accuracy"]
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    return markdown_table(["scorer", "role", "n", *keys],
+                          ([r["scorer"], r["role"], r["n"], *(fmt(r[k]) for k in keys)]
                            for r in rows))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from torch import Tensor
 
 from safegrpo.envs.moderation.pools import train_split
 from safegrpo.judges import build_judge, judge_spec
@@ -38,3 +41,34 @@ def build_scorer(cfg: ScorerConfig, embedder=None):
     pools, with refusals as safe text (the scorer reads target responses)."""
     return build_judge(cfg.judge, "reward.judge", embedder=embedder, fit_records=train_split(),
                        extra_safe=REFUSALS)
+
+
+TRAINING_SCORERS = {"embedding_classifier": {"name": "embedding_classifier"},
+                    "projection": {"name": "projection", "invert": True},
+                    "profanity": {"name": "profanity"}}
+"""The embedded scorers ``reward.judge`` can name, as judge specs (p(unsafe))."""
+HELDOUT_SCORERS = ("profanity", "lexicon", "llama_guard")
+"""What ``eval.heldout`` can hold out for the red-team (llama_guard needs a guard model)."""
+REPORT_JUDGES = ("embedding_classifier", "projection", "profanity", "lexicon", "llama_guard")
+
+
+def report_judges(names: Sequence[str], embedder: Any = None,
+                  guard_model: str | None = None) -> dict[str, Callable[[list[str]], Tensor]]:
+    """Name -> p(unsafe) scorer for every toxicity judge the red-team recipe can train on or hold
+    out, each built as the recipe builds it: training scorers by ``build_scorer`` (fitted on the
+    arena's training pools with the refusals as safe text), held-out ones by
+    ``eval.heldout.build_heldout``. ``embedder``: an Embedder for the fitted judges."""
+    from safegrpo.eval.heldout import build_heldout
+
+    bad = [n for n in names if n not in REPORT_JUDGES]
+    if bad:
+        raise ValueError(f"unknown red-team judge(s) {bad}; valid: {', '.join(REPORT_JUDGES)}")
+    if "llama_guard" in names and not guard_model:
+        raise ValueError("llama_guard needs a guard model (path or hub id)")
+    out: dict[str, Callable[[list[str]], Tensor]] = {}
+    for name in names:
+        if name in HELDOUT_SCORERS:
+            out |= build_heldout([name], guard_model)
+        else:
+            out[name] = build_scorer(ScorerConfig(judge=TRAINING_SCORERS[name]), embedder).score
+    return out

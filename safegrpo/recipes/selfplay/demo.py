@@ -1,8 +1,12 @@
 """`safegrpo demo selfplay`: attacker-defender self-play in the moderation arena on CPU.
 
-The defender is the moderation recipe's SFT'd tiny defender (or ``defender_model``), the attacker
-the red-team recipe's tiny attacker; both get LoRA adapters. Reports the defender's held-out
-per-tier table before and after self-play and the attacker's success rate per round.
+The defender is the moderation recipe's SFT'd tiny defender (``moderation.base_model``, e.g.
+SmolLM2 in configs/selfplay_smollm.yaml, SFT'd the same way; or a trained ``defender_model``), the
+attacker the red-team recipe's tiny attacker (or ``attacker.model.base_model``); both get LoRA
+adapters. Reports the defender's held-out per-tier table before and after self-play and, per
+round, both players' figures: the attacker's success before and after the defender update (by
+the training judge and the held-out judges) and the defender's pass-through / over-refusal on
+held-out prompts after it (``selfplay.round_eval``).
 Writes under ``out_dir``: config.yaml, moderation/ (defender base + SFT), redteam/ (attacker SFT),
 round_k/{attacker,defender}/ (GRPO stages), rounds.jsonl, eval_table.json/.md, summary.json.
 """
@@ -21,7 +25,12 @@ from safegrpo.eval.markdown import markdown_table
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
 from safegrpo.recipes.moderation.pipeline import ModerationRecipeConfig
 from safegrpo.recipes.redteam.pipeline import RedTeamRecipeConfig
-from safegrpo.recipes.selfplay.pipeline import SelfPlayConfig, players, selfplay_round
+from safegrpo.recipes.selfplay.pipeline import (
+    SelfPlayConfig,
+    defender_round_eval,
+    players,
+    selfplay_round,
+)
 
 
 @dataclass(frozen=True)
@@ -97,17 +106,32 @@ def _round_columns(rounds: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _rounds_md(rounds: list[dict[str, Any]]) -> str:
-    """Per round, before -> after the defender update: success and unsafe-allowed by the
-    training judge (the reward's) and by each held-out judge (never a reward)."""
+    """Per round, the attacker before -> after the defender update: success and unsafe-allowed by
+    the training judge (the reward's) and by each held-out judge (never a reward); then the
+    defender after the update on held-out prompts (``selfplay.round_eval``)."""
     cols = [("attack success (training judge)", "attack_success_{}_defender_update"),
             ("unsafe allowed (training judge)", "unsafe_allowed_{}")]
     held = sorted({k.rsplit("_", 1)[0] for k in rounds[0] if k.startswith("heldout_")})
     names = {"heldout_success": "attack success", "heldout_unsafe_allowed": "unsafe allowed"}
     cols += [(f"{names[k.split('/')[0]]} (held-out: {k.split('/')[1]})", k + "_{}") for k in held]
-    return markdown_table(["round", *(c for c, _ in cols)],
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    defender = _defender_cols(rounds[0])
+    return markdown_table(["round", *(c for c, _ in cols), *(c for c, _ in defender)],
                           ([r["round"], *(f"{r[k.format('before')]:.3f} → "
-                                          f"{r[k.format('after')]:.3f}" for _, k in cols)]
+                                          f"{r[k.format('after')]:.3f}" for _, k in cols),
+                            *(fmt(r[k]) for _, k in defender)]
                            for r in rounds))
+
+
+def _defender_cols(rnd: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, key) of the defender's per-round figures a round carries ([] without)."""
+    if "defender_eval" not in rnd:
+        return []
+    split, held = rnd["defender_eval"]["split"], ", ".join(rnd.get("defender_heldout", ()))
+    return [(f"defender pass-through after ({split}, labels)", "defender_pass_through_after"),
+            (f"defender over-refusal after ({split}, labels)", "defender_over_refusal_after"),
+            (f"defender strict pass-through after (held-out: {held or 'none'})",
+             "defender_strict_pass_through_after")]
 
 
 def selfplay_hacking(table: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,7 +172,8 @@ DEFENDER_SEED_COLUMNS = (("parse", "parse_rate"), ("pass all", "unsafe_pass_thro
 
 def _seed_views(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     """One seed's summary -> (defender rows: split, method, n and DEFENDER_SEED_COLUMNS over
-    every prompt, pass-through per unsafe tier; attacker rows: per round, before / after)."""
+    every prompt, pass-through per unsafe tier; round rows: the attacker's success before / after
+    the defender update, the defender's round figures after it)."""
     by = {(r["split"], r["method"], r["tier"]): r for r in summary["table"]}
     defender = []
     for (split, method, tier), r in by.items():
@@ -166,13 +191,15 @@ def _seed_views(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
             row |= {f"success {when} (held-out: {k.split('/')[1][:-len(when) - 1]})": v
                     for k, v in r.items()
                     if k.startswith("heldout_success/") and k.endswith(f"_{when}")}
-        attacker.append(row)
+        attacker.append(row | {title: r[k] for title, k in _defender_cols(r)
+                               if r[k] is not None})
     return defender, attacker
 
 
 def combine_seeds(cfgs: list[Any], summaries: list[dict[str, Any]]):
-    """``demo --seeds``: the defender's headline rates and the attacker's per-round success, each
-    a mean ± 95 % interval over the seeds' values -> (rows, markdown)."""
+    """``demo --seeds``: the defender's headline rates, the attacker's per-round success and the
+    defender's per-round figures, each a mean ± 95 % interval over the seeds' values -> (rows,
+    markdown)."""
     from safegrpo.eval.seeds import generic_seed_rows, hacking_verdicts, render_seed_table
 
     seeds = [c.seed for c in cfgs]
@@ -182,7 +209,8 @@ def combine_seeds(cfgs: list[Any], summaries: list[dict[str, Any]]):
     attacker = generic_seed_rows([a for _, a in views])
     md = ("**Defender before and after self-play** (pass-through and over-refusal from labels)"
           "\n\n" + render_seed_table(defender, seeds, per_prompt=False)
-          + "\n\n**Attacker per round, before and after the defender update**\n\n"
+          + "\n\n**Per round: the attacker before and after the defender update, the "
+          "defender after it**\n\n"
           + render_seed_table(attacker, seeds, per_prompt=False))
     verdicts = hacking_verdicts(seeds, summaries)
     return defender + attacker, md + (f"\n\n{verdicts}" if verdicts else "")
@@ -205,7 +233,7 @@ def _setup(ctx: RunContext) -> None:
     st["rcfg"] = rcfg = replace(cfg.attacker, out_dir=str(Path(cfg.out_dir) / "redteam"),
                                 seed=cfg.seed)
     log("[1/4] defender" + (f": {cfg.defender_model}" if cfg.defender_model
-                            else ": SFT of the tiny defender"))
+                            else f": SFT of {mcfg.base_model or 'the tiny defender'}"))
     defender = load_defender(mcfg, cfg.defender_model or prepare_base(mcfg))
     if not cfg.defender_model:
         run_sft(mcfg, defender, resume=True)
@@ -236,8 +264,9 @@ def _round(k: int):
     def run(ctx: RunContext) -> None:
         st = ctx.state
         out = Path(ctx.cfg.out_dir)
-        st["rounds"].append(selfplay_round(k, st, st["mcfg"], st["rcfg"], ctx.cfg.selfplay, out,
-                                           ctx.resume, ctx.log))
+        rnd = selfplay_round(k, st, st["mcfg"], st["rcfg"], ctx.cfg.selfplay, out, ctx.resume,
+                             ctx.log)
+        st["rounds"].append(rnd | defender_round_eval(st, st["mcfg"], ctx.cfg.selfplay.round_eval))
         (out / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in st["rounds"]))
     return run
 
@@ -249,8 +278,8 @@ def _report(ctx: RunContext) -> None:
     table, rounds = tier_table(st.get("before_selfplay", []) + st["after_selfplay"]), st["rounds"]
     md = ("**Defender before and after self-play** (template holdout and hand-written split; "
           "pass-through and over-refusal from labels)\n\n" + headline_table(table)
-          + "\n\n**Attacker per round, before → after the defender update** (fixed-seed "
-          "attacks)\n\n" + _rounds_md(rounds))
+          + "\n\n**Per round: the attacker before → after the defender update** (fixed-seed "
+          "attacks), **the defender after it** (held-out prompts)\n\n" + _rounds_md(rounds))
     hacking = selfplay_hacking(table, rounds) if rounds else {}
     if hacking:
         md += "\n\n" + hacking_lines(hacking, len(rounds))

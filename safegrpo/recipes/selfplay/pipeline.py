@@ -48,6 +48,10 @@ class SelfPlayConfig:
     """Attacks sampled (fixed seed) to measure the attacker's success rate."""
     reward: SelfPlayRewardConfig = field(default_factory=SelfPlayRewardConfig)
     """Attacker reward penalties."""
+    round_eval: str = "handwritten"
+    """Prompts the defender is evaluated on after every round's update (pass-through and
+    over-refusal from labels, strict pass-through by the held-out judges): handwritten (the
+    hand-written eval split) | holdout (the template holdout sample) | none."""
 
     def __post_init__(self) -> None:
         if min(self.rounds, self.attacker_steps, self.defender_steps, self.eval_attacks) < 1:
@@ -56,6 +60,12 @@ class SelfPlayConfig:
             )
         if not 0 <= self.attack_share <= 1:
             raise ValueError("selfplay.attack_share must be in [0, 1]")
+        if self.round_eval not in ROUND_EVAL:
+            raise ValueError(f"selfplay.round_eval must be one of {', '.join(ROUND_EVAL)}, got "
+                             f"{self.round_eval!r}")
+
+
+ROUND_EVAL = ("handwritten", "holdout", "none")
 
 
 class SelfPlayAttackTask(AttackTask):
@@ -232,6 +242,32 @@ def selfplay_round(k: int, st: dict[str, Any], mcfg: ModerationRecipeConfig,
             "attacker_decisions_after": after["decisions"], "example_attacks": before["attacks"],
             **{f"{m}_before": v for m, v in before.items() if m.startswith("heldout_")},
             **{f"{m}_after": v for m, v in after.items() if m.startswith("heldout_")}}
+
+
+def defender_round_eval(st: dict[str, Any], mcfg: ModerationRecipeConfig,
+                        split: str) -> dict[str, Any]:
+    """The defender now (after a round's update) on ``split`` -> {defender_eval: {split, n},
+    defender_pass_through_after, defender_over_refusal_after (labels),
+    defender_strict_pass_through_after (also a transform whose rewrite a held-out judge, never a
+    reward, flags; None without held-out judges)}; {} for ``none``."""
+    if split == "none":
+        return {}
+    from safegrpo.eval.moderation import evaluate, tier_table
+    from safegrpo.eval.rewrites import add_independent
+    from safegrpo.recipes.moderation.demo import eval_splits, policy_defender
+
+    recs = st.get("splits", {}).get(split) or eval_splits(
+        replace(mcfg, eval=replace(mcfg.eval, splits=(split,))))[split]
+    defender = policy_defender(st["defender"], mcfg.arena.prompt_template)
+    rows = evaluate("round", defender, recs, st["arena_reward"], split)
+    if st.get("heldout"):
+        rows = add_independent(rows, st["heldout"], mcfg.arena.text_judge_name)
+    agg = next(r for r in tier_table(rows) if r["tier"] == "all")
+    return {"defender_eval": {"split": split, "n": agg["n"]},
+            "defender_heldout": sorted(st.get("heldout") or ()),
+            "defender_pass_through_after": agg["unsafe_pass_through"],
+            "defender_over_refusal_after": agg["benign_over_refusal"],
+            "defender_strict_pass_through_after": agg["strict_pass_through"]}
 
 
 def players(mcfg: ModerationRecipeConfig, rcfg: RedTeamRecipeConfig, scfg: SelfPlayConfig,
