@@ -10,7 +10,6 @@ import zlib
 from collections.abc import Iterator
 
 import torch
-import uvicorn
 
 from safegrpo.core.types import ScoredBatch
 from safegrpo.envs.moderation.models import parse_action
@@ -19,6 +18,7 @@ from safegrpo.envs.moderation.server.app import create_app
 from safegrpo.envs.moderation.server.config import ArenaServerConfig
 from safegrpo.envs.moderation.server.environment import ModerationEnvironment, PromptIndex
 from safegrpo.envs.moderation.server.transport import uvicorn_config
+from tests.uvicorn_thread import start_server, stop_server
 
 BONUS = {"allow": 0.0, "transform": 0.5, "reject": 0.25}
 
@@ -65,17 +65,9 @@ def fake_app(reward=None, **cfg):
 def live_server(app) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (any free port) in a thread, with the uvicorn settings of
     ``safegrpo serve arena``; yields ``host:port``."""
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
+    server, th, port = start_server(uvicorn_config(app, "127.0.0.1", 0, log_level="warning"),
+                                    wait_s=20)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        server.should_exit = True
-        th.join(timeout=10)
+        stop_server(server, th, join_s=10)

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from safegrpo.judges.serving.app import ScorerServerConfig, create_scorer_app
 from safegrpo.judges.serving.client import ScorerClient, ScorerError
 from safegrpo.judges.toxicity import RemoteJudge
+from tests.uvicorn_thread import start_server, stop_server
 
 
 class LenJudge:
@@ -80,17 +81,11 @@ def test_concurrent_requests_are_micro_batched():
 @pytest.fixture()
 def live(request):
     judge = LenJudge()
-    server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len"), host="127.0.0.1",
-                                           port=0, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    th.join(timeout=5)
+    server, th, port = start_server(uvicorn.Config(create_scorer_app(judge, "len"),
+                                                   host="127.0.0.1", port=0,
+                                                   log_level="warning"), wait_s=10)
+    yield f"http://127.0.0.1:{port}"
+    stop_server(server, th, join_s=5)
 
 
 def test_client_and_remote_judge_against_live_server(live):

@@ -1,10 +1,8 @@
-import threading
-import time
-
 import pytest
 import uvicorn
 
 from safegrpo.judges.serving.app import create_scorer_app
+from tests.uvicorn_thread import start_server, stop_server
 
 
 @pytest.fixture()
@@ -14,18 +12,12 @@ def live_scorer():
     started = []
 
     def start(judge, cfg):
-        server = uvicorn.Server(uvicorn.Config(create_scorer_app(judge, "len", cfg),
-                                               host="127.0.0.1", port=0, log_level="warning"))
-        th = threading.Thread(target=server.run, daemon=True)
-        th.start()
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
+        server, th, port = start_server(uvicorn.Config(
+            create_scorer_app(judge, "len", cfg), host="127.0.0.1", port=0,
+            log_level="warning"), wait_s=10)
         started.append((server, th))
-        return server.servers[0].sockets[0].getsockname()[1]
+        return port
 
     yield start
     for server, th in started:
-        server.should_exit = True
-        th.join(timeout=5)
+        stop_server(server, th, join_s=5)
