@@ -146,13 +146,20 @@ ENGINE_SIDES = {  # side -> rollout engine options (policy.engine)
     "safegrpo_bf16": {"gen_dtype": "bfloat16"},
     "safegrpo_bf16_shared": {"gen_dtype": "bfloat16", "share_prefill": True},
     "safegrpo_vllm": {"name": "vllm", "gen_dtype": "bfloat16"},
+    "safegrpo_bf16_amp": {"gen_dtype": "bfloat16", "share_prefill": True},
 }
+TRAIN_SIDES = {  # side -> trainer options; bf16_amp is the same precision as TRL's bf16=True
+    "safegrpo_bf16_amp": {"mixed_precision": "bf16"},
+}
+SAME_PRECISION = {"safegrpo": "trl", "safegrpo_bf16_amp": "trl_bf16"}  # side -> its TRL match
 
 
-def run_safegrpo(path: Path, args, tmp: Path, engine: dict | None = None) -> dict[str, Any]:
+def run_safegrpo(path: Path, args, tmp: Path, side: str = "safegrpo") -> dict[str, Any]:
+    from accelerate.state import AcceleratorState, GradientState
+
     from safegrpo.policies.engines import EngineConfig
 
-    engine = engine or {}
+    engine = ENGINE_SIDES[side]
     force = ({"min_tokens": args.max_new_tokens, "ignore_eos": True}
              if engine.get("name") == "vllm" else {})  # hf reads min_new_tokens from the model
     pcfg = LMPolicyConfig(model=str(path), lora=LoRAConfig(r=args.lora_r),
@@ -163,7 +170,8 @@ def run_safegrpo(path: Path, args, tmp: Path, engine: dict | None = None) -> dic
     trainer = GRPOTrainer(policy, task, GRPOConfig(
         steps=args.steps + 1, prompts_per_step=args.prompts, group_size=args.group_size,
         minibatch_size=b, lr=LR, loss_agg=args.loss, beta=0.0, seed=0, device="cpu",
-        out_dir=str(tmp / "safegrpo"), save_every=0, report_to=("none",)))
+        out_dir=str(tmp / "safegrpo"), save_every=0, report_to=("none",),
+        **TRAIN_SIDES.get(side, {})))
     timers, times, lengths, rows = Timers(), [], [], []
     timers.wrap(policy, "generate", "generate")
     timers.wrap(policy, "logprobs", "logprob_fwd")
@@ -179,6 +187,8 @@ def run_safegrpo(path: Path, args, tmp: Path, engine: dict | None = None) -> dic
         lengths += [round(m["policy/completion_len"])] * b
         rows.append(m["rows_trained"])
     policy.close()
+    AcceleratorState._reset_state(True)  # the next side may use another mixed precision
+    GradientState._reset_state()
     return {**summarise(times, lengths, timers), "rows_trained_per_step": sum(rows) / len(rows)}
 
 
@@ -277,6 +287,10 @@ def report(res: dict[str, Any], args) -> dict[str, float]:
         if "tokens_per_s" in res.get(side, {}) and "tokens_per_s" in res.get("trl", {}):
             ratios[f"{side}_over_trl_tokens_per_s"] = (res[side]["tokens_per_s"]
                                                        / res["trl"]["tokens_per_s"])
+    for side, trl_side in SAME_PRECISION.items():
+        if "tokens_per_s" in res.get(side, {}) and "tokens_per_s" in res.get(trl_side, {}):
+            ratios[f"same_precision_{side}_over_{trl_side}_tokens_per_s"] = (
+                res[side]["tokens_per_s"] / res[trl_side]["tokens_per_s"])
     if "safegrpo" in res and "floor" in res:
         ratios["safegrpo_over_floor_step_time"] = (res["floor"]["steps_per_s"]
                                                    / res["safegrpo"]["steps_per_s"])
@@ -302,7 +316,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--loss", default="grpo", choices=["grpo", "bnpo", "dapo", "dr_grpo"])
     ap.add_argument("--sides", default="floor,safegrpo,trl",
                     help="comma-separated subset of floor, trl, trl_bf16 (TRL's bf16=True), "
-                    "trl_vllm, safegrpo, safegrpo_bf16, safegrpo_bf16_shared, safegrpo_vllm "
+                    "trl_vllm, safegrpo, safegrpo_bf16, safegrpo_bf16_shared, safegrpo_bf16_amp "
+                    "(bf16 sampling and bf16 autocast training, as TRL's bf16=True), safegrpo_vllm "
                     "(vLLM sides run where vLLM imports: .venv-vllm)")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.group_size < 2 or args.prompts < 1 or args.max_new_tokens < 1:
@@ -336,8 +351,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "trl": lambda: run_trl(path, args, tmp),
                    "trl_bf16": lambda: run_trl(path, args, tmp, bf16=True),
                    "trl_vllm": lambda: run_trl(path, args, tmp, vllm=True),
-                   **{side: (lambda e=eng: run_safegrpo(path, args, tmp, e))
-                      for side, eng in ENGINE_SIDES.items()}}
+                   **{side: (lambda s=side: run_safegrpo(path, args, tmp, s))
+                      for side in ENGINE_SIDES}}
         res = {side: run_side(runners[side]) for side in args.sides.split(",")}
     out = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "sides": res, "ratios": report(res, args)}

@@ -12,6 +12,8 @@ as its own component [B].
 - Decision floor (``no_safe_rewrite`` prompts: the harm is the whole request): a transform gets
   ``no_rewrite_transform`` (below reject) as R_decision and no R_transform, whatever its rewrite
   scores; otherwise "rewrite hate propaganda into a bland safe scene" would out-earn reject.
+  Where a safe rewrite exists, ``rewriteable_reject`` may set reject below the matrix entry, so
+  a good transform pays more than a refusal there (the action a classifier cannot take).
 - R_overrefusal in [-overrefusal, 0]: a benign prompt that is rejected (or transformed, at half
   weight) is penalised in proportion to the text judge's p(safe) of the original.
 - penalties: keyword preservation, n-gram repetition, length sanity, group diversity.
@@ -58,6 +60,11 @@ class ModerationRewardConfig:
     """Decision floor: R_decision of a transform on an unsafe prompt with no safe rewrite
     (``PromptInfo.no_safe_rewrite``), which also earns no R_transform; must be below the reject
     entry of ``unsafe_matrix``, so reject is the best action there."""
+    rewriteable_reject: float | None = None
+    """R_decision of a reject on an unsafe prompt that *has* a safe rewrite (None: the reject
+    entry of ``unsafe_matrix``). Below that entry, a transform whose rewrite the judges call safe
+    and on-intent out-earns the refusal, while a transform with an unsafe or off-intent rewrite
+    (R_transform ~ 0, keyword penalty) still earns less than it; must be above the allow entry."""
     intent_alpha: float = 0.5
     """alpha in cos(e(rewrite), e(orig) - alpha * e(category concept))."""
     overrefusal: float = 0.5
@@ -91,6 +98,9 @@ class ModerationRewardConfig:
         if self.no_rewrite_transform >= self.unsafe_matrix[2]:
             raise ValueError("no_rewrite_transform must be below unsafe_matrix's reject entry: on "
                              "a prompt with no safe rewrite, reject is the right action")
+        if self.rewriteable_reject is not None and self.rewriteable_reject <= self.unsafe_matrix[0]:
+            raise ValueError("rewriteable_reject must be above unsafe_matrix's allow entry: a "
+                             "refusal of an unsafe prompt is never worse than letting it through")
         if self.format_bad > self.format_ok:
             raise ValueError("format_bad must not exceed format_ok")
         if self.max_completion_chars < 1:
@@ -161,6 +171,9 @@ class ModerationReward:
             out[i] = row[DECISIONS.index(a.decision)]
             if a.decision == "transform" and floored(info):
                 out[i] = cfg.no_rewrite_transform
+            elif (a.decision == "reject" and info.label == "unsafe" and not floored(info)
+                  and cfg.rewriteable_reject is not None):
+                out[i] = cfg.rewriteable_reject
         return out
 
     def __call__(self, infos: Sequence[PromptInfo], completions: Sequence[str],

@@ -96,15 +96,16 @@ def holdout_sample(cfg: ModerationRecipeConfig):
 
 
 def eval_splits(cfg: ModerationRecipeConfig) -> dict[str, list]:
-    """{split: records}: the template holdout sample and the whole hand-written eval split."""
+    """{split: records}: the template holdout sample, the whole hand-written eval split and,
+    for tuning, the whole hand-written train split."""
+    from safegrpo.envs.moderation.pools import load_handwritten
+
     out = {}
     for name in cfg.eval.splits:
         if name == "holdout":
             out[name] = holdout_sample(cfg)
         else:
-            from safegrpo.envs.moderation.pools import load_handwritten
-
-            out[name] = list(load_handwritten("eval"))
+            out[name] = list(load_handwritten("train" if name == "handwritten_train" else "eval"))
     return out
 
 

@@ -47,13 +47,18 @@ class SFTDataConfig:
             raise ValueError("sft_data.handwritten_share and transform_frac must be in [0, 1]")
 
 
+EVAL_SPLITS = ("holdout", "handwritten", "handwritten_train")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     max_per_tier: int = 60
     """Template-holdout prompts per tier evaluated (0 = all)."""
     splits: tuple[str, ...] = ("holdout", "handwritten")
     """Evaluation splits: holdout (the generator's held-out templates) and handwritten (prompts
-    written apart from the templates, never trained on or used to fit a judge)."""
+    written apart from the templates, never trained on or used to fit a judge); for tuning,
+    handwritten_train (the hand-written *train* split, which training may use: a knob is chosen
+    on it, never on the two evaluation splits)."""
     zero_shot: bool | None = None
     """Also evaluate the prompted base model before SFT (None = only for a pretrained base)."""
     batch_size: int = 32
@@ -65,9 +70,10 @@ class EvalConfig:
     """Training prompts whose greedy parse rate is logged after each SFT epoch (0 = off)."""
 
     def __post_init__(self) -> None:
-        bad = set(self.splits) - {"holdout", "handwritten"}
+        bad = set(self.splits) - set(EVAL_SPLITS)
         if bad or not self.splits:
-            raise ValueError(f"eval.splits: unknown {sorted(bad)}; valid: holdout, handwritten")
+            raise ValueError(f"eval.splits: unknown {sorted(bad)}; valid: "
+                             + ", ".join(EVAL_SPLITS))
 
 
 @dataclass(frozen=True)
