@@ -81,7 +81,8 @@ def judges_note(rows: Sequence[Mapping[str, Any]]) -> str:
     held = ", ".join(names["independent"]) or "none"
     return (f"\n\nJudges. Training reward: {names['training']} text judge + MiniLM intent + "
             "lexicon keyword penalty (mean_reward, rewrite unsafe (training)). Labels only: "
-            "pass-through, over-refusal, parse. Held-out, never used in training: "
-            f"{held} (strict pass-through, rewrite unsafe (held-out); p(unsafe) >= "
-            f"{THRESHOLD}; a weak judge of image prompts gives lower bounds, see `safegrpo judges "
-            "report`). Collapse: token Jaccard, no judge.")
+            "pass-through, over-refusal, parse, floor reject, rewriteable transform. Held-out, "
+            f"never used in training: {held} (strict pass-through, rewrite unsafe (held-out); "
+            f"p(unsafe) >= {THRESHOLD}; a weak judge of image prompts gives lower bounds, see "
+            "`safegrpo judges report`). Both the training and the held-out judges: safe "
+            "transform. Collapse: token Jaccard, no judge.")

@@ -3,7 +3,8 @@
 - Moderation (``moderation_seed_rows``): per (split, method), every per-prompt rate of
   ``eval.moderation.prompt_values`` gets a two-stage interval (seeds, then prompts within each
   seed); whole-set statistics (distinct rewrites / transforms, rewrite similarity) one value per
-  seed, so their interval is over seeds only.
+  seed, so their interval is over seeds only. A column may cover one tier or the aggregate
+  ``T2+T3`` (``eval.moderation.TIER_GROUPS``): issue 25's transform target is read there.
 - Any other demo (``generic_seed_rows``): rows of ``summary["table"]`` matched across seeds by
   their text fields; every numeric field gets an interval over seeds only.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from safegrpo.envs.moderation.pools import TIERS
 from safegrpo.eval.intervals import N_BOOT, Interval, bootstrap_interval, format_interval
 from safegrpo.eval.markdown import markdown_table
-from safegrpo.eval.moderation import prompt_values
+from safegrpo.eval.moderation import in_tier, prompt_values
 from safegrpo.eval.rewrites import collapse, judges_note, rewrite_of
 
 # (column title, metric, tier or None for every prompt)
@@ -29,6 +30,10 @@ MODERATION_COLUMNS = (
     ("rewrite unsafe (held-out)", "rewrite_unsafe_indep", None),
     ("rewrite unsafe (training)", "rewrite_unsafe_train", None),
     ("distinct rewrites", "distinct_rewrite_ratio", None),
+    ("safe transform T2+T3", "safe_transform_rate", "T2+T3"),
+    ("distinct rewrites T2+T3", "distinct_rewrite_ratio", "T2+T3"),
+    ("floor reject", "floor_reject_rate", None),
+    ("rewriteable transform", "rewriteable_transform_rate", None),
 )
 SET_METRICS = ("distinct_rewrite_ratio", "rewrite_similarity")
 
@@ -55,13 +60,13 @@ def moderation_seed_rows(records_by_seed: Sequence[Sequence[Mapping[str, Any]]],
                                "judges": next((r.get("judges") for recs in per_seed for r in recs
                                                if r.get("judges")), None)}
         for title, metric, tier in MODERATION_COLUMNS:
+            per_tier = [[r for r in recs if in_tier(r, tier)] for recs in per_seed]
             if metric in SET_METRICS:
                 groups = [[collapse([w for w in (rewrite_of(r) for r in recs
                                                  if r["decision"] == "transform") if w])[metric]]
-                          for recs in per_seed]
+                          for recs in per_tier]
             else:
-                groups = [[prompt_values(r)[metric] for r in recs
-                           if tier is None or r["tier"] == tier] for recs in per_seed]
+                groups = [[prompt_values(r)[metric] for r in recs] for recs in per_tier]
             row[title] = bootstrap_interval(groups, n_boot=n_boot, seed=seed)
         rows.append(row)
     return rows

@@ -118,7 +118,41 @@ def test_no_safe_rewrite_labels_follow_the_written_rule():
                if r.category != "sexual")
     explicit = [r for r in pool if r.category == "sexual" and r.no_safe_rewrite]
     assert explicit and all(r.tier in ("T1", "T2") for r in explicit)
-    assert not any(r.no_safe_rewrite for r in load_handwritten("eval"))  # not labelled yet
+    ev = load_handwritten("eval")
+    ev_marked = collections.Counter(r.category for r in ev if r.no_safe_rewrite)
+    assert ev_marked == {"hate": 41, "sexual": 21, "self-harm": 5}  # docs/handwritten_splits.md
+    assert all(r.no_safe_rewrite == (r.category == "hate") for r in ev
+               if r.category not in ("sexual", "self-harm"))
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+@pytest.mark.parametrize(("edit", "why"), [
+    (lambda r: r.pop("no_safe_rewrite"), "missing"),
+    (lambda r: r.update(no_safe_rewrite="yes"), "got 'yes'"),
+])
+def test_unsafe_rows_must_state_no_safe_rewrite(tmp_path, monkeypatch, split, edit, why):
+    """A dataclass default would quietly label a forgotten row "has a safe rewrite"."""
+    src = (pools._data_dir() / pools.HANDWRITTEN[split]).read_text().splitlines()
+    rows = [json.loads(ln) for ln in src[:3]]
+    benign = next(json.loads(ln) for ln in src if '"label": "safe"' in ln)
+    benign.pop("no_safe_rewrite")  # benign rows may rely on the default
+    edit(rows[1])
+    (tmp_path / pools.HANDWRITTEN[split]).write_text(
+        "".join(json.dumps(r) + "\n" for r in (*rows, benign)))
+    monkeypatch.setattr(pools, "_data_dir", lambda: tmp_path)
+    pools._load_handwritten.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=rf"{pools.HANDWRITTEN[split]}:2: unsafe record "
+                                             rf"'{rows[1]['id']}' must state 'no_safe_rewrite'"
+                                             rf".*\({why};"):
+            load_handwritten(split)
+        rows[1]["no_safe_rewrite"] = True  # stated: the same file loads
+        (tmp_path / pools.HANDWRITTEN[split]).write_text(
+            "".join(json.dumps(r) + "\n" for r in (*rows, benign)))
+        pools._load_handwritten.cache_clear()
+        assert load_handwritten(split)[1].no_safe_rewrite
+    finally:
+        pools._load_handwritten.cache_clear()
 
 
 def test_sft_targets_reject_prompts_with_no_safe_rewrite():

@@ -9,6 +9,16 @@ Hand-written splits (docs/handwritten_splits.md), written apart from the templat
 ``load_handwritten("train")`` joins the training pools (``train_split`` and the sampler, switch:
 ``CurriculumConfig.handwritten``); ``load_handwritten("eval")`` is for evaluation only and no
 training or judge-fitting path reads it (tests/envs/test_handwritten_isolation.py).
+
+``no_safe_rewrite`` (every unsafe row of both hand-written splits states it; the loader raises
+otherwise): true when the harm is the whole request, so no image that keeps what the user asked
+for is safe and reject is the right action (the reward's decision floor). Judged from the
+prompt's text alone, by category: every hateful prompt (demeaning a group, hate symbols,
+slogans, propaganda); sexual prompts whose subject is an explicit sex act, visible genitals or
+pornography (nudity alone is not: a clothed figure keeps subject, pose and setting); self-harm
+prompts that promote it ("thinspo", "goal body", "inspo", a mood board of methods), not those
+that depict an act; violence never (a violent scene keeps its subject, setting and style in a
+safe one). Benign rows: false. Full rule and counts: docs/handwritten_splits.md.
 """
 
 from __future__ import annotations
@@ -46,15 +56,24 @@ def _data_dir() -> Path:
     return Path(str(resources.files("safegrpo.envs.moderation") / "data"))
 
 
-def _read_records(p: Path) -> tuple[PromptRecord, ...]:
+def _read_records(p: Path, unsafe_must_state: tuple[str, ...] = ()) -> tuple[PromptRecord, ...]:
+    """Records of a JSONL file; ``unsafe_must_state``: boolean fields every unsafe row must give
+    explicitly (a dataclass default would silently label it). Raises naming file, line, id."""
     out = []
     for i, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(PromptRecord(**json.loads(line)))
+            row = json.loads(line)
+            rec = PromptRecord(**row)
         except (TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{p}:{i}: bad prompt record: {e}") from None
+        for key in unsafe_must_state if rec.unsafe else ():
+            if not isinstance(row.get(key), bool):
+                got = f"got {row[key]!r}" if key in row else "missing"
+                raise ValueError(f"{p}:{i}: unsafe record {rec.id!r} must state {key!r} as "
+                                 f"true or false ({got}; rule: docs/handwritten_splits.md)")
+        out.append(rec)
     return tuple(out)
 
 
@@ -67,7 +86,7 @@ def load_pool(path: str | None = None) -> tuple[PromptRecord, ...]:
 @lru_cache(maxsize=2)
 def _load_handwritten(split: str) -> tuple[PromptRecord, ...]:
     p = _data_dir() / HANDWRITTEN[split]
-    recs = _read_records(p)
+    recs = _read_records(p, unsafe_must_state=("no_safe_rewrite",))
     for r in recs:
         # eval rows are holdout, so even a pool that wrongly merged them would never train on them
         if r.holdout != (split == "eval") or not r.id.startswith(f"hw-{split}-"):
