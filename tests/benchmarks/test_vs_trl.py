@@ -23,10 +23,11 @@ def test_all_sides_run_one_step_and_report(tmp_path, capsys):
     res = load_script().main(["--steps", "1", "--prompts", "2", "--group-size", "2",
                               "--max-new-tokens", "4", "--threads", "1", "--hidden", "32",
                               "--layers", "1", "--vocab", "300", "--lora-r", "4",
+                              "--sides", "floor,safegrpo,safegrpo_bf16_amp,trl,trl_bf16",
                               "--json", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     sides = res["sides"]
-    assert set(sides) == {"floor", "safegrpo", "trl"}
+    assert set(sides) == {"floor", "safegrpo", "safegrpo_bf16_amp", "trl", "trl_bf16"}
     assert sides["trl"]["global_steps"] == 2  # warm-up + 1 timed step
     for side, r in sides.items():
         assert r["steps"] == 1, side
@@ -37,11 +38,14 @@ def test_all_sides_run_one_step_and_report(tmp_path, capsys):
         assert set(br) == {"generate", "logprob_fwd", "backward_step", "reward", "other"}
         assert br["generate"] > 0 and br["logprob_fwd"] > 0 and br["backward_step"] > 0, side
         assert sum(br.values()) == pytest.approx(1 / r["steps_per_s"]), side
-    for side in ("safegrpo", "trl"):
+    for side in ("safegrpo", "safegrpo_bf16_amp", "trl", "trl_bf16"):
         assert sides[side]["breakdown_s_per_step"]["reward"] > 0, side
     assert sides["safegrpo"]["rows_trained_per_step"] > 0
-    assert set(res["ratios"]) == {"safegrpo_over_trl_tokens_per_s",
-                                  "safegrpo_over_floor_step_time", "trl_over_floor_step_time"}
+    assert set(res["ratios"]) == {
+        "safegrpo_over_trl_tokens_per_s", "safegrpo_bf16_amp_over_trl_tokens_per_s",
+        "trl_bf16_over_trl_tokens_per_s", "safegrpo_over_floor_step_time",
+        "trl_over_floor_step_time", "same_precision_safegrpo_over_trl_tokens_per_s",
+        "same_precision_safegrpo_bf16_amp_over_trl_bf16_tokens_per_s"}
     assert all(v > 0 for v in res["ratios"].values())
     printed = capsys.readouterr().out
     assert "safegrpo_over_trl_tokens_per_s" in printed and "floor" in printed
