@@ -178,18 +178,20 @@ def run_safegrpo(path: Path, args, tmp: Path, side: str = "safegrpo") -> dict[st
     timers.wrap(policy, "logprobs", "logprob_fwd")
     timers.wrap(task, "score", "reward")
     timers.wrap(trainer, "_update", "backward_step")
-    for step in range(args.steps + 1):  # step 0 = warm-up, not timed
-        t0 = time.perf_counter()
-        m = trainer.step(step)
-        if step == 0:
-            timers.reset()
-            continue
-        times.append(time.perf_counter() - t0)
-        lengths += [round(m["policy/completion_len"])] * b
-        rows.append(m["rows_trained"])
-    policy.close()
-    AcceleratorState._reset_state(True)  # the next side may use another mixed precision
-    GradientState._reset_state()
+    try:
+        for step in range(args.steps + 1):  # step 0 = warm-up, not timed
+            t0 = time.perf_counter()
+            m = trainer.step(step)
+            if step == 0:
+                timers.reset()
+                continue
+            times.append(time.perf_counter() - t0)
+            lengths += [round(m["policy/completion_len"])] * b
+            rows.append(m["rows_trained"])
+    finally:  # also after a failing side: the next may use another mixed precision
+        policy.close()
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
     return {**summarise(times, lengths, timers), "rows_trained_per_step": sum(rows) / len(rows)}
 
 
