@@ -26,6 +26,7 @@ from safegrpo.policies.lineage import write_lineage
 from safegrpo.policies.lm_config import LMPolicyConfig, LoRAConfig
 from safegrpo.policies.lm_ops import load_base, token_logprobs, wrap_lora
 from safegrpo.policies.lm_ops import merge_adapter as merge_adapter  # recipes import it from here
+from safegrpo.policies.shared_prompt import can_share, shared_prompt_logprobs
 
 
 class LMPolicy:
@@ -175,6 +176,9 @@ class LMPolicy:
     def logprobs(self, prompt_ids: Tensor, prompt_mask: Tensor, completion_ids: Tensor,
                  completion_mask: Tensor, *, model=None, with_entropy: bool = False):
         model = model or self.model
+        if self.cfg.shared_prompt_logprobs and can_share(model, prompt_ids):
+            return shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids,
+                                          completion_mask, self.cfg.temperature, with_entropy)
         ids = torch.cat([prompt_ids, completion_ids], dim=1)
         mask = torch.cat([prompt_mask, completion_mask], dim=1)
         return token_logprobs(model, ids, mask, completion_ids.shape[1], self.cfg.temperature,

@@ -54,6 +54,9 @@ class LMPolicyConfig:
     """Repetition penalty of the sampler (1.0 = off)."""
     generation_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the engine's sampler (hf: generate(); vllm: SamplingParams)."""
+    shared_prompt_logprobs: bool = True
+    """Log-prob forwards run each distinct prompt once and reuse its KV cache for its G
+    completions (the same log-probs and gradients; off under gradient checkpointing or dropout)."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     """Rollout engine that samples completions (hf | vllm); the trainer computes log-probs."""
     seed: int = 0

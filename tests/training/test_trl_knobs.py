@@ -68,6 +68,7 @@ def test_linear_schedule_with_warmup_and_exact_resume(tiny_lm_path, tmp_path):
 
 def test_gradient_checkpointing_gives_the_same_update(tiny_lm_path, tmp_path):
     pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=1)
+    object.__setattr__(pol_a.cfg, "shared_prompt_logprobs", False)  # checkpointing runs it plain
     pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", steps=1, gradient_checkpointing=True)
     on = [getattr(m, "gradient_checkpointing", False) for m in pol_b.model.modules()]
     off = [getattr(m, "gradient_checkpointing", False) for m in pol_a.model.modules()]
@@ -108,6 +109,7 @@ def test_token_weights_scale_the_policy_term_not_the_denominator():
 
 def test_top_entropy_quantile_changes_the_update(tiny_lm_path, tmp_path):
     pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=1)
+    object.__setattr__(pol_a.cfg, "shared_prompt_logprobs", False)  # checkpointing runs it plain
     pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", steps=1, top_entropy_quantile=0.2)
     tr_a.train()
     tr_b.train()

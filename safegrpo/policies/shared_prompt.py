@@ -1,0 +1,78 @@
+"""Log-probs of a GRPO batch with each distinct prompt run once.
+
+A GRPO batch holds G completions of every prompt, so a plain forward runs each prompt G times.
+Here the distinct prompts (all but their last token) go through the model once, with gradients
+when the caller trains; their KV cache is gathered back to the B rows (an index, so gradients
+from every completion reach the shared prompt) and a second forward runs only the last prompt
+token and the completion. The log-probs are those of the plain forward (same positions, same
+mask; float rounding apart) and the backward flows through both passes.
+
+It falls back to the plain forward where sharing would change the result or cannot work:
+gradient checkpointing (it re-runs layers with a cache the first pass already filled), an
+active dropout module (the group would share one dropout mask), a one-token prompt, or a batch
+without a repeated prompt.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _dropout_active(model) -> bool:
+    if not model.training:
+        return False
+    return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+
+
+def _checkpointing(model) -> bool:
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # new name first
+        try:
+            return bool(getattr(model, name))
+        except AttributeError:
+            continue
+    return False
+
+
+def _cache_kwarg(model) -> str:
+    """transformers >= 5.2x names the cache argument ``cache`` (``past_key_values`` before)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def can_share(model, prompt_ids: Tensor) -> bool:
+    """Whether ``shared_prompt_logprobs`` gives the plain forward's result for this batch."""
+    if prompt_ids.shape[0] < 2 or prompt_ids.shape[1] < 2:
+        return False
+    if _checkpointing(model) or _dropout_active(model):
+        return False
+    return torch.unique(prompt_ids, dim=0).shape[0] < prompt_ids.shape[0]
+
+
+def shared_prompt_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor,
+                           completion_ids: Tensor, completion_mask: Tensor,
+                           temperature: float = 1.0,
+                           with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Log-probs [B, T] of ``completion_ids`` after left-padded ``prompt_ids`` [B, P]
+    (+ entropy [B, T]), each distinct (prompt, mask) row run once (see the module doc)."""
+    n_prompt, n_comp = prompt_ids.shape[1], completion_ids.shape[1]
+    rows = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)
+    uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    head, head_mask = uniq[:, :n_prompt - 1], uniq[:, n_prompt:2 * n_prompt - 1]
+    head_pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = model(input_ids=head, attention_mask=head_mask, position_ids=head_pos,
+                  use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_select_indices(inverse.to(head.device))
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -n_comp - 1:]
+    tail = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
+    logits = model(input_ids=tail, attention_mask=mask, position_ids=pos, use_cache=True,
+                   **{_cache_kwarg(model): cache}).logits
+    logits = logits[:, :-1, :].float() / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = torch.gather(logp_all, -1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, ent
