@@ -36,6 +36,20 @@ def test_bundled_data_is_consistent_and_safe_targets_respect_constraints():
     assert parse_list(text, cat) == list(cat.movies)
 
 
+def test_tune_split_holds_training_users_out_and_never_reads_validation():
+    cfg = load_config(RecommenderRecipeConfig, None, ["data.eval_split=tune",
+                                                      "data.max_val_users=100"]).data
+    _, train, tune = load_data(cfg)
+    _, all_train, val = load_data(load_config(RecommenderRecipeConfig).data)
+    ids = {id(u) for u in train}
+    assert len(train) == 380 and len(tune) == 100 and not ids & {id(u) for u in tune}
+    assert [u.history for u in train + tune] == [u.history for u in all_train]
+    assert all(u.split == "train" for u in tune)  # no validation user is evaluated
+    with pytest.raises(ValueError, match="cannot spare"):
+        load_data(load_config(RecommenderRecipeConfig, None, ["data.eval_split=tune",
+                                                              "data.max_val_users=480"]).data)
+
+
 def test_two_step_recommender_demo_smoke(tmp_path, monkeypatch):
     from safegrpo.recipes.recommender.demo import render_summary, run_demo
     from tests.console_check import f3, has_row, render_at_80
@@ -109,6 +123,7 @@ def test_segment_map_matches_lines_of_a_real_tokenizer(tmp_path, tiny_lm_path):
         ("reward.relevance=cubic", "relevance"),
         ("grpo.advantage=nope", "advantage"),
         ("reward.k=0", "k"),
+        ("data.eval_split=test", "eval_split"),
     ],
 )
 def test_recommender_config_errors(bad, field):

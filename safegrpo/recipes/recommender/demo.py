@@ -158,7 +158,8 @@ def _report(ctx: RunContext) -> None:
                                        + "\n\n".join(lines) + "\n")
     trainer = st["trainer"]
     ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started, "k": k,
-                   "n_val_users": len(st["val"]), "table": st["rows"], "hacking": hacking,
+                   "n_val_users": len(st["val"]), "eval_split": cfg.data.eval_split,
+                   "table": st["rows"], "hacking": hacking,
                    "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                                 **{x: v for x, v in st["rows"][-1].items() if x != "policy"}}}
     (out / "summary.json").write_text(json.dumps(ctx.summary, indent=1))

@@ -52,6 +52,17 @@ class RecDataConfig:
     """Safe-SFT targets drawn per training user."""
     max_val_users: int = 120
     """Validation users evaluated (0 = all)."""
+    eval_split: str = "val"
+    """Users every evaluation reads: ``val`` (the validation users), or ``tune``: the last
+    max_val_users training users, then held out of Safe SFT and GRPO, so knobs are chosen
+    without touching the validation users."""
+
+    def __post_init__(self) -> None:
+        if self.eval_split not in ("val", "tune"):
+            raise ValueError(f"data.eval_split must be val | tune, got {self.eval_split!r}")
+        if self.eval_split == "tune" and self.max_val_users < 1:
+            raise ValueError("data.eval_split=tune needs data.max_val_users >= 1 (the number of "
+                             "training users held out)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,11 @@ def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
         raise ValueError(f"users refer to ids missing from the catalog: {sorted(missing)[:5]}")
     train = [u for u in users if u.split == "train"]
     val = [u for u in users if u.split == "val"]
+    if cfg.eval_split == "tune":  # held out of training; the validation users stay unread
+        if len(train) <= cfg.max_val_users:
+            raise ValueError(f"data.eval_split=tune: {len(train)} training users cannot spare "
+                             f"{cfg.max_val_users} (data.max_val_users)")
+        return catalog, train[:-cfg.max_val_users], train[-cfg.max_val_users:]
     if cfg.max_val_users > 0:
         val = val[:cfg.max_val_users]
     return catalog, train, val
