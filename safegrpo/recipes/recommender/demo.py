@@ -67,17 +67,22 @@ def render_summary(summary: dict[str, Any]):
     heads = ["policy", f"recall\n@{k}", f"NDCG\n@{k}", f"sensitivity\nratio@{k}", "count\nexact",
              "unmatched", "repeats"]
     table = compact_table(heads, ([r["policy"], *(r[x] for x in keys)] for r in summary["table"]))
-    return headline(f"Validation ({summary['n_val_users']} users; eval_table.md)", table,
-                    *hacking_lines(summary.get("hacking", {})))
+    users = users_label(summary.get("eval_split", "val"))
+    return headline(f"{users[0].upper()}{users[1:]} ({summary['n_val_users']}; eval_table.md)",
+                    table, *hacking_lines(summary.get("hacking", {}), users))
 
 
-def hacking_lines(hacking: dict[str, Any]) -> list[str]:
+def hacking_lines(hacking: dict[str, Any], users: str = "validation users") -> list[str]:
     """One verdict line per GRPO arm."""
     from safegrpo.eval.reward_hacking import verdict_line
 
     return [verdict_line(h, f"{arm}, {len(h['steps'])} checkpoints (steps "
-                            f"{', '.join(map(str, h['steps']))}; validation users)")
+                            f"{', '.join(map(str, h['steps']))}; {users})")
             for arm, h in hacking.items()]
+
+
+def users_label(split: str) -> str:
+    return "validation users" if split == "val" else "tune users (held-out training users)"
 
 
 def _setup(ctx: RunContext) -> None:
@@ -153,7 +158,7 @@ def _report(ctx: RunContext) -> None:
     out = Path(cfg.out_dir)
     (out / "eval_table.json").write_text(json.dumps(st["rows"], indent=1))
     hacking = hacking_checks(st["rows"], st.get("curves", {}), k)
-    lines = hacking_lines(hacking)
+    lines = hacking_lines(hacking, users_label(cfg.data.eval_split))
     (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n\n"
                                        + "\n\n".join(lines) + "\n")
     trainer = st["trainer"]
