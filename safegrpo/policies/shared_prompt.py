@@ -43,6 +43,20 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+def _select_rows(cache, index: Tensor) -> None:
+    """Gather the cache's rows with ``index_select``: its backward (``index_add_``) sums in a
+    fixed order, where advanced indexing's (``index_put_`` with accumulate) does not on a
+    multi-threaded CPU, and runs of one seed would drift apart."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        cache.batch_select_indices(index)
+        return
+    for layer in layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+
+
 def can_share(model, prompt_ids: Tensor) -> bool:
     """Whether ``shared_prompt_logprobs`` gives the plain forward's result for this batch."""
     if prompt_ids.shape[0] < 2 or prompt_ids.shape[1] < 2:
@@ -65,7 +79,7 @@ def shared_prompt_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor,
     head_pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
     cache = model(input_ids=head, attention_mask=head_mask, position_ids=head_pos,
                   use_cache=True, logits_to_keep=1).past_key_values
-    cache.batch_select_indices(inverse.to(head.device))
+    _select_rows(cache, inverse.to(head.device))
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -n_comp - 1:]
     tail = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)

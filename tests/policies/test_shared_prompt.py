@@ -75,3 +75,31 @@ def test_dropout_and_checkpointing_fall_back_to_the_plain_forward(tiny_lm_path):
     pol2, pids2, *_ = _batch(tiny_lm_path)
     pol2.model.gradient_checkpointing_enable()
     assert not can_share(pol2.model.train(), pids2)
+
+
+def test_gathering_the_shared_cache_is_deterministic_on_two_threads():
+    # advanced indexing's backward (index_put_ with accumulate) sums in a varying order on a
+    # multi-threaded CPU; runs of one seed then drift apart (the tiny demo did by step 1)
+    from transformers import DynamicCache
+
+    from safegrpo.policies.shared_prompt import _select_rows
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        k = torch.randn(4, 4, 60, 32, generator=gen, requires_grad=True)
+        idx = torch.arange(4).repeat_interleave(8)[torch.randperm(32, generator=gen)]
+        w = torch.randn(32, 4, 60, 32, generator=gen)
+        grads = []
+        for _ in range(30):
+            k.grad = None
+            cache = DynamicCache()
+            cache.update(k * 1.0, k * 2.0, 0)
+            _select_rows(cache, idx)
+            ((cache.layers[0].keys + cache.layers[0].values) * w).sum().backward()
+            grads.append(k.grad.clone())
+        assert all(torch.equal(grads[0], g) for g in grads[1:])
+        torch.testing.assert_close(grads[0], 3 * w.new_zeros(4, 4, 60, 32).index_add_(0, idx, w))
+    finally:
+        torch.set_num_threads(threads)
