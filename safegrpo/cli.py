@@ -177,6 +177,11 @@ def demo(
         console.print(f"results in {cfg.out_dir}/ (seeds_table.md, seeds_table.json, seed_*/)")
         return
     summary = _run(recipe, cfg, "demo", resume, skip, console.print)
+    unreported = {s.name for s in rec.stages(cfg) if s.kind == "report"} & set(skip or ())
+    if unreported:  # the table is what the report stage writes
+        console.print(f"--skip {', '.join(sorted(unreported))}: no table to print; the other "
+                      f"stages' outputs are in {cfg.out_dir}/")
+        return
     console.print(rec.render(summary))
     console.print(f"wall time {summary['wall_time_s']:.0f}s; results in {cfg.out_dir}/ "
                   f"({rec.outputs})")

@@ -103,4 +103,6 @@ def test_toy_recipe_runs_through_the_generated_cli(tiny_lm_path, tmp_path, toy_r
     assert res.exit_code == 0 and "grpo.steps" in res.output
     res = runner.invoke(app, ["demo", "toy", *sets, "--skip", "nope"])
     assert res.exit_code == 2 and "unknown stage" in res.output
+    res = runner.invoke(app, ["demo", "toy", *sets, "--skip", "report"])  # nothing to render
+    assert res.exit_code == 0 and "no table to print" in res.output, res.output
     assert "toy" in runner.invoke(app, ["recipes"]).output
