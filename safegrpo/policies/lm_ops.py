@@ -54,21 +54,30 @@ def wrap_lora(base, lora: LoRAConfig):
     return get_peft_model(base, pcfg)
 
 
+def mask_positions(mask: Tensor) -> Tensor:
+    """Position ids of left-padded rows [B, L]: 0 at each row's first token (padding 0 too)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def completion_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0,
+                        with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Logits [B, T, V] that predict ``targets`` [B, T] -> their log-probs [B, T] at
+    ``temperature`` (+ entropy [B, T]), in fp32."""
+    logp_all = F.log_softmax(logits.float() / temperature, dim=-1)
+    logp = torch.gather(logp_all, -1, targets.unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, ent
+
+
 def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor, n_completion: int,
                    temperature: float = 1.0,
                    with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """Log-probs of the last ``n_completion`` tokens of ``input_ids`` [B, L] -> [B, T]
     (+ entropy [B, T])."""
-    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     # only the positions that predict completion tokens go through the LM head: with a 49k
     # vocabulary the head over every prompt position costs as much as several layers
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=mask_positions(attention_mask),
                    logits_to_keep=n_completion + 1).logits
-    logits = logits[:, -n_completion - 1:-1, :].float() / temperature
-    targets = input_ids[:, -n_completion:]
-    logp_all = F.log_softmax(logits, dim=-1)
-    logp = torch.gather(logp_all, -1, targets.unsqueeze(-1)).squeeze(-1)
-    ent = None
-    if with_entropy:
-        ent = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, ent
+    return completion_logprobs(logits[:, -n_completion - 1:-1, :],
+                               input_ids[:, -n_completion:], temperature, with_entropy)

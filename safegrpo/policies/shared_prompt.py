@@ -18,8 +18,9 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from safegrpo.policies.lm_ops import completion_logprobs, mask_positions
 
 
 def _dropout_active(model) -> bool:
@@ -76,17 +77,12 @@ def shared_prompt_logprobs(model, prompt_ids: Tensor, prompt_mask: Tensor,
     rows = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)
     uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)
     head, head_mask = uniq[:, :n_prompt - 1], uniq[:, n_prompt:2 * n_prompt - 1]
-    head_pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = model(input_ids=head, attention_mask=head_mask, position_ids=head_pos,
+    cache = model(input_ids=head, attention_mask=head_mask, position_ids=mask_positions(head_mask),
                   use_cache=True, logits_to_keep=1).past_key_values
     _select_rows(cache, inverse.to(head.device))
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -n_comp - 1:]
     tail = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
-    logits = model(input_ids=tail, attention_mask=mask, position_ids=pos, use_cache=True,
+    logits = model(input_ids=tail, attention_mask=mask,
+                   position_ids=mask_positions(mask)[:, -n_comp - 1:], use_cache=True,
                    **{_cache_kwarg(model): cache}).logits
-    logits = logits[:, :-1, :].float() / temperature
-    logp_all = F.log_softmax(logits, dim=-1)
-    logp = torch.gather(logp_all, -1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    ent = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
-    return logp, ent
+    return completion_logprobs(logits[:, :-1, :], completion_ids, temperature, with_entropy)

@@ -109,7 +109,6 @@ def test_token_weights_scale_the_policy_term_not_the_denominator():
 
 def test_top_entropy_quantile_changes_the_update(tiny_lm_path, tmp_path):
     pol_a, tr_a = make(tiny_lm_path, tmp_path / "a", steps=1)
-    object.__setattr__(pol_a.cfg, "shared_prompt_logprobs", False)  # checkpointing runs it plain
     pol_b, tr_b = make(tiny_lm_path, tmp_path / "b", steps=1, top_entropy_quantile=0.2)
     tr_a.train()
     tr_b.train()

@@ -19,6 +19,7 @@ from safegrpo.policies.engines.base import (
     truncate_at_stop,
 )
 from safegrpo.policies.engines.merged import MergedCopy
+from safegrpo.policies.lm_ops import mask_positions
 
 
 def left_pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,8 +41,7 @@ def shared_prefill(net, ids: torch.Tensor, mask: torch.Tensor, n: int):
     if ids.shape[1] < 2:
         return None
     head, head_mask = ids[:, :-1], mask[:, :-1]
-    pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = net(input_ids=head, attention_mask=head_mask, position_ids=pos,
+    cache = net(input_ids=head, attention_mask=head_mask, position_ids=mask_positions(head_mask),
                 use_cache=True).past_key_values
     if n > 1:
         cache.batch_repeat_interleave(n)

@@ -67,22 +67,24 @@ def render_summary(summary: dict[str, Any]):
     heads = ["policy", f"recall\n@{k}", f"NDCG\n@{k}", f"sensitivity\nratio@{k}", "count\nexact",
              "unmatched", "repeats"]
     table = compact_table(heads, ([r["policy"], *(r[x] for x in keys)] for r in summary["table"]))
-    users = users_label(summary.get("eval_split", "val"))
+    split = summary.get("eval_split", "val")
+    users = users_label(split)
     return headline(f"{users[0].upper()}{users[1:]} ({summary['n_val_users']}; eval_table.md)",
-                    table, *hacking_lines(summary.get("hacking", {}), users))
+                    table, *hacking_lines(summary.get("hacking", {}), split))
 
 
-def hacking_lines(hacking: dict[str, Any], users: str = "validation users") -> list[str]:
+def users_label(split: str) -> str:
+    """The users an evaluation read (``data.eval_split``), in words."""
+    return "validation users" if split == "val" else "tune users (held-out training users)"
+
+
+def hacking_lines(hacking: dict[str, Any], split: str = "val") -> list[str]:
     """One verdict line per GRPO arm."""
     from safegrpo.eval.reward_hacking import verdict_line
 
     return [verdict_line(h, f"{arm}, {len(h['steps'])} checkpoints (steps "
-                            f"{', '.join(map(str, h['steps']))}; {users})")
+                            f"{', '.join(map(str, h['steps']))}; {users_label(split)})")
             for arm, h in hacking.items()]
-
-
-def users_label(split: str) -> str:
-    return "validation users" if split == "val" else "tune users (held-out training users)"
 
 
 def _setup(ctx: RunContext) -> None:
@@ -158,7 +160,7 @@ def _report(ctx: RunContext) -> None:
     out = Path(cfg.out_dir)
     (out / "eval_table.json").write_text(json.dumps(st["rows"], indent=1))
     hacking = hacking_checks(st["rows"], st.get("curves", {}), k)
-    lines = hacking_lines(hacking, users_label(cfg.data.eval_split))
+    lines = hacking_lines(hacking, cfg.data.eval_split)
     (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n\n"
                                        + "\n\n".join(lines) + "\n")
     trainer = st["trainer"]
