@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from safegrpo.cli import app
 from safegrpo.core.config import load_config
-from safegrpo.envs.recommender.catalog import Catalog, load_users, parse_list
+from safegrpo.envs.recommender.catalog import Catalog, load_users, parse_list, render_prompt
 from safegrpo.recipes.recommender.pipeline import (
     RecommenderRecipeConfig,
     RecTask,
@@ -34,6 +34,32 @@ def test_bundled_data_is_consistent_and_safe_targets_respect_constraints():
     # every catalog label parses back to its own id
     text = "\n".join(f"{i + 1}. {m.label}" for i, m in enumerate(cat.movies.values()))
     assert parse_list(text, cat) == list(cat.movies)
+
+
+def test_candidates_are_fixed_per_user_listed_before_top_k_and_hold_the_sft_targets():
+    import random
+
+    cfg = load_config(RecommenderRecipeConfig, None, ["data.candidates=16"])
+    cat, train, val = load_data(cfg.data)
+    _, plain_train, _ = load_data(load_config(RecommenderRecipeConfig).data)
+    assert [u.history for u in train] == [u.history for u in plain_train]
+    assert load_data(cfg.data)[1][:50] == train[:50]  # the same lists on every load
+    oracle = cat.oracle(0.5)
+    for u in train[:100] + val:
+        c = u.candidates
+        assert len(c) == len(set(c)) == 16 and not set(c) & set(u.history)
+        assert len(set(c) & set(u.relevant)) == min(8, len(set(u.relevant) - set(u.history)))
+        t = safe_targets(u, cat, oracle, 5, random.Random(0))
+        n_safe = sum(not (u.avoid and oracle.violates(i, u.avoid)) for i in c)
+        assert len(t) == 5 and len(set(t) & set(c)) == min(5, n_safe), (n_safe, t)
+        assert not any(u.avoid and oracle.violates(i, u.avoid) for i in t)
+    text = render_prompt(train[0], cat, 5)
+    head, _, tail = text.partition("Candidates: ")
+    assert head == render_prompt(plain_train[0], cat, 5).replace("Top 5:\n", "")
+    assert tail == "; ".join(cat.movies[i].label for i in train[0].candidates) + "\nTop 5:\n"
+    # relevant candidates are not all at the front: the order carries no label
+    firsts = [u.candidates[0] in u.relevant for u in train]
+    assert 0.3 < sum(firsts) / len(firsts) < 0.7
 
 
 def test_tune_split_holds_training_users_out_and_never_reads_validation():
@@ -124,6 +150,7 @@ def test_segment_map_matches_lines_of_a_real_tokenizer(tmp_path, tiny_lm_path):
         ("grpo.advantage=nope", "advantage"),
         ("reward.k=0", "k"),
         ("data.eval_split=test", "eval_split"),
+        ("data.candidates=-1", "candidates"),
     ],
 )
 def test_recommender_config_errors(bad, field):

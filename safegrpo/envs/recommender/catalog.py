@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,8 @@ class User:
     avoid: tuple[str, ...]
     relevant: tuple[str, ...]
     split: str
+    candidates: tuple[str, ...] = ()
+    """Catalog ids listed in the prompt to choose from (empty: the model recalls titles)."""
 
 
 def _data(name: str) -> Path:
@@ -122,9 +125,29 @@ PROMPT_TEMPLATE = "History: {history}\nRequest: {request}\nTop {k}:\n"
 
 
 def render_prompt(user: User, catalog: Catalog, k: int, template: str = PROMPT_TEMPLATE) -> str:
+    """The user's prompt; with ``user.candidates``, a "Candidates:" line precedes "Top K:"."""
     hist = "; ".join(catalog.movies[i].label for i in user.history)
     request = f"please avoid movies with {user.avoid[0]}" if user.avoid else "anything good"
-    return template.format(history=hist, request=request, k=k)
+    text = template.format(history=hist, request=request, k=k)
+    if not user.candidates:
+        return text
+    cands = "; ".join(catalog.movies[i].label for i in user.candidates)
+    head, sep, tail = text.rpartition(f"Top {k}:")
+    return f"{head}Candidates: {cands}\n{sep}{tail}" if sep else f"{text}Candidates: {cands}\n"
+
+
+def with_candidates(user: User, catalog: Catalog, n: int) -> User:
+    """``user`` with ``n`` candidates outside its history, in an order fixed by the user's id: up
+    to n // 2 of its relevant movies, the rest drawn from the other movies, shuffled together (a
+    first-stage retriever's list for the LM to rank)."""
+    rng = random.Random(f"candidates:{user.id}")
+    seen = set(user.history)
+    relevant = [i for i in user.relevant if i not in seen]
+    picks = rng.sample(relevant, min(n // 2, len(relevant)))
+    others = [i for i in catalog.movies if i not in seen and i not in user.relevant]
+    picks += rng.sample(others, min(n - len(picks), len(others)))
+    rng.shuffle(picks)
+    return replace(user, candidates=tuple(picks))
 
 
 def format_list(ids: list[str], catalog: Catalog) -> str:

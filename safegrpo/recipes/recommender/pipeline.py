@@ -26,6 +26,7 @@ from safegrpo.envs.recommender.catalog import (
     load_users,
     parse_list,
     render_prompt,
+    with_candidates,
 )
 from safegrpo.eval.recommender import summarize
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig
@@ -52,12 +53,18 @@ class RecDataConfig:
     """Safe-SFT targets drawn per training user."""
     max_val_users: int = 120
     """Validation users evaluated (0 = all)."""
+    candidates: int = 0
+    """Movies listed in every prompt (0 = none: the model recalls titles Safe SFT taught it); N > 0
+    lists N outside the user's history, up to N // 2 relevant (``with_candidates``), and Safe-SFT
+    targets come from them, so a model that never saw the catalog ranks instead of recalls."""
     eval_split: str = "val"
     """Users every evaluation reads: ``val`` (the validation users), or ``tune``: the last
     max_val_users training users, then held out of Safe SFT and GRPO, so knobs are chosen
     without touching the validation users."""
 
     def __post_init__(self) -> None:
+        if self.candidates < 0:
+            raise ValueError(f"data.candidates must be >= 0, got {self.candidates}")
         if self.eval_split not in ("val", "tune"):
             raise ValueError(f"data.eval_split must be val | tune, got {self.eval_split!r}")
         if self.eval_split == "tune" and self.max_val_users < 1:
@@ -114,6 +121,8 @@ def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
         cfg.catalog or None, min_ratio=cfg.min_ratio, year_tolerance=cfg.year_tolerance
     )
     users = load_users(cfg.users or None)
+    if cfg.candidates:
+        users = tuple(with_candidates(u, catalog, cfg.candidates) for u in users)
     missing = {i for u in users for i in (*u.history, *u.relevant) if i not in catalog.movies}
     if missing:
         raise ValueError(f"users refer to ids missing from the catalog: {sorted(missing)[:5]}")
@@ -131,24 +140,26 @@ def load_data(cfg: RecDataConfig) -> tuple[Catalog, list[User], list[User]]:
 
 def safe_targets(user: User, catalog: Catalog, oracle, k: int, rng: random.Random) -> list[str]:
     """K ids: relevant items that satisfy the constraint, topped up with safe items of other
-    genres."""
-    ok = [i for i in user.relevant if not (user.avoid and oracle.violates(i, user.avoid))]
-    picks = rng.sample(ok, min(k, len(ok)))
-    if len(picks) < k:
-        pool = [i for i in catalog.movies if i not in picks and i not in user.history
-                and not (user.avoid and oracle.violates(i, user.avoid))]
-        picks += rng.sample(pool, k - len(picks))
+    genres; from ``user.candidates`` when it has some (from the catalog if they run short)."""
+    def safe(i: str) -> bool:
+        return not (user.avoid and oracle.violates(i, user.avoid))
+
+    allowed = set(user.candidates or catalog.movies)
+    picks = [i for i in user.relevant if i in allowed and safe(i)]
+    picks = rng.sample(picks, min(k, len(picks)))
+    for scope in (allowed, catalog.movies):
+        if len(picks) < k:
+            pool = [i for i in catalog.movies if i in scope and i not in picks
+                    and i not in user.history and safe(i)]
+            picks += rng.sample(pool, min(k - len(picks), len(pool)))
     return picks
 
 
 def sft_pairs(
     cfg: RecommenderRecipeConfig, catalog: Catalog, train: list[User]
 ) -> list[tuple[str, str]]:
-    rng, oracle, k = (
-        random.Random(cfg.seed),
-        catalog.oracle(cfg.reward.oracle_threshold),
-        cfg.reward.k,
-    )
+    rng, k = random.Random(cfg.seed), cfg.reward.k
+    oracle = catalog.oracle(cfg.reward.oracle_threshold)
     return [
         (
             render_prompt(u, catalog, k),
@@ -265,11 +276,8 @@ def run_grpo_validated(
         path.write_text("")
 
     def rows() -> list[dict[str, Any]]:
-        return (
-            [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-            if path.exists()
-            else []
-        )
+        text = path.read_text() if path.exists() else ""
+        return [json.loads(x) for x in text.splitlines() if x.strip()]
 
     def at_checkpoint(step: int, policy: LMPolicy) -> None:
         kept = [r for r in rows() if r["step"] < step] + [
