@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from safegrpo.envs.moderation.pools import CurriculumConfig, RedSampler, holdout, load_pool
+from safegrpo.envs.moderation.pools import (
+    CurriculumConfig,
+    RedSampler,
+    holdout,
+    load_handwritten,
+    load_pool,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +58,31 @@ def test_sampler_never_draws_holdout_and_follows_schedule():
 def test_curriculum_validation():
     with pytest.raises(ValueError, match="early must be 4"):
         CurriculumConfig(early=(1.0, 0.0))
+    with pytest.raises(ValueError, match="handwritten_share must be in"):
+        CurriculumConfig(handwritten_share=1.5)
+    with pytest.raises(ValueError, match="needs handwritten: true"):
+        CurriculumConfig(handwritten=False, handwritten_share=0.5)
+
+
+def test_handwritten_share_sets_the_hand_written_draws_per_tier_and_keeps_the_schedule():
+    hand = set(load_handwritten("train"))
+    plain = RedSampler(CurriculumConfig(ramp_steps=10), seed=3)
+    steps = range(0, 60, 2)
+
+    def draws(share):
+        s = RedSampler(CurriculumConfig(ramp_steps=10, handwritten_share=share), seed=3)
+        return [r for step in steps for r in s.sample(step, 40)]
+
+    default = [r for step in steps for r in plain.sample(step, 40)]
+    share_default = sum(r in hand for r in default) / len(default)
+    assert 0.1 < share_default < 0.25  # in proportion to the pools: about a fifth
+    for share in (0.0, 0.5, 1.0):
+        got = draws(share)
+        frac = sum(r in hand for r in got) / len(got)
+        assert abs(frac - share) < 0.05, (share, frac)
+        # the tier schedule is the same as without the knob
+        assert [r.tier for r in got] == [r.tier for r in default]
+        assert draws(share) == got  # deterministic per (seed, step)
 
 
 def test_template_sexual_prompts_are_about_adults_only():

@@ -122,8 +122,15 @@ class CurriculumConfig:
     handwritten: bool = True
     """Also train on the hand-written train split (handwritten_train.jsonl), never on its eval
     split. Recipes pass it to ``train_split(..., handwritten=)`` for SFT data too."""
+    handwritten_share: float | None = None
+    """Share of each tier's GRPO draws taken from the hand-written train split (None: drawn with
+    the template prompts, in proportion to pool sizes: about a fifth)."""
 
     def __post_init__(self) -> None:
+        if self.handwritten_share is not None and not 0 <= self.handwritten_share <= 1:
+            raise ValueError("handwritten_share must be in [0, 1] (or null)")
+        if self.handwritten_share and not self.handwritten:
+            raise ValueError("handwritten_share needs handwritten: true")
         for name in ("early", "late"):
             w = getattr(self, name)
             if len(w) != 4 or min(w) < 0 or sum(w) <= 0:
@@ -145,6 +152,9 @@ class RedSampler:
         empty = [t for t, rs in self.by_tier.items() if not rs]
         if empty:
             raise ValueError(f"prompt pool has no training prompts for tier(s) {empty}")
+        hand = set(load_handwritten("train")) if self.cfg.handwritten_share is not None else set()
+        self.split_tier = {t: ([r for r in rs if r in hand], [r for r in rs if r not in hand])
+                           for t, rs in self.by_tier.items()}
 
     def weights(self, step: int) -> tuple[float, ...]:
         a = min(step / self.cfg.ramp_steps, 1.0)
@@ -155,7 +165,14 @@ class RedSampler:
     def sample(self, step: int, n: int, rank: int = 0) -> list[PromptRecord]:
         rng = random.Random(f"{self.seed}:{step}:{rank}")  # per-(step, rank) seed: resume is exact
         tiers = rng.choices(TIERS, weights=self.weights(step), k=n)
-        return [rng.choice(self.by_tier[t]) for t in tiers]
+        share = self.cfg.handwritten_share
+        if share is None:
+            return [rng.choice(self.by_tier[t]) for t in tiers]
+        out = []
+        for t in tiers:
+            hand, rest = self.split_tier[t]
+            out.append(rng.choice(hand if hand and (rng.random() < share or not rest) else rest))
+        return out
 
 
 def holdout(pool_path: str | None = None) -> list[PromptRecord]:
