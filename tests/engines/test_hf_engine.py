@@ -42,6 +42,28 @@ def test_merged_copy_follows_updates(peaked_lm_path, engine):
     assert not torch.equal(g0, g1)
 
 
+@pytest.mark.parametrize("engine", [EngineConfig(merge_lora=True),
+                                    EngineConfig(gen_dtype="float32")])
+def test_merged_copy_samples_the_reference_inside_reference(peaked_lm_path, engine):
+    """policy.reference() disables the adapter; a sampling copy must follow it both ways (the
+    red-team evaluation's "before" attacker was the trained one while it did not)."""
+    own = lora_policy(peaked_lm_path)
+    eng = lora_policy(peaked_lm_path, engine)
+    for pol in (own, eng):
+        perturb_adapter(pol, seed=4)
+
+    def greedy(pol):
+        return pol.generate(PROMPTS, 1, seed=0, greedy=True)[2]
+
+    trained = greedy(eng)  # the copy is now in sync with the adapter on
+    with own.reference():
+        want = greedy(own)
+    with eng.reference():
+        got = greedy(eng)
+    assert torch.equal(got, want) and not torch.equal(got, trained)
+    assert torch.equal(greedy(eng), trained)  # back on: the adapted weights again
+
+
 def test_bf16_copy_holds_the_current_merged_weights(peaked_lm_path):
     pol = lora_policy(peaked_lm_path, EngineConfig(gen_dtype="bfloat16"))
     pol.generate(PROMPTS, 1, seed=0)
@@ -156,7 +178,8 @@ def test_grpo_logs_engine_mismatch_and_is_weights(peaked_lm_path, tmp_path):
     row = hist[-1]
     assert row["engine/logp_abs_diff"] > 0  # bf16 sampling vs fp32 trainer
     assert 0 < row["engine/is_weight_mean"] <= 2.0
-    assert pol.engine.copy.seen == (pol.base_version, pol.version - 1)  # synced before step 1
+    # synced before step 1, adapter on
+    assert pol.engine.copy.seen == (pol.base_version, pol.version - 1, False)
 
 
 def test_auto_settles_engine_and_dtype(monkeypatch):

@@ -127,3 +127,26 @@ def test_lora_request_sync_follows_adapter_and_base(peaked_lm_path):
         assert len({tuple(s[0].flatten().tolist()) for s in seen}) == len(seen)
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("lora_sync", ["reload", "request"])
+def test_reference_context_samples_the_weights_under_the_adapter(peaked_lm_path, lora_sync):
+    """Inside policy.reference() (adapter disabled) vLLM samples what HF samples there: reload
+    mode reloads the base linears, request mode sends no LoRARequest; after it, the adapter is
+    back."""
+    from safegrpo.policies.engines import EngineConfig
+
+    ref = lora_policy(peaked_lm_path)
+    eng = lora_policy(peaked_lm_path, EngineConfig(name="vllm", lora_sync=lora_sync))
+    try:
+        perturb_adapter(ref, seed=3)
+        same_lora(eng, ref)
+        on = greedy(eng)
+        with ref.reference():
+            want = greedy(ref)
+        with eng.reference():
+            got = greedy(eng)
+        assert torch.equal(want[0], got[0]) and not torch.equal(got[0], on[0])
+        assert torch.equal(greedy(eng)[0], on[0])
+    finally:
+        eng.close()

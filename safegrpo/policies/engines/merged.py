@@ -28,8 +28,17 @@ def peft_parts(model):
     return inner, layers
 
 
+def adapter_disabled(model) -> bool:
+    """True inside peft's ``disable_adapter()`` (``LMPolicy.reference()``): a sampling copy or
+    server must then serve the weights under the adapter."""
+    return any(layer.disable_adapters for layer in peft_parts(model)[1].values())
+
+
 def merged_weight(layer) -> torch.Tensor:
+    """The layer's effective weight: base + active adapters' deltas (base alone while disabled)."""
     w = layer.get_base_layer().weight.detach()
+    if layer.disable_adapters:
+        return w
     for name in layer.active_adapters:
         if name in layer.lora_A:
             w = w + layer.get_delta_weight(name).detach().to(w.dtype)
@@ -87,7 +96,7 @@ class MergedCopy:
     def __init__(self, dtype: str):
         self.dtype_name = dtype
         self.module = None
-        self.seen: tuple[int, int] = (-1, -1)  # (base_version, version) last copied
+        self.seen: tuple = (-1, -1, False)  # (base_version, version, adapter off) last copied
 
     def _dtype(self, model) -> torch.dtype:
         if self.dtype_name == "policy":
@@ -96,12 +105,13 @@ class MergedCopy:
 
     @torch.no_grad()
     def sync(self, policy, model):
-        if self.seen == (policy.base_version, policy.version) and self.module is not None:
+        now = (policy.base_version, policy.version, adapter_disabled(model))
+        if self.seen == now and self.module is not None:
             return self.module
         if self.module is None or self.seen[0] != policy.base_version:
             self.module = plain_skeleton(model, self._dtype(model))
             self.module.load_state_dict(merged_state(model), strict=True)
         else:  # the adapter moved: refresh what it changed
             self.module.load_state_dict(changed_state(model, False), strict=False)
-        self.seen = (policy.base_version, policy.version)
+        self.seen = now
         return self.module

