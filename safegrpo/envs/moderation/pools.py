@@ -152,9 +152,11 @@ class RedSampler:
         empty = [t for t, rs in self.by_tier.items() if not rs]
         if empty:
             raise ValueError(f"prompt pool has no training prompts for tier(s) {empty}")
-        hand = set(load_handwritten("train")) if self.cfg.handwritten_share is not None else set()
-        self.split_tier = {t: ([r for r in rs if r in hand], [r for r in rs if r not in hand])
-                           for t, rs in self.by_tier.items()}
+        self.split_tier: dict[str, tuple[list, list]] = {}  # tier -> (hand-written, the rest)
+        if self.cfg.handwritten_share is not None:
+            hand = set(load_handwritten("train"))
+            self.split_tier = {t: ([r for r in rs if r in hand], [r for r in rs if r not in hand])
+                               for t, rs in self.by_tier.items()}
 
     def weights(self, step: int) -> tuple[float, ...]:
         a = min(step / self.cfg.ramp_steps, 1.0)

