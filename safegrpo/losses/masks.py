@@ -27,7 +27,14 @@ def entropy_mask(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
     return (m & (entropy >= threshold)).to(entropy.dtype)
 
 
-def truncated_rows(completion_ids: Tensor, completion_mask: Tensor, eos_id: int) -> Tensor:
-    """completion_ids, completion_mask [B, T] -> bool [B]: True where no EOS was generated."""
-    ended = ((completion_ids == eos_id) & completion_mask.bool()).any(dim=1)
+def truncated_rows(completion_ids: Tensor, completion_mask: Tensor, eos_id: int,
+                   budget: int | None = None) -> Tensor:
+    """completion_ids, completion_mask [B, T] -> bool [B]: True where no EOS was generated and
+    the row used the whole ``budget`` of new tokens (None: any row without EOS). A completion
+    that ended at a stop string (``policy.engine.stop``) is shorter than the budget and counts as
+    ended; one whose stop string lands on the budget's last token counts as cut."""
+    m = completion_mask.bool()
+    ended = ((completion_ids == eos_id) & m).any(dim=1)
+    if budget is not None:
+        ended |= m.sum(dim=1) < budget
     return ~ended

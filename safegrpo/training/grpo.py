@@ -228,7 +228,8 @@ class GRPOTrainer(RLTrainerBase):
         ro, scored, items, gen_time = self.collect(step)
         res = self.advantages(scored, ro.group_ids.cpu(), ro)
         cut = truncated_rows(ro.completion_ids, ro.completion_mask,
-                             self.policy.tokenizer.eos_token_id).cpu()
+                             self.policy.tokenizer.eos_token_id,
+                             self.policy.cfg.max_new_tokens).cpu()
         # TRL's mask_truncated_completions: advantages use every row, the loss only ended ones
         valid = res.valid & ~cut if self.cfg.mask_truncated_completions else res.valid
         metrics = self.optimize(ro, res.advantages, valid, step)

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from safegrpo.core.progress import phase
-from safegrpo.training.base import fill_unset
+from safegrpo.training.base import fill_unset, make_scheduler
 from safegrpo.training.logging import MetricLogger
 
 
@@ -34,6 +35,12 @@ class SFTConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping (0 = off)."""
+    lr_scheduler: str = "constant"
+    """transformers scheduler name over all the SFT steps (constant, linear, cosine, ...). With a
+    constant rate the adapter ends wherever the last few batches pushed it; a decaying one
+    averages over the whole data."""
+    warmup_ratio: float = 0.0
+    """Share of the SFT steps spent warming the rate up from 0."""
     seed: int | None = None
     """Shuffling seed. None: the recipe's master seed (0 when used on its own)."""
     out_dir: str | None = None
@@ -43,6 +50,13 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("sft.epochs and sft.batch_size must be >= 1 and sft.lr > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"sft.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        from transformers import SchedulerType
+
+        names = [t.value for t in SchedulerType]
+        if self.lr_scheduler not in names:
+            raise ValueError(f"sft.lr_scheduler {self.lr_scheduler!r} is not one of {names}")
 
 
 def collate(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
@@ -96,19 +110,24 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     order = list(pairs)
     history, step = [], 0
     per_epoch = -(-len(order) // cfg.batch_size)
+    sched = make_scheduler(opt, SimpleNamespace(lr_scheduler=cfg.lr_scheduler,
+                                                warmup_ratio=cfg.warmup_ratio,
+                                                steps=cfg.epochs * per_epoch))
     with phase(label, cfg.epochs * per_epoch) as bar:
         for epoch in range(cfg.epochs):
-            step = _epoch(policy, opt, cfg, order, rng, epoch, step, eval_fn, history, logger, bar)
+            step = _epoch(policy, (opt, sched), cfg, order, rng, epoch, step, eval_fn, history,
+                          logger, bar)
     out = Path(cfg.out_dir) / "model"
     policy.save(out)
     logger.close()
     return history
 
 
-def _epoch(policy, opt, cfg: SFTConfig, order: list, rng: random.Random, epoch: int, step: int,
+def _epoch(policy, optim, cfg: SFTConfig, order: list, rng: random.Random, epoch: int, step: int,
            eval_fn, history: list, logger: MetricLogger, bar) -> int:
     """One pass over the shuffled pairs; appends the epoch's record; returns the step count."""
     model, tok = policy.model, policy.tokenizer
+    opt, sched = optim
     rng.shuffle(order)
     model.train()
     t0, losses, tokens = time.perf_counter(), [], 0
@@ -126,6 +145,8 @@ def _epoch(policy, opt, cfg: SFTConfig, order: list, rng: random.Random, epoch: 
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
+        if sched is not None:
+            sched.step()
         policy.weights_changed(base=not policy.uses_lora)
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
@@ -134,7 +155,7 @@ def _epoch(policy, opt, cfg: SFTConfig, order: list, rng: random.Random, epoch: 
         bar.advance(1, info=f"epoch {epoch + 1} loss {losses[-1]:.3f}")
     dt = time.perf_counter() - t0
     rec = {"epoch": epoch, "sft/loss": sum(losses) / len(losses), "sft/epoch_time_s": dt,
-           "sft/tokens_per_s": tokens / dt}
+           "sft/tokens_per_s": tokens / dt, "sft/lr": opt.param_groups[0]["lr"]}
     if eval_fn is not None:
         model.eval()
         rec.update(eval_fn(policy))

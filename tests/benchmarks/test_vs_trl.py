@@ -1,20 +1,15 @@
 """Smoke test of benchmarks/vs_trl.py: every side runs and reports positive figures (no timing
 assertions: the machine is shared)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vs_trl.py"
+from tests.script_module import load_script as _load
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("vs_trl_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load("benchmarks/vs_trl.py", "vs_trl_bench")
 
 
 def test_all_sides_run_one_step_and_report(tmp_path, capsys):

@@ -44,7 +44,10 @@ def test_selfplay_smollm_preset_is_the_smollm_defender_in_self_play():
                                                                          -2, -1)
     for part in ("policy", "sft_lora", "sft", "sft_data", "arena"):
         assert getattr(m, part) == getattr(mod, part), part
-    assert m.grpo == type(mod.grpo)(**{**mod.grpo.__dict__, "steps": m.grpo.steps})
+    # the same update; how often checkpoints are kept serves the moderation preset's selection
+    same = {"steps": m.grpo.steps, "save_every": m.grpo.save_every,
+            "keep_checkpoints": m.grpo.keep_checkpoints}
+    assert m.grpo == type(mod.grpo)(**{**mod.grpo.__dict__, **same})
     s = cfg.selfplay
     assert s.round_eval == "handwritten"  # both players' held-out figures every round
     # time budget: the defender's GRPO steps over all rounds stay within 2.5 x those of the

@@ -92,6 +92,9 @@ def test_two_step_recommender_demo_smoke(tmp_path, monkeypatch):
     ]
     for r in summary["table"]:
         assert 0 <= r["recall@5"] <= 1 and 0 <= r["count_exact"] <= 1
+    phases = summary["phase_time_s"]  # time per stage, as the moderation recipe writes it
+    assert {"sft", "grpo_no_safety", "grpo"} <= set(phases), phases  # "grpo": the safe arm
+    assert 0 < sum(phases.values()) <= summary["wall_time_s"]
     for arm in ("grpo_no_safety", "grpo_safe_gdpo"):
         hist = [json.loads(x) for x in (tmp_path / arm / "metrics.jsonl").read_text().splitlines()]
         assert [h["step"] for h in hist] == [0, 1]

@@ -33,3 +33,25 @@ def test_sft_learns_json_and_reports_parse_rate(tiny_lm_path, tmp_path):
     assert (tmp_path / "model" / "config.json").exists() and (tmp_path / "metrics.jsonl").exists()
     with pytest.raises(ValueError, match="at least one"):
         sft_train(pol, [], SFTConfig(out_dir=str(tmp_path)))
+
+
+def test_sft_schedule_decays_the_rate_over_every_step(tiny_lm_path, tmp_path):
+    """sft.lr_scheduler runs transformers' schedule over epochs x batches; the constant default
+    keeps the rate. sft/lr is the rate after each epoch's last step."""
+    pairs = [(f"Prompt: a cat number {i}\nJSON:", TARGET) for i in range(8)]
+    rates = {}
+    for name in ("constant", "linear"):
+        pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=0)))
+        hist = sft_train(pol, pairs, SFTConfig(epochs=2, batch_size=4, lr=1e-2, lr_scheduler=name,
+                                               out_dir=str(tmp_path / name)))
+        rates[name] = [h["sft/lr"] for h in hist]
+    assert rates["constant"] == [1e-2, 1e-2]
+    assert rates["linear"] == pytest.approx([5e-3, 0.0])  # 4 steps: after 2 and after 4
+    pol = LMPolicy(LMPolicyConfig(model=tiny_lm_path, lora=LoRAConfig(r=0)))
+    warm = sft_train(pol, pairs, SFTConfig(epochs=2, batch_size=4, lr=1e-2, warmup_ratio=0.5,
+                                           out_dir=str(tmp_path / "warm")))
+    assert [h["sft/lr"] for h in warm] == pytest.approx([1e-2, 1e-2])  # constant after warm-up
+    with pytest.raises(ValueError, match="sft.lr_scheduler"):
+        SFTConfig(lr_scheduler="cosinus")
+    with pytest.raises(ValueError, match="sft.warmup_ratio"):
+        SFTConfig(warmup_ratio=1.0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from safegrpo.core.config import ConfigError, from_dict, load_config, to_dict
-from safegrpo.losses import entropy_mask, grpo_loss
+from safegrpo.losses import entropy_mask, grpo_loss, truncated_rows
 from safegrpo.training.grpo_config import GRPOConfig
 from tests.training.test_grpo import make, trainable
 
@@ -123,3 +123,13 @@ def test_sample_completions_are_logged_per_step(tiny_lm_path, tmp_path):
     assert [r["step"] for r in rows] == [0, 0, 0, 1, 1, 1]
     assert set(rows[0]) == {"step", "prompt", "completion", "reward", "components"}
     assert rows[0]["prompt"].startswith("Prompt: item 0") and "vowels" in rows[0]["components"]
+
+
+def test_a_completion_that_ends_at_a_stop_string_is_not_truncated():
+    """Engines cut a row after its stop string (no EOS): shorter than the budget, it ended. Before,
+    every such row counted as cut, so mask_truncated_completions trained on nothing."""
+    eos = 2
+    ids = torch.tensor([[5, 6, 2, 0], [5, 6, 7, 0], [5, 6, 7, 8]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]])
+    assert truncated_rows(ids, mask, eos).tolist() == [False, True, True]  # EOS only
+    assert truncated_rows(ids, mask, eos, budget=4).tolist() == [False, False, True]

@@ -48,6 +48,7 @@ from safegrpo.recipes.moderation.pipeline import (
     run_sft,
     save_run_config,
 )
+from safegrpo.recipes.moderation.select import restore_selection, select_checkpoint
 
 
 def heldout_judges(cfg: ModerationRecipeConfig) -> dict[str, Any]:
@@ -55,12 +56,14 @@ def heldout_judges(cfg: ModerationRecipeConfig) -> dict[str, Any]:
     return moderation_heldout(cfg.arena.text_judge_name, cfg.eval.guard_model)
 
 
-def hacking_check(table: list[dict[str, Any]], history: list[dict[str, Any]]) -> dict[str, Any]:
+def hacking_check(table: list[dict[str, Any]], history: list[dict[str, Any]],
+                  step: int | None = None) -> dict[str, Any]:
     """The reward-hacking detector on two checkpoints: the SFT start (step 0, method sft_only)
-    and the final GRPO policy (after the last logged step, method grpo)."""
+    and the evaluated GRPO policy (method grpo: the selected ``step``, or after the last logged
+    step)."""
     if not history:
         return {"flag": False, "verdict": "insufficient", "metrics": {}}
-    last = int(history[-1]["step"]) + 1
+    last = int(history[-1]["step"]) + 1 if step is None else step
     return moderation_hacking(table, history, [("sft_only", 0), ("grpo", last)])
 
 
@@ -168,13 +171,21 @@ def _sft_restore(ctx: RunContext) -> None:
 
 
 def _grpo(ctx: RunContext) -> None:
-    ctx.state["trainer"] = run_grpo(ctx.cfg, ctx.state["policy"], ctx.state["reward"],
-                                    resume=ctx.resume)
+    cfg, st = ctx.cfg, ctx.state
+    st["trainer"] = run_grpo(cfg, st["policy"], st["reward"], resume=ctx.resume)
+    if cfg.select.split:
+        ctx.log(f"      choosing the GRPO checkpoint on {cfg.select.split} (over-refusal <= "
+                f"{cfg.select.max_over_refusal})")
+        st["selection"] = select_checkpoint(
+            st["policy"], st["reward"], Path(st["trainer"].cfg.out_dir) / "checkpoints",
+            cfg.select, template=cfg.arena.prompt_template, batch_size=cfg.eval.batch_size,
+            log=ctx.log)
 
 
 def _grpo_restore(ctx: RunContext) -> None:
     trainer = run_grpo(ctx.cfg, ctx.state["policy"], ctx.state["reward"], restore_only=True)
     ctx.state["trainer"] = trainer
+    ctx.state["selection"] = restore_selection(ctx.state["policy"], trainer.cfg.out_dir)
 
 
 def _final_eval(ctx: RunContext) -> None:
@@ -197,7 +208,7 @@ def _report(ctx: RunContext) -> None:
         records = carry_baselines(records, Path(ctx.cfg.out_dir) / "eval_records.jsonl")
     ctx.summary = write_outputs(ctx.cfg, records, st["trainer"], st["sft_hist"],
                                 dict(ctx.stage_time_s), time.perf_counter() - ctx.started, perf,
-                                st.get("judge_scores", []))
+                                st.get("judge_scores", []), st.get("selection"))
 
 
 def stages(cfg: ModerationRecipeConfig) -> list[Stage]:
@@ -247,12 +258,13 @@ TINY_NOTE = (" The default demo's defender is a 0.6 M-parameter model trained on
              "see the README for the SmolLM2 preset (configs/moderation_smollm.yaml).")
 
 
-def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf, scores) -> dict[str, Any]:
+def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf, scores,
+                  selection=None) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     records = add_independent(records, heldout_judges(cfg), cfg.arena.text_judge_name)
     write_jsonl(out / "eval_records.jsonl", records)
     table = tier_table(records)
-    hacking = hacking_check(table, trainer.history)
+    hacking = hacking_check(table, trainer.history, selection and selection["step"])
     curve = write_judge_curve(out, scores, table)
     note = not_below_line(curve, "grpo", "" if cfg.base_model else TINY_NOTE)
     (out / "eval_table.json").write_text(json.dumps(table, indent=1))
@@ -266,7 +278,7 @@ def write_outputs(cfg, records, trainer, sft_hist, times, wall, perf, scores) ->
     summary = {"wall_time_s": wall, "phase_time_s": times, "perf": perf,
                "grpo_steps_run": len(trainer.history), "stop_reason": trainer.stop_reason,
                "sft_final_parse_rate": sft_hist[-1].get("sft/parse_rate"), "table": table,
-               "hacking": hacking, "curve_note": note,
+               "hacking": hacking, "curve_note": note, "selection": selection,
                "judge_curve": {k: v["defenders"] for k, v in curve.items()}, "headline": {
                    "steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                    "final_reward": trainer.history[-1]["reward/total"] if trainer.history else None,

@@ -25,6 +25,7 @@ from safegrpo.envs.moderation.task import (  # noqa: F401 (ArenaTask re-exported
 )
 from safegrpo.policies.lm import LMPolicy, LMPolicyConfig, LoRAConfig, merge_adapter
 from safegrpo.policies.tiny_config import TinyModelConfig
+from safegrpo.recipes.moderation.select import SelectConfig
 from safegrpo.training.base import fill_unset
 from safegrpo.training.grpo import GRPOConfig, GRPOTrainer
 from safegrpo.training.sft import SFTConfig, sft_train
@@ -100,6 +101,8 @@ class ModerationRecipeConfig:
     """GRPO optimisation."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
+    select: SelectConfig = field(default_factory=SelectConfig)
+    """GRPO checkpoint selection on a split training may use (off by default: the last one)."""
 
     def __post_init__(self) -> None:
         if self.policy.model or self.policy.init_adapter:

@@ -164,7 +164,8 @@ def _report(ctx: RunContext) -> None:
     (out / "eval_table.md").write_text(format_rows(st["rows"], k) + "\n\n"
                                        + "\n\n".join(lines) + "\n")
     trainer = st["trainer"]
-    ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started, "k": k,
+    ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started,
+                   "phase_time_s": dict(ctx.stage_time_s), "k": k,
                    "n_val_users": len(st["val"]), "eval_split": cfg.data.eval_split,
                    "table": st["rows"], "hacking": hacking,
                    "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
