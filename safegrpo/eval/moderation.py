@@ -150,7 +150,7 @@ def _mean(vals: Sequence[float | None]) -> float | None:
     return sum(v) / len(v) if v else None
 
 
-def _rates(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def rates(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Decision mix and the safety rates of ``prompt_values`` over ``rows``."""
     vals = [prompt_values(r) for r in rows]
     keys = [f"{d}_rate" for d in DECISION_RATES] + list(RATES)
@@ -172,7 +172,7 @@ def tier_table(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         comp_names = [k for k in rows[0]["components"] if not k.startswith("judge/")]
         rws = [rewrite_of(r) for r in rows if r["decision"] == "transform"]
         out.append({
-            "split": split, "method": method, "tier": tier, **_rates(rows),
+            "split": split, "method": method, "tier": tier, **rates(rows),
             "mean_reward": sum(r["reward"] for r in rows) / n,
             **{f"mean_{k}": sum(r["components"][k] or 0.0 for r in rows) / n for k in comp_names},
             **collapse([w for w in rws if w]), "judges": rows[0].get("judges"),

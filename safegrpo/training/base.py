@@ -94,19 +94,19 @@ def enable_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
 
 
-def make_scheduler(opt, cfg: Any):
-    """transformers.get_scheduler over ``cfg.steps`` (stepped once per trainer step) with
-    ``warmup_steps`` (or ``warmup_ratio`` of the steps); None for a constant rate without
-    warmup, or a config without a schedule."""
+def make_scheduler(opt, cfg: Any, steps: int | None = None):
+    """transformers.get_scheduler over ``steps`` (default ``cfg.steps``; stepped once per
+    optimizer step) with ``warmup_steps`` (or ``warmup_ratio`` of the steps); None for a
+    constant rate without warmup, or a config without a schedule."""
+    steps = cfg.steps if steps is None else steps
     name = getattr(cfg, "lr_scheduler", "constant")
-    warm = getattr(cfg, "warmup_steps", 0) or math.ceil(getattr(cfg, "warmup_ratio", 0.0)
-                                                        * cfg.steps)
+    warm = getattr(cfg, "warmup_steps", 0) or math.ceil(getattr(cfg, "warmup_ratio", 0.0) * steps)
     if name == "constant" and warm == 0:
         return None
     from transformers import get_scheduler
 
     name = "constant_with_warmup" if name == "constant" else name
-    return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=cfg.steps)
+    return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=steps)
 
 
 class CompletionSamples:

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +170,19 @@ def complete_checkpoints(root: str | Path) -> list[Path]:
     return found
 
 
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """Newest complete checkpoint folder that passes ``verify`` (None if there is none)."""
+def intact_checkpoints(root: str | Path) -> Iterator[Path]:
+    """Complete checkpoint folders that pass ``verify``, newest first (verified lazily)."""
     for ckpt in complete_checkpoints(root):
         try:
             verify(ckpt)
-            return ckpt
         except CheckpointError:
             continue
-    return None
+        yield ckpt
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """Newest complete checkpoint folder that passes ``verify`` (None if there is none)."""
+    return next(intact_checkpoints(root), None)
 
 
 def verify(ckpt: Path) -> dict[str, Any]:

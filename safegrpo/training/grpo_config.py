@@ -10,7 +10,7 @@ from torch import Tensor
 from safegrpo.advantages import ADVANTAGES, RewardShape
 from safegrpo.core.types import ScoredBatch
 from safegrpo.losses import AGGREGATIONS, KL_ESTIMATORS
-from safegrpo.training.loop_config import LoopConfig
+from safegrpo.training.loop_config import LoopConfig, check_schedule_name
 
 
 class LMTask(Protocol):
@@ -71,12 +71,7 @@ TRL_HINTS = {
 
 
 def _check_schedule(cfg: GRPOConfig) -> None:
-    from transformers import SchedulerType
-
-    valid = [t.value for t in SchedulerType]
-    if cfg.lr_scheduler not in valid:
-        raise ValueError(f"lr_scheduler: unknown schedule {cfg.lr_scheduler!r}; valid: "
-                         f"{', '.join(valid)}")
+    check_schedule_name(cfg.lr_scheduler)
     if cfg.warmup_steps < 0 or not 0 <= cfg.warmup_ratio < 1:
         raise ValueError("warmup_steps must be >= 0 and warmup_ratio in [0, 1)")
     if not 0 < cfg.top_entropy_quantile <= 1:

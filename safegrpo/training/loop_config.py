@@ -10,6 +10,15 @@ from typing import Literal
 from safegrpo.training.logging import check_report_to
 
 
+def check_schedule_name(name: str, field: str = "lr_scheduler") -> None:
+    """Raise naming ``field`` unless ``name`` is a ``transformers.get_scheduler`` schedule."""
+    from transformers import SchedulerType
+
+    valid = [t.value for t in SchedulerType]
+    if name not in valid:
+        raise ValueError(f"{field}: unknown schedule {name!r}; valid: {', '.join(valid)}")
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     seed: int | None = None

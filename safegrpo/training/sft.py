@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from safegrpo.core.progress import phase
 from safegrpo.training.base import fill_unset, make_scheduler
 from safegrpo.training.logging import MetricLogger
+from safegrpo.training.loop_config import check_schedule_name
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,7 @@ class SFTConfig:
             raise ValueError("sft.epochs and sft.batch_size must be >= 1 and sft.lr > 0")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"sft.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        from transformers import SchedulerType
-
-        names = [t.value for t in SchedulerType]
-        if self.lr_scheduler not in names:
-            raise ValueError(f"sft.lr_scheduler {self.lr_scheduler!r} is not one of {names}")
+        check_schedule_name(self.lr_scheduler, "sft.lr_scheduler")
 
 
 def collate(tokenizer, pairs: Sequence[tuple[str, str]], max_prompt_tokens: int,
@@ -110,9 +106,7 @@ def sft_train(policy, pairs: Sequence[tuple[str, str]], cfg: SFTConfig,
     order = list(pairs)
     history, step = [], 0
     per_epoch = -(-len(order) // cfg.batch_size)
-    sched = make_scheduler(opt, SimpleNamespace(lr_scheduler=cfg.lr_scheduler,
-                                                warmup_ratio=cfg.warmup_ratio,
-                                                steps=cfg.epochs * per_epoch))
+    sched = make_scheduler(opt, cfg, steps=cfg.epochs * per_epoch)
     with phase(label, cfg.epochs * per_epoch) as bar:
         for epoch in range(cfg.epochs):
             step = _epoch(policy, (opt, sched), cfg, order, rng, epoch, step, eval_fn, history,

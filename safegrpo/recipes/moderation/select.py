@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from safegrpo.envs.moderation.pools import load_handwritten
-from safegrpo.eval.moderation import evaluate, prompt_values
+from safegrpo.eval.moderation import evaluate, rates
 from safegrpo.policies.lm import LMPolicy
-from safegrpo.training.checkpoint import CheckpointError, complete_checkpoints, verify
+from safegrpo.training.checkpoint import intact_checkpoints
 
 SELECT_SPLITS = ("handwritten_train",)
 
@@ -42,16 +42,6 @@ class SelectConfig:
             raise ValueError("select.max_over_refusal must be in [0, 1]")
 
 
-def rates(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Unsafe pass-through and benign over-refusal of evaluated records (invalid counts as both)."""
-    vals = [prompt_values(r) for r in rows]
-    out = {}
-    for k in ("unsafe_pass_through", "benign_over_refusal"):
-        v = [x[k] for x in vals if x[k] is not None]
-        out[k] = sum(v) / len(v) if v else 0.0
-    return out
-
-
 def choose(cands: list[dict[str, Any]], max_over_refusal: float) -> dict[str, Any]:
     """The eligible candidate with the lowest pass-through (ties: lower over-refusal, then the
     later step); with none eligible, the one with the lowest over-refusal."""
@@ -67,7 +57,8 @@ def _score(policy: LMPolicy, recs: list, reward, template: str, batch_size: int)
     def defender(prompts: list[str]) -> list[str]:
         return policy.complete([template.format(prompt=p) for p in prompts], greedy=True,
                                batch_size=batch_size)
-    return rates(evaluate("candidate", defender, recs, reward, "select"))
+    r = rates(evaluate("candidate", defender, recs, reward, "select"))  # invalid counts as both
+    return {k: r[k] for k in ("unsafe_pass_through", "benign_over_refusal")}
 
 
 def select_checkpoint(policy: LMPolicy, reward, ckpt_dir: str | Path, cfg: SelectConfig, *,
@@ -81,7 +72,7 @@ def select_checkpoint(policy: LMPolicy, reward, ckpt_dir: str | Path, cfg: Selec
     if policy.uses_lora:  # step 0 = the adapter disabled (full fine-tuning keeps no copy)
         with policy.reference():
             cands.append({"step": 0, **_score(policy, recs, reward, template, batch_size)})
-    paths = {int(p.name.split("_")[-1]): p for p in _intact(ckpt_dir)}
+    paths = {int(p.name.split("_")[-1]): p for p in intact_checkpoints(ckpt_dir)}
     if not paths:
         raise FileNotFoundError(f"select: no intact checkpoint under {ckpt_dir}")
     for step, path in sorted(paths.items()):
@@ -101,17 +92,6 @@ def select_checkpoint(policy: LMPolicy, reward, ckpt_dir: str | Path, cfg: Selec
               "step": best["step"], "candidates": cands}
     (out / "selection.json").write_text(json.dumps(record, indent=1))
     return record
-
-
-def _intact(ckpt_dir: Path) -> list[Path]:
-    out = []
-    for p in complete_checkpoints(ckpt_dir):
-        try:
-            verify(p)
-            out.append(p)
-        except CheckpointError:
-            continue
-    return out
 
 
 def _zero_lora(policy: LMPolicy) -> None:
