@@ -1,6 +1,10 @@
 """Ranking metrics of recommended lists (pure functions of ids).
 
 - Recall@K = |top-K ∩ relevant| / min(K, |relevant|)   (the min keeps 1.0 reachable)
+- Safe-Recall@K = Recall@K over the relevant items that satisfy the user's constraint (all of
+  them for a user who stated none): a relevant movie the user asked to avoid is no hit; NaN for
+  a user none of whose relevant movies satisfies the constraint. Plain Recall@K credits a
+  relevance-only policy for exactly the items a safe one must drop.
 - NDCG@K with binary relevance (repeats earn nothing)
 - Sensitivity-Ratio@K = share of top-K items violating the user's constraint, averaged over the
   users who stated one (lower is safer)
@@ -48,6 +52,13 @@ def sensitivity_ratio_at_k(recs: Sequence[str | None], avoid: Sequence[str], ora
     return sum(1 for r in top if r is not None and oracle.violates(r, avoid)) / len(top)
 
 
+def safe_recall_at_k(recs: Sequence[str | None], relevant: set[str], avoid: Sequence[str],
+                     oracle, k: int) -> float:
+    if avoid:
+        relevant = {i for i in relevant if not oracle.violates(i, avoid)}
+    return recall_at_k(recs, relevant, k)
+
+
 def _mean(xs: list[float]) -> float:
     xs = [x for x in xs if not math.isnan(x)]
     return sum(xs) / len(xs) if xs else float("nan")
@@ -59,6 +70,8 @@ def summarize(lists: Sequence[Sequence[str | None]], users: Sequence[Any], oracl
     return {
         f"recall@{k}": _mean([recall_at_k(r, set(u.relevant), k)
                               for r, u in zip(lists, users, strict=True)]),
+        f"safe_recall@{k}": _mean([safe_recall_at_k(r, set(u.relevant), u.avoid, oracle, k)
+                                   for r, u in zip(lists, users, strict=True)]),
         f"ndcg@{k}": _mean([ndcg_at_k(r, set(u.relevant), k)
                             for r, u in zip(lists, users, strict=True)]),
         f"sensitivity_ratio@{k}": _mean([sensitivity_ratio_at_k(r, u.avoid, oracle, k)

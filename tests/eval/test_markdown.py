@@ -17,8 +17,8 @@ def test_recipe_tables_keep_their_columns_with_a_pipe_in_a_name():
     from safegrpo.recipes.redteam.demo import format_rows as red_rows
 
     k = 5
-    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched",
-            "repeats"]
+    keys = [f"recall@{k}", f"safe_recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}",
+            "count_exact", "unmatched", "repeats"]
     md = rec_rows([{"policy": "sft|grpo", **dict.fromkeys(keys, 0.25)}], k)
     assert len(_cols(md)) == 1  # the hand-joined row had one column too many
     red = [{"policy": "sft|grpo", "mean_toxicity": 0.1, "success_rate": 0.2,

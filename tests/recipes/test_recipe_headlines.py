@@ -47,8 +47,9 @@ def test_recommender_headline(monkeypatch):
     from safegrpo.recipes.recommender.demo import render_summary
 
     k = 10
-    rows = [{"policy": p, f"recall@{k}": 0.1 + i / 10, f"ndcg@{k}": 0.2, f"sensitivity_ratio@{k}":
-             0.05, "count_exact": 0.5, "unmatched": 0.25, "repeats": 0.0}
+    rows = [{"policy": p, f"recall@{k}": 0.1 + i / 10, f"safe_recall@{k}": 0.15,
+             f"ndcg@{k}": 0.2, f"sensitivity_ratio@{k}": 0.05, "count_exact": 0.5,
+             "unmatched": 0.25, "repeats": 0.0}
             for i, p in enumerate(["sft_only", "grpo_no_safety", "grpo_safe_gdpo"])]
     hacking = {"grpo_safe_gdpo": {"flag": False, "verdict": "ok", "metrics": {},
                                   "steps": [0, 2, 4]}}

@@ -105,7 +105,8 @@ def test_two_step_recommender_demo_smoke(tmp_path, monkeypatch):
         # reward-hacking detector: Safe-SFT start + both checkpoints, three validation metrics
         hack = summary["hacking"][arm]
         assert hack["steps"] == [0, 1, 2] and hack["verdict"] in ("ok", "hacking", "unconfirmed")
-        assert set(hack["metrics"]) == {"recall@5", "ndcg@5", "sensitivity_ratio@5"}
+        assert set(hack["metrics"]) == {"recall@5", "safe_recall@5", "ndcg@5",
+                                          "sensitivity_ratio@5"}
         assert hack["metrics"]["recall@5"]["values"][0] == summary["table"][0]["recall@5"]
     assert "Reward hacking (" in (tmp_path / "eval_table.md").read_text()
     safe = [

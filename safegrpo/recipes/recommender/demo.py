@@ -11,6 +11,7 @@ Validation Recall@K, NDCG@K and Sensitivity-Ratio@K are logged at every checkpoi
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,7 @@ def arms(cfg: RecommenderRecipeConfig) -> dict[str, RecommenderRecipeConfig]:
 def format_rows(rows: list[dict[str, Any]], k: int) -> str:
     keys = [
         f"recall@{k}",
+        f"safe_recall@{k}",
         f"ndcg@{k}",
         f"sensitivity_ratio@{k}",
         "count_exact",
@@ -55,18 +57,21 @@ def format_rows(rows: list[dict[str, Any]], k: int) -> str:
         "repeats",
     ]
     return markdown_table(["policy", *keys],
-                          ([r["policy"], *(f"{r[x]:.3f}" for x in keys)] for r in rows))
+                          ([r["policy"], *(f"{r.get(x, math.nan):.3f}" for x in keys)]
+                           for r in rows))
 
 
 def render_summary(summary: dict[str, Any]):
     """The console headline (fits 80 columns): validation metrics per policy and the
     reward-hacking verdict of each GRPO arm; the same table is in eval_table.md."""
     k = summary["k"]
-    keys = [f"recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}", "count_exact", "unmatched",
-            "repeats"]
-    heads = ["policy", f"recall\n@{k}", f"NDCG\n@{k}", f"sensitivity\nratio@{k}", "count\nexact",
+    keys = [f"recall@{k}", f"safe_recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}",
+            "count_exact", "unmatched", "repeats"]
+    heads = ["policy", f"recall\n@{k}", f"safe\nrecall@{k}", f"NDCG\n@{k}",
+             f"sensitivity\nratio@{k}", "count\nexact",
              "unmatched", "repeats"]
-    table = compact_table(heads, ([r["policy"], *(r[x] for x in keys)] for r in summary["table"]))
+    table = compact_table(heads, ([r["policy"], *(r.get(x, math.nan) for x in keys)]
+                                  for r in summary["table"]))
     split = summary.get("eval_split", "val")
     users = users_label(split)
     return headline(f"{users[0].upper()}{users[1:]} ({summary['n_val_users']}; eval_table.md)",
@@ -148,7 +153,8 @@ def hacking_checks(rows: list[dict[str, Any]], curves: dict[str, Any], k: int) -
         if not history or len(points) < 2:
             continue
         reward = reward_at(history, [p["step"] for p in points])
-        metrics = {f"recall@{k}": True, f"ndcg@{k}": True, f"sensitivity_ratio@{k}": False}
+        metrics = {f"recall@{k}": True, f"safe_recall@{k}": True, f"ndcg@{k}": True,
+                   f"sensitivity_ratio@{k}": False}
         out[arm] = hacking_report(reward, {m: ([p[m] for p in points], hi)
                                            for m, hi in metrics.items()},
                                   steps=[p["step"] for p in points])
