@@ -46,16 +46,14 @@ def arms(cfg: RecommenderRecipeConfig) -> dict[str, RecommenderRecipeConfig]:
     return {"grpo_no_safety": no_safety, "grpo_safe_gdpo": safe}
 
 
+def table_keys(k: int) -> list[str]:
+    """The metric columns of every recommender table (eval_table.md and the console)."""
+    return [f"recall@{k}", f"safe_recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}",
+            "count_exact", "unmatched", "repeats"]
+
+
 def format_rows(rows: list[dict[str, Any]], k: int) -> str:
-    keys = [
-        f"recall@{k}",
-        f"safe_recall@{k}",
-        f"ndcg@{k}",
-        f"sensitivity_ratio@{k}",
-        "count_exact",
-        "unmatched",
-        "repeats",
-    ]
+    keys = table_keys(k)
     return markdown_table(["policy", *keys],
                           ([r["policy"], *(f"{r.get(x, math.nan):.3f}" for x in keys)]
                            for r in rows))
@@ -65,12 +63,9 @@ def render_summary(summary: dict[str, Any]):
     """The console headline (fits 80 columns): validation metrics per policy and the
     reward-hacking verdict of each GRPO arm; the same table is in eval_table.md."""
     k = summary["k"]
-    keys = [f"recall@{k}", f"safe_recall@{k}", f"ndcg@{k}", f"sensitivity_ratio@{k}",
-            "count_exact", "unmatched", "repeats"]
     heads = ["policy", f"recall\n@{k}", f"safe\nrecall@{k}", f"NDCG\n@{k}",
-             f"sensitivity\nratio@{k}", "count\nexact",
-             "unmatched", "repeats"]
-    table = compact_table(heads, ([r["policy"], *(r.get(x, math.nan) for x in keys)]
+             f"sensitivity\nratio@{k}", "count\nexact", "unmatched", "repeats"]
+    table = compact_table(heads, ([r["policy"], *(r.get(x, math.nan) for x in table_keys(k))]
                                   for r in summary["table"]))
     split = summary.get("eval_split", "val")
     users = users_label(split)
