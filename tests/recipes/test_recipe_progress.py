@@ -61,7 +61,8 @@ def test_redteam_evaluation_is_one_phase(tiny_lm_path, shown):
 
 
 def test_recommender_validation_is_one_phase(tiny_lm_path, shown):
-    from safegrpo.recipes.recommender.pipeline import RecommenderRecipeConfig, load_data, validate
+    from safegrpo.recipes.recommender.data import load_data
+    from safegrpo.recipes.recommender.pipeline import RecommenderRecipeConfig, validate
 
     cfg = RecommenderRecipeConfig()
     catalog, _, val = load_data(cfg.data)

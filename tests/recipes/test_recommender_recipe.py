@@ -6,14 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from safegrpo.cli import app
-from safegrpo.core.config import load_config
+from safegrpo.core.config import ConfigError, load_config
 from safegrpo.envs.recommender.catalog import Catalog, load_users, parse_list, render_prompt
-from safegrpo.recipes.recommender.pipeline import (
-    RecommenderRecipeConfig,
-    RecTask,
-    load_data,
-    safe_targets,
-)
+from safegrpo.recipes.recommender.data import load_data, safe_targets, split_training_users
+from safegrpo.recipes.recommender.pipeline import RecommenderRecipeConfig, RecTask
 
 SMOKE = ["tiny.vocab_size=400", "tiny.hidden=32", "tiny.layers=1", "tiny.heads=2", "sft.epochs=1",
          "data.sft_samples_per_user=1", "data.max_val_users=4", "policy.max_new_tokens=24",
@@ -34,6 +30,49 @@ def test_bundled_data_is_consistent_and_safe_targets_respect_constraints():
     # every catalog label parses back to its own id
     text = "\n".join(f"{i + 1}. {m.label}" for i, m in enumerate(cat.movies.values()))
     assert parse_list(text, cat) == list(cat.movies)
+
+
+def test_split_training_users_keeps_every_user_once_and_refuses_a_bad_share():
+    users = list(range(10))
+    assert split_training_users(users, 1.0) == (users, users)
+    assert split_training_users(users, 0.5) == ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+    assert split_training_users(users, 0.74) == ([0, 1, 2, 3, 4, 5, 6], [7, 8, 9])
+    assert split_training_users(users, 0.01) == ([0], list(range(1, 10)))  # one user each side
+    for bad in ("0", "1.5", "-0.2"):
+        with pytest.raises(ConfigError, match="data.sft_user_share"):
+            load_config(RecommenderRecipeConfig, None, [f"data.sft_user_share={bad}"])
+
+
+def test_safe_sft_and_grpo_read_disjoint_users_below_share_one(tmp_path, monkeypatch):
+    """sft_user_share < 1: Safe SFT learns from the first training users and every GRPO arm samples
+    only the others (none of the users held out for evaluation)."""
+    from safegrpo.recipes.base import RunContext
+    from safegrpo.recipes.recommender import demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "prepare_base", lambda cfg, cat: "base")
+    monkeypatch.setattr(demo, "run_sft", lambda cfg, base, cat, users, log: seen.update(
+        sft=users) or ("m", None))
+
+    def grpo(cfg, arm, model, adapter, cat, users, val, resume):
+        seen[arm] = users
+        raise StopIteration
+
+    monkeypatch.setattr(demo, "run_grpo_validated", grpo)
+    cfg = load_config(RecommenderRecipeConfig, None, [f"out_dir={tmp_path}",
+                                                      "data.eval_split=tune",
+                                                      "data.sft_user_share=0.75"])
+    ctx = RunContext(cfg, "demo")
+    demo._setup(ctx)
+    demo._sft(ctx)
+    for arm in ("grpo_no_safety", None):
+        with pytest.raises(StopIteration):
+            demo._arm(arm)(ctx)
+    sft, grpo_users = {u.id for u in seen["sft"]}, {u.id for u in seen["grpo_no_safety"]}
+    held_out = {u.id for u in ctx.state["val"]}
+    assert (len(sft), len(grpo_users), len(held_out)) == (270, 90, 120)
+    assert not sft & grpo_users and not (sft | grpo_users) & held_out
+    assert seen["grpo_safe_gdpo"] == seen["grpo_no_safety"]
 
 
 def test_candidates_are_fixed_per_user_listed_before_top_k_and_hold_the_sft_targets():

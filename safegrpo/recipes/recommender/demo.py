@@ -21,9 +21,9 @@ from safegrpo.eval.console import compact_table, headline
 from safegrpo.eval.markdown import markdown_table
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.base import RunContext, Stage, run_recipe
+from safegrpo.recipes.recommender.data import load_data, split_training_users
 from safegrpo.recipes.recommender.pipeline import (
     RecommenderRecipeConfig,
-    load_data,
     prepare_base,
     run_grpo_validated,
     run_sft,
@@ -90,14 +90,16 @@ def hacking_lines(hacking: dict[str, Any], split: str = "val") -> list[str]:
 def _setup(ctx: RunContext) -> None:
     cfg, st = ctx.cfg, ctx.state
     save_run_config(cfg)
-    st["catalog"], st["train"], st["val"] = load_data(cfg.data)
+    st["catalog"], train, st["val"] = load_data(cfg.data)
+    st["sft_users"], st["grpo_users"] = split_training_users(train, cfg.data.sft_user_share)
     st["base"] = prepare_base(cfg, st["catalog"])
     st["rows"] = []
 
 
 def _sft(ctx: RunContext) -> None:
     st = ctx.state
-    st["model"], st["adapter"] = run_sft(ctx.cfg, st["base"], st["catalog"], st["train"], ctx.log)
+    st["model"], st["adapter"] = run_sft(ctx.cfg, st["base"], st["catalog"], st["sft_users"],
+                                        ctx.log)
 
 
 def _sft_restore(ctx: RunContext) -> None:
@@ -127,7 +129,7 @@ def _arm(name: str | None):
             raise FileNotFoundError(f"no GRPO checkpoint under {ckpts}; run `safegrpo train "
                                     "recommender` first")
         _, trainer, final = run_grpo_validated(acfg, arm, st["model"], st["adapter"],
-                                               st["catalog"], st["train"], st["val"],
+                                               st["catalog"], st["grpo_users"], st["val"],
                                                resume=ctx.resume or ctx.mode == "eval")
         st["rows"].append({"policy": arm, **final})
         st["trainer"] = trainer
@@ -168,6 +170,7 @@ def _report(ctx: RunContext) -> None:
     ctx.summary = {"wall_time_s": time.perf_counter() - ctx.started,
                    "phase_time_s": dict(ctx.stage_time_s), "k": k,
                    "n_val_users": len(st["val"]), "eval_split": cfg.data.eval_split,
+                   "n_users": {"sft": len(st["sft_users"]), "grpo": len(st["grpo_users"])},
                    "table": st["rows"], "hacking": hacking,
                    "headline": {"steps": len(trainer.history), "stop_reason": trainer.stop_reason,
                                 **{x: v for x, v in st["rows"][-1].items() if x != "policy"}}}
@@ -177,10 +180,12 @@ def _report(ctx: RunContext) -> None:
 def stages(cfg: RecommenderRecipeConfig) -> list[Stage]:
     g = cfg.grpo
     what = f"{g.steps} steps x {g.prompts_per_step} users x G={g.group_size}"
+    share = "" if cfg.data.sft_user_share >= 1 else (
+        f", on {cfg.data.sft_user_share:g} of the training users; GRPO on the rest")
     return [
         Stage("data", _setup, "setup"),
         Stage("sft", _sft, "train", _sft_restore, f"[1/3] Safe SFT "
-              f"({cfg.data.sft_samples_per_user} constraint-filtered lists per user)",
+              f"({cfg.data.sft_samples_per_user} constraint-filtered lists per user{share})",
               lambda c: Path(c.out_dir) / "sft" / "model"),
         Stage("eval_sft", _eval_sft, "baseline"),
         Stage("grpo_no_safety", _arm("grpo_no_safety"), "baseline",

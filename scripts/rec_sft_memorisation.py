@@ -1,0 +1,46 @@
+"""Does a recommender run's Safe-SFT model avoid what users asked only for users it trained on?
+
+Greedy lists of the run's Safe-SFT model for up to N of its own Safe-SFT users and for the users
+its evaluation read (the run's ``data.eval_split``), with Recall@K and Sensitivity-Ratio@K on each.
+A much lower Sensitivity on the SFT users means GRPO, which samples those same users when
+``data.sft_user_share`` is 1, sees little safety signal. The run's saved config fixes the users.
+
+    python scripts/rec_sft_memorisation.py runs/rtune_s4_1 runs/rtune_h_1
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from safegrpo.core.config import load_config
+from safegrpo.eval.recommender import summarize
+from safegrpo.policies.lm import LMPolicy
+from safegrpo.recipes.recommender.data import load_data, split_training_users
+from safegrpo.recipes.recommender.pipeline import RecommenderRecipeConfig, recommend
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="recommender run folders (config.yaml, sft/model)")
+    ap.add_argument("--n", type=int, default=120, help="Safe-SFT users evaluated")
+    args = ap.parse_args()
+    print("| run | users | n | recall@K | sensitivity_ratio@K |\n|---|---|---|---|---|")
+    for run in args.runs:
+        cfg = load_config(RecommenderRecipeConfig, str(Path(run) / "config.yaml"), [])
+        catalog, train, held = load_data(cfg.data)
+        sft_users, _ = split_training_users(train, cfg.data.sft_user_share)
+        policy = LMPolicy(replace(cfg.policy, model=str(Path(run) / "sft" / "model"),
+                                  lora=replace(cfg.policy.lora, r=0)))
+        k = cfg.reward.k
+        for name, users in (("Safe-SFT users", sft_users[:args.n]),
+                            (f"{cfg.data.eval_split} users", held)):
+            m = summarize(recommend(policy, users, catalog, k), users,
+                          catalog.oracle(cfg.reward.oracle_threshold), k)
+            print(f"| {run} | {name} | {len(users)} | {m[f'recall@{k}']:.3f} | "
+                  f"{m[f'sensitivity_ratio@{k}']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
