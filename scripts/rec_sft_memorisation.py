@@ -14,11 +14,15 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from safegrpo.core.config import load_config
-from safegrpo.eval.recommender import summarize
+from safegrpo.core.config import ConfigError, load_config
 from safegrpo.policies.lm import LMPolicy
 from safegrpo.recipes.recommender.data import load_data, split_training_users
-from safegrpo.recipes.recommender.pipeline import RecommenderRecipeConfig, recommend
+from safegrpo.recipes.recommender.pipeline import (
+    RecommenderRecipeConfig,
+    prepare_base,
+    run_sft,
+    validate,
+)
 
 
 def main() -> None:
@@ -28,16 +32,23 @@ def main() -> None:
     args = ap.parse_args()
     print("| run | users | n | recall@K | sensitivity_ratio@K |\n|---|---|---|---|---|")
     for run in args.runs:
-        cfg = load_config(RecommenderRecipeConfig, str(Path(run) / "config.yaml"), [])
+        try:  # the folder as it is now, wherever it ran
+            cfg = load_config(RecommenderRecipeConfig, str(Path(run) / "config.yaml"),
+                              [f"out_dir={run}"])
+        except ConfigError as e:
+            raise SystemExit(f"{run}: {e}") from None
         catalog, train, held = load_data(cfg.data)
         sft_users, _ = split_training_users(train, cfg.data.sft_user_share)
-        policy = LMPolicy(replace(cfg.policy, model=str(Path(run) / "sft" / "model"),
+        if not (Path(cfg.out_dir) / "sft" / "model").exists():
+            raise SystemExit(f"{run}: no Safe-SFT model under {run}/sft/model")
+        # the recipe's own loader: an existing Safe-SFT result is reused, never retrained
+        model, adapter = run_sft(cfg, prepare_base(cfg, catalog), catalog, sft_users)
+        policy = LMPolicy(replace(cfg.policy, model=model, init_adapter=adapter,
                                   lora=replace(cfg.policy.lora, r=0)))
         k = cfg.reward.k
         for name, users in (("Safe-SFT users", sft_users[:args.n]),
                             (f"{cfg.data.eval_split} users", held)):
-            m = summarize(recommend(policy, users, catalog, k), users,
-                          catalog.oracle(cfg.reward.oracle_threshold), k)
+            m = validate(policy, users, catalog, cfg.reward, name)
             print(f"| {run} | {name} | {len(users)} | {m[f'recall@{k}']:.3f} | "
                   f"{m[f'sensitivity_ratio@{k}']:.3f} |")
 
